@@ -1,0 +1,3 @@
+from shiftlens.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""The `shiftlens` command line: a thin typer layer over `shiftlens.api`.
+
+Every ShiftlensError ends the command with its one-line message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from shiftlens import config as config_mod
+from shiftlens.errors import ShiftlensError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="How shift-invariant are a network's features?")
+console = Console(stderr=True)
+out_console = Console()
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} img/s" if speed else "-- img/s", style="cyan")
+
+
+class RichProgress:
+    """Progress bars per model and patch size, showing images/s and ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+        self.task = None
+
+    def start(self, label: str, total_images: int) -> None:
+        if not self.bar.live.is_started:
+            self.bar.start()
+        self.task = self.bar.add_task(label, total=total_images)
+
+    def advance(self, images: int) -> None:
+        self.bar.update(self.task, advance=images)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+@app.callback()
+def _group() -> None:
+    """shiftlens: measure and show how shift-invariant the features of a convolutional network are."""
+
+
+def fail(exc: ShiftlensError) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def similarity_table(df) -> Table:
+    table = Table(title="Cosine similarity to each anchor: mean ± std over patches of the per-patch mean map")
+    for col in ("model", "layer", "weights", "size"):
+        table.add_column(col)
+    anchors = list(dict.fromkeys(df["anchor"]))
+    for a in anchors:
+        table.add_column(a, justify="right")
+    for (model, layer, weights, size), g in df.groupby(["model", "layer", "weights", "patch_size"], sort=False):
+        cells = {r.anchor: f"{r.mean:.3f} ± {r.std:.3f}" for r in g.itertuples()}
+        table.add_row(model, layer, weights, str(size), *[cells.get(a, "") for a in anchors])
+    return table
+
+
+def build_config(preset: str, **overrides):
+    cfg = config_mod.load(preset)
+    if overrides.get("models"):
+        overrides["models"] = config_mod.parse_models(";".join(overrides["models"]))
+    if overrides.get("sizes") is not None:
+        overrides["sizes"] = config_mod.parse_sizes(overrides["sizes"])
+    if overrides.get("analyses") is not None:
+        overrides["analyses"] = config_mod.split_list(overrides["analyses"])
+    return config_mod.with_overrides(cfg, **overrides).validate()
+
+
+@app.command()
+def run(
+    preset: Annotated[str, typer.Argument(help="preset (quick, paper) or a TOML config file")] = "quick",
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0 (repeat or separate with ';')")] = None,
+    patches: Annotated[Optional[str], typer.Option(help="sample | folder:DIR | coco:ANNOTATIONS.json:IMAGES_DIR")] = None,
+    sizes: Annotated[Optional[str], typer.Option(help="patch sides in pixels, e.g. 75,125")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="pixels between positions (1 = every position)")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="imagenet | random | PATH to a checkpoint")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass")] = None,
+    out: Annotated[Optional[str], typer.Option(help="results folder")] = None,
+    analyses: Annotated[Optional[str], typer.Option(help="comma-separated: similarity,separability,location,invariance,consistency")] = None,
+    max_patches: Annotated[Optional[int], typer.Option("--max-patches", help="use only the first N patches")] = None,
+    keep_aspect: Annotated[Optional[bool], typer.Option("--keep-aspect/--square", help="keep the patch's aspect ratio (pad) instead of the paper's square stretch")] = None,
+    square_crop: Annotated[Optional[bool], typer.Option("--square-crop/--bbox-crop", help="COCO: reproduce the original scripts' square crop (w = h)")] = None,
+    svm: Annotated[Optional[str], typer.Option(help="separability solver: torch (batched) or sklearn (reference)")] = None,
+    site: Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace results of a different config in --out")] = False,
+) -> None:
+    """Run the measurement: patches -> shifted canvases -> features -> analyses -> tables, figures, store."""
+    from shiftlens import api
+
+    try:
+        cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
+                           device=device, precision=precision, batch_size=batch_size, out=out, analyses=analyses,
+                           max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
+                           site=site, seed=seed)
+        if dry_run:
+            p = api.plan(cfg)
+            print_plan(p, api.estimate(p))
+            return
+        result = api.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+        if cfg.site:
+            try:
+                from shiftlens.site import build as build_site
+            except ImportError:
+                build_site = None
+            if build_site is not None:
+                build_site(result.out)
+    except ShiftlensError as exc:
+        fail(exc)
+    out_console.print(f"results: {result.out.resolve()}  ({result.computed} parts computed, {result.skipped} resumed)")
+    if "similarity" in result.tables:
+        out_console.print(similarity_table(result.tables["similarity"]))
+    for name in ("separability", "location", "consistency"):
+        if name in result.tables:
+            out_console.print(f"tables/{name}.csv: {len(result.tables[name])} rows")
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the built-in models, their layers (with meaning) and where their weights come from."""
+    from shiftlens.models.registry import REGISTRY, _ensure_builtins
+
+    _ensure_builtins()
+    table = Table(title="Built-in models (any torchvision or timm model also works through a prefixed spec)")
+    for col in ("model", "layer", "meaning", "weights (imagenet)"):
+        table.add_column(col)
+    for entry in REGISTRY.values():
+        for i, spec in enumerate(entry.layers.values()):
+            default = " (default)" if spec.name in entry.default_layers else ""
+            table.add_row(entry.name if i == 0 else "", spec.name + default, spec.description,
+                          entry.weights_source if i == 0 else "")
+    out_console.print(table)
+
+
+def print_plan(p, ips: dict[str, float]) -> None:
+    table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short warm-up with random weights")
+    for col in ("model", "layers", "patches", "sizes", "positions/patch", "images", "img/s", "estimated time"):
+        table.add_column(col)
+    total_s = 0.0
+    for spec in p.models:
+        images = p.images_per_model
+        seconds = images / ips[spec.key]
+        total_s += seconds
+        table.add_row(spec.key, ",".join(spec.layers), str(len(p.patches)), ",".join(map(str, p.config.sizes)),
+                      ",".join(f"{v:,}" for v in p.positions.values()), f"{images:,}", f"{ips[spec.key]:,.0f}",
+                      _duration(seconds))
+    out_console.print(table)
+    out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def main() -> None:
+    try:
+        app()
+    except ShiftlensError as exc:  # raised outside a command's own handler
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The similarity maps as a zarr store that xarray opens: one group per model/layer/size, dims (patch, anchor, y, x).
+
+`xr.open_zarr("maps.zarr", group="efficientnet_lite0/pool/p75")["similarity"]` gives the labelled array; y and x
+are the patch's top-left offsets in pixels. The store is rebuilt from the parts into a temporary folder and
+swapped in, so a reader never sees half a store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from shiftlens.analyses.base import ANCHORS, Part
+from shiftlens.canvases import offsets
+
+
+def groups(parts: list[Part]) -> dict[tuple[str, str, int], list[Part]]:
+    out: dict[tuple[str, str, int], list[Part]] = {}
+    for part in parts:
+        for layer in part.layers("similarity"):
+            out.setdefault((part.model, layer, part.patch_size), []).append(part)
+    return out
+
+
+def dataset(parts: list[Part], model: str, layer: str, size: int, canvas: int, stride: int) -> xr.Dataset:
+    maps = np.stack([p.get("similarity", layer, "maps") for p in parts])
+    o = offsets(canvas, size, stride)
+    first = parts[0]
+    return xr.Dataset(
+        {"similarity": (("patch", "anchor", "y", "x"), maps)},
+        coords={
+            "patch": [p.patch_id for p in parts],
+            "category": ("patch", [p.category for p in parts]),
+            "anchor": list(ANCHORS),
+            "y": o,
+            "x": o,
+        },
+        attrs={"model": model, "layer": layer, "patch_size": size, "weights": first.weights,
+               "untrained": bool(first.meta.get("untrained", False)), "stride": stride, "canvas": canvas},
+    )
+
+
+def write(parts: list[Part], path: Path, canvas: int, stride: int) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".maps.", suffix=".zarr"))
+    try:
+        for (model, layer, size), members in groups(parts).items():
+            ds = dataset(members, model, layer, size, canvas, stride)
+            ds.to_zarr(tmp, group=f"{model}/{layer}/p{size}", mode="a", consolidated=False, zarr_format=3)
+        old = path.with_name(path.name + ".old")
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def open_group(path: Path, model: str, layer: str, size: int) -> xr.Dataset:
+    return xr.open_zarr(path, group=f"{model}/{layer}/p{size}", consolidated=False)

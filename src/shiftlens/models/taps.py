@@ -1,0 +1,76 @@
+"""Taps: forward hooks that copy a layer's value during one forward pass, before any activation.
+
+The copy matters: torchvision's AlexNet follows each Linear with `ReLU(inplace=True)`, which would overwrite an
+un-copied output with its rectified version (protocol.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shiftlens.errors import ShiftlensError
+from shiftlens.models.registry import LayerSpec
+
+
+def get_module(model: nn.Module, path: str) -> nn.Module:
+    if path == "":
+        return model
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n][:40]
+        raise ShiftlensError(
+            f"module {path!r} does not exist in {model.__class__.__name__}: module paths include {', '.join(names)}"
+        ) from None
+
+
+class Taps:
+    """All requested layers of one model from one forward pass: `taps(x)` returns {layer: (B, D) float32}."""
+
+    def __init__(self, model: nn.Module, layers: list[LayerSpec]) -> None:
+        self.model = model
+        self.layers = layers
+        self._values: dict[str, torch.Tensor] = {}
+        self._handles = []
+        for spec in layers:
+            module = get_module(model, spec.module)
+            if spec.capture == "input":
+                self._handles.append(module.register_forward_pre_hook(self._pre_hook(spec)))
+            else:
+                self._handles.append(module.register_forward_hook(self._hook(spec)))
+
+    def _store(self, spec: LayerSpec, value: torch.Tensor) -> None:
+        value = value.detach().flatten(1).float()  # .float() copies bf16/fp16; clone() covers fp32
+        if value.dtype == torch.float32:
+            value = value.clone()
+        if spec.post == "relu":
+            value = torch.relu(value)
+        elif spec.post == "softmax":
+            value = torch.softmax(value, dim=1)
+        self._values[spec.name] = value
+
+    def _hook(self, spec: LayerSpec):
+        def hook(module, inputs, output):
+            self._store(spec, output[0] if isinstance(output, (tuple, list)) else output)
+
+        return hook
+
+    def _pre_hook(self, spec: LayerSpec):
+        def hook(module, inputs):
+            self._store(spec, inputs[0])
+
+        return hook
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._values = {}
+        self.model(x)
+        missing = [s.name for s in self.layers if s.name not in self._values]
+        if missing:
+            raise ShiftlensError(f"layer {missing[0]!r} was not reached by the forward pass: choose another module")
+        return self._values
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []

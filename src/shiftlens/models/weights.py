@@ -1,0 +1,104 @@
+"""Weights: `imagenet` (library weights, through torch's cache), `random` (seeded, marked untrained) or a local file.
+
+Every load returns its provenance, which goes into run.json and labels every table row and figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+from torch import nn
+
+from shiftlens.errors import ShiftlensError
+from shiftlens.models.registry import ModelEntry
+
+UNTRAINED = "random (untrained)"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def download_state_dict(url: str, model: str) -> tuple[dict, Path]:
+    """torch's download-and-cache path; offline, one clear line naming the file and the folder to put it in."""
+    file_name = os.path.basename(url.split("?")[0])
+    target = cache_dir() / file_name
+    try:
+        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
+    except (URLError, OSError, RuntimeError) as exc:
+        if target.is_file() and not isinstance(exc, (URLError, ConnectionError)):
+            raise ShiftlensError(
+                f"ImageNet weights for {model}: {target} cannot be loaded ({exc}); delete it and download {url} again"
+            ) from None
+        raise ShiftlensError(
+            f"ImageNet weights for {model} cannot be downloaded ({exc.__class__.__name__}): "
+            f"download {file_name} from {url} and place it in {cache_dir()}/, or use --weights PATH or --weights random"
+        ) from None
+    return state, target
+
+
+def _unwrap(state: object, path: Path) -> dict:
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict) and not any(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ShiftlensError(f"checkpoint {path} is not a state dict (nor {{'state_dict': ...}}): save model.state_dict()")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise ShiftlensError(f"weights file {path} does not exist: give an existing checkpoint, imagenet or random")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise ShiftlensError(f"weights file {path} cannot be loaded safely ({exc.__class__.__name__}): save a plain state dict") from None
+    return _unwrap(state, path)
+
+
+def load_into(model: nn.Module, state: dict, source: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ShiftlensError(f"weights {source} do not fit this model ({first}): use a checkpoint of the same architecture") from None
+
+
+def build_with_weights(entry: ModelEntry, weights: str, seed: int = 0) -> tuple[nn.Module, dict]:
+    """The model in eval mode and its provenance (source, file, sha256, untrained)."""
+    if weights == "random":
+        torch.manual_seed(seed)
+        model = entry.build()
+        prov = {"source": "random", "seed": seed, "untrained": True, "label": UNTRAINED}
+    elif weights == "imagenet":
+        if entry.imagenet is None:
+            raise ShiftlensError(f"model {entry.name} has no ImageNet weights here: use --weights random or --weights PATH")
+        model = entry.build()
+        state, file = entry.imagenet()
+        load_into(model, state, f"imagenet ({file.name})")
+        prov = {"source": "imagenet", "file": file.name, "origin": entry.weights_source,
+                "sha256": sha256(file) if file.is_file() else None, "untrained": False, "label": "imagenet"}
+    else:
+        path = Path(weights)
+        state = load_checkpoint(path)
+        model = entry.build()
+        load_into(model, state, str(path))
+        prov = {"source": "file", "file": str(path), "sha256": sha256(path), "untrained": False, "label": f"file:{path.name}"}
+    return model.eval(), prov

