@@ -28,6 +28,8 @@ from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_specs
+from shiftlens.models.class_layer import CLASS_LAYER, ClassProbMap, class_prob_table
+from shiftlens.models.imagenet_classes import require_class_indices
 from shiftlens.models.registry import resolve_device
 from shiftlens.patches import Patch, load_patches
 from shiftlens.store import ResultsDir
@@ -88,6 +90,9 @@ def plan(cfg: RunConfig) -> Plan:
         raise ShiftlensError("this preset needs COCO: pass --patches coco:ANNOTATIONS.json:IMAGES_DIR "
                              "(e.g. coco:annotations/instances_train2017.json:train2017)")
     patches = load_patches(cfg)
+    if any(CLASS_LAYER in s.layers for s in specs):
+        for patch in patches:
+            require_class_indices(patch.category, patch.provenance, patch.id)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     positions = {s: len(grid(cfg.canvas, s, cfg.stride)[0]) for s in cfg.sizes}
@@ -128,7 +133,11 @@ def run_patch(
     ys, xs = grid(cfg.canvas, size, cfg.stride)
     n = int(round(np.sqrt(len(ys))))
     anc = anchors(n)
-    ctx = PatchContext(model=spec.key, weights=weights_label, layers=list(spec.layers), patch_id=patch.id,
+    # `class` is a per-position probability, stored as a map, not a feature for the analyses.
+    class_map = (ClassProbMap(n, require_class_indices(patch.category, patch.provenance, patch.id), extractor.device)
+                 if CLASS_LAYER in spec.layers else None)
+    feature_layers = [l for l in spec.layers if l != CLASS_LAYER]
+    ctx = PatchContext(model=spec.key, weights=weights_label, layers=feature_layers, patch_id=patch.id,
                        category=patch.category, patch_size=size, ys=ys, xs=xs, n=n, anchors=anc, config=cfg,
                        device=extractor.device, logits_layer=spec.entry.logits_layer, extra={"patch": patch})
     classes = _analyses_for(cfg)
@@ -137,7 +146,8 @@ def run_patch(
     features: dict[str, torch.Tensor] | None = None
     renderer = extractor.renderer(rgba, cfg.canvas, cfg.background)
     order = stream_order(len(ys), list(anc.values()))
-    for idx, feats in stream(extractor, renderer, ys, xs, order, cfg.batch_size):
+    n_anchors = len(set(anc.values()))
+    for idx, feats in stream(extractor, renderer, ys, xs, order, cfg.batch_size, first=n_anchors):
         if keep:
             if features is None:
                 features = {k: torch.empty((len(ys), v.shape[1]), dtype=torch.float32, device=v.device) for k, v in feats.items()}
@@ -145,8 +155,10 @@ def run_patch(
                 features[k][idx] = v
         for a in analyses:
             a.update(idx, feats)
+        if class_map is not None:
+            class_map.update(idx, feats[CLASS_LAYER])
         on_batch(len(idx))
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = class_map.finish() if class_map is not None else {}
     for a in analyses:
         arrays.update(a.finish(features))
     return arrays
@@ -158,6 +170,9 @@ def build_outputs(results: ResultsDir, cfg: RunConfig, order: list[tuple[str, in
     tables: dict[str, pd.DataFrame] = {}
     for name in cfg.analyses:
         tables.update(ANALYSIS_REGISTRY[name].tables(parts, cfg))
+    class_prob = class_prob_table(parts)
+    if class_prob is not None:
+        tables["class_prob"] = class_prob
     for name, df in tables.items():
         results.write_table(name, df)
     if "similarity" in cfg.analyses and parts:

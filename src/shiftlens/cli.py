@@ -20,7 +20,7 @@ from shiftlens.errors import ShiftlensError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="How shift-invariant are a network's features?")
 console = Console(stderr=True)
-out_console = Console()
+out_console = Console(width=max(Console().width, 140))
 
 
 class RateColumn(ProgressColumn):

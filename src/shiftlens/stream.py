@@ -78,13 +78,20 @@ def stream(
     xs: np.ndarray,
     order: np.ndarray,
     batch_size: int,
+    first: int = 0,
 ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """Yields (flat indices, {layer: (B, D) float32}) covering every position exactly once."""
+    """Yields (flat indices, {layer: (B, D) float32}) covering every position exactly once.
+
+    The first batch holds at least the `first` leading indices of `order` (the anchors), whatever the batch size.
+    """
     dev = extractor.device
     ys_t = torch.as_tensor(ys, device=dev)
     xs_t = torch.as_tensor(xs, device=dev)
     order_t = torch.as_tensor(order, device=dev)
-    for start in range(0, len(order), batch_size):
-        idx = order_t[start : start + batch_size]
+    bounds = [0, max(batch_size, first)]
+    while bounds[-1] < len(order):
+        bounds.append(bounds[-1] + batch_size)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        idx = order_t[start:stop]
         batch = renderer.render(ys_t[idx], xs_t[idx])
         yield idx, extractor(batch)

@@ -31,12 +31,16 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def download_state_dict(url: str, model: str) -> tuple[dict, Path]:
-    """torch's download-and-cache path; offline, one clear line naming the file and the folder to put it in."""
+def download_state_dict(url: str, model: str, check_hash: bool = False) -> tuple[dict, Path]:
+    """torch's download-and-cache path; offline, one clear line naming the file and the folder to put it in.
+
+    `check_hash` compares a fresh download with the hash prefix in its file name (torch.hub's convention).
+    """
     file_name = os.path.basename(url.split("?")[0])
     target = cache_dir() / file_name
     try:
-        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
+        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True,
+                                                   check_hash=check_hash)
     except (URLError, OSError, RuntimeError) as exc:
         if target.is_file() and not isinstance(exc, (URLError, ConnectionError)):
             raise ShiftlensError(
@@ -46,7 +50,7 @@ def download_state_dict(url: str, model: str) -> tuple[dict, Path]:
             f"ImageNet weights for {model} cannot be downloaded ({exc.__class__.__name__}): "
             f"download {file_name} from {url} and place it in {cache_dir()}/, or use --weights PATH or --weights random"
         ) from None
-    return state, target
+    return _unwrap(state, target), target
 
 
 def _unwrap(state: object, path: Path) -> dict:

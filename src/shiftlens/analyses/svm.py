@@ -1,0 +1,219 @@
+"""Linear SVMs for cross-validated separability: a batched torch solver and the scikit-learn reference.
+
+Both minimise the objective of `sklearn.svm.SVC(kernel='linear', C)`: 0.5 ||w||^2 + C sum_i max(0, 1 - y_i (w.x_i + b))
+with an unregularised bias b. The torch solver fits every (task, fold) problem of a patch at once with a primal-dual
+interior-point method (Mehrotra predictor-corrector) on the dual QP
+
+    min_a 0.5 a'Qa - 1'a   s.t.  y'a = 0,  0 <= a <= C,   Q = (y x)(y x)'
+
+which reaches the optimum to ~1e-8 relative duality gap in a few dozen Newton steps, whatever the conditioning of
+raw features (libsvm's SMO stops at a KKT tolerance of 1e-3 instead). Each Newton step solves (Q + Theta) d = r:
+in the kernel form (N x N Cholesky) when there are fewer samples than dimensions, otherwise through Woodbury with a
+D x D Cholesky of I + Z' Theta^-1 Z. Held-out samples stay in the batch with a zero row (mask), so every problem
+of a patch has the same shape. Centring the features is exact (the free bias absorbs any shift) and is done once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from shiftlens.errors import ShiftlensError
+
+
+def _check(X, labels, folds) -> tuple[int, int, int]:
+    if X.ndim != 2:
+        raise ShiftlensError(f"SVM features must be (N, D), got shape {tuple(X.shape)}")
+    n = X.shape[0]
+    if labels.ndim != 2 or labels.shape[1] != n:
+        raise ShiftlensError(f"SVM labels must be (T, {n}), got shape {tuple(labels.shape)}")
+    if folds.shape[-1] != n or folds.ndim not in (2, 3):
+        raise ShiftlensError(f"SVM folds must be (K, {n}) or (T, K, {n}) boolean test masks, got {tuple(folds.shape)}")
+    t = labels.shape[0]
+    k = folds.shape[-2]
+    return t, k, n
+
+
+def _fold_masks(labels: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
+    """(T, K, N) test masks from (K, N) shared or (T, K, N) per-task masks."""
+    if folds.ndim == 2:
+        return folds.unsqueeze(0).expand(labels.shape[0], -1, -1)
+    return folds
+
+
+def train_scales(X: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """(P, D) 1/std of each feature over each problem's training rows (StandardScaler: constant features get 1)."""
+    w = train.to(X.dtype)
+    cnt = w.sum(1, keepdim=True)
+    mean = (w @ X) / cnt
+    var = (w @ (X * X)) / cnt - mean * mean
+    std = var.clamp_min(0).sqrt()
+    # StandardScaler treats near-constant features (std below ~10 ulp of the mean) as constant: scale 1.
+    tiny = std <= 10 * torch.finfo(X.dtype).eps * mean.abs().clamp_min(1.0)
+    return torch.where(tiny, torch.ones_like(std), 1.0 / std)
+
+
+def fit_predict_cv(X: torch.Tensor, labels: torch.Tensor, folds: torch.Tensor, C: float = 1.0,
+                   standardize: bool = False, tol: float = 1e-8, max_iter: int = 80) -> torch.Tensor:
+    """Accuracy (T, K) of a linear SVM per task and fold, all fitted together on X's device.
+
+    X (N, D) features; labels (T, N) in {0, 1}; folds (K, N) or (T, K, N) boolean test masks; `standardize` scales
+    features by the training rows' std per problem (the mean is absorbed by the bias).
+    """
+    t, k, n = _check(X, labels, folds)
+    dev = X.device
+    dt = torch.float64
+    Xc = X.to(dt)
+    Xc = Xc - Xc.mean(0, keepdim=True)
+    test = _fold_masks(labels.to(dev), folds.to(dev)).reshape(t * k, n).bool()
+    y = (labels.to(dev).to(dt) * 2 - 1).unsqueeze(1).expand(t, k, n).reshape(t * k, n)
+    train = ~test
+    scale = train_scales(Xc, train) if standardize else None
+    alpha, b = solve_dual(Xc, y, train, C, scale, tol, max_iter)
+    w = torch.einsum("pn,nd->pd", alpha * y * train, Xc)
+    if scale is not None:
+        w = w * scale * scale  # w' x' with x' = x * s and w' = sum a y x' = s * (sum a y x)
+    f = w @ Xc.T + b.unsqueeze(1)
+    pred = torch.where(f > 0, 1.0, -1.0)
+    correct = ((pred == y) & test).sum(1).to(dt)
+    return (correct / test.sum(1).to(dt)).reshape(t, k).to(torch.float32)
+
+
+def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, scale: torch.Tensor | None = None,
+               tol: float = 1e-8, max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SVC dual for P problems sharing X (N, D): returns alphas (P, N) and biases (P,).
+
+    y (P, N) in {-1, 1}; train (P, N) bool (rows outside are ignored); scale (P, D) optional feature scaling.
+    """
+    P, N = y.shape
+    D = X.shape[1]
+    dt = X.dtype
+    m = train.to(dt)
+    a = m * y  # equality-constraint coefficients; zero rows for held-out samples
+    u = torch.full_like(a, float(C))
+    kernel = N <= 1.5 * D
+    if kernel:
+        Xs = X.unsqueeze(0) * scale.unsqueeze(1) if scale is not None else X.unsqueeze(0)
+        K = Xs @ Xs.transpose(1, 2)  # (P or 1, N, N)
+        Q = a.unsqueeze(2) * K * a.unsqueeze(1)
+
+        def qmul(v):
+            return (Q @ v.unsqueeze(2)).squeeze(2)
+    else:
+        s2 = scale if scale is not None else torch.ones(P, D, dtype=dt, device=X.device)
+        row_sq = ((X * X) @ (s2 * s2).T).T.amax(1, keepdim=True)  # (P, 1) largest ||x s||^2
+        theta_floor = 1e-9 * row_sq * N
+
+        def qmul(v):
+            return a * ((X @ ((X.T @ (a * v).T).T * s2 * s2).T).T)
+
+    eye = None
+    alpha = u / 2
+    s = torch.ones_like(a)
+    t = torch.ones_like(a)
+    nu = torch.zeros(P, dtype=dt, device=X.device)
+    e = m
+    ntrain = m.sum(1)
+    for it in range(max_iter):
+        Qa = qmul(alpha)
+        rd = Qa - e + nu.unsqueeze(1) * a - s + t
+        rp = (a * alpha).sum(1)
+        w_up = u - alpha
+        mu = ((alpha * s + w_up * t).sum(1)) / (2 * N)
+        # Convergence: duality gap of the SVM itself, primal objective at w = Z'alpha, b = nu.
+        quad = (alpha * Qa).sum(1)
+        hinge = (m * (1 - Qa - a * nu.unsqueeze(1)).clamp_min(0)).sum(1)
+        primal = 0.5 * quad + C * hinge
+        dual = (e * alpha).sum(1) - 0.5 * quad
+        gap = (primal - dual) / primal.abs().clamp_min(1.0)
+        feas = rp.abs() / ntrain.clamp_min(1)
+        active = ~((gap < tol) & (feas < 1e-9))
+        if not bool(active.any()):
+            break
+        theta = s / alpha + t / w_up
+        # Factorise M = Q + diag(theta) once per iteration; two right-hand sides per solve.
+        if kernel:
+            M = Q + torch.diag_embed(theta)
+            L, info = torch.linalg.cholesky_ex(M)
+            if bool((info > 0).any()):
+                M = M + torch.diag_embed(torch.full_like(theta, 1e-10) * theta.amax(1, keepdim=True))
+                L = torch.linalg.cholesky(M)
+
+            def msolve(r):
+                return torch.cholesky_solve(r.unsqueeze(2), L).squeeze(2)
+        else:
+            if eye is None:
+                eye = torch.eye(D, dtype=dt, device=X.device)
+            # Free support vectors drive theta to 0; a floor keeps I + Z' Theta^-1 Z factorisable in float64
+            # (the step is then slightly inexact, the residuals below stay exact).
+            theta_w = torch.maximum(theta, theta_floor)
+            inv = a * a / theta_w  # Z' Theta^-1 Z = S X' diag(a^2/theta) X S
+            G = torch.einsum("nd,pn,ne->pde", X, inv, X) * s2.unsqueeze(2) * s2.unsqueeze(1) + eye
+            L = torch.linalg.cholesky(G)
+
+            def msolve(r):
+                v = r / theta_w
+                z = (X.T @ (a * v).T).T * s2
+                z = torch.cholesky_solve(z.unsqueeze(2), L).squeeze(2)
+                return v - (a * (X @ (z * s2).T).T) / theta_w
+
+        q = msolve(a)
+        aq = (a * q).sum(1)
+
+        def direction(comp_s, comp_t):
+            # comp_s = target for alpha*s, comp_t for (u-alpha)*t after the step (linearised).
+            r = -rd + comp_s / alpha - comp_t / w_up
+            p = msolve(r)
+            dnu = ((a * p).sum(1) + rp) / aq
+            dal = p - q * dnu.unsqueeze(1)
+            ds = (comp_s - alpha * s - s * dal) / alpha
+            dt_ = (comp_t - w_up * t + t * dal) / w_up
+            return dal, dnu, ds, dt_
+
+        def max_step(dal, ds, dt_):
+            ratios = [torch.where(dal < 0, -alpha / dal, torch.inf), torch.where(dal > 0, w_up / dal, torch.inf),
+                      torch.where(ds < 0, -s / ds, torch.inf), torch.where(dt_ < 0, -t / dt_, torch.inf)]
+            return torch.stack([r.amin(1) for r in ratios]).amin(0).clamp(max=1.0)
+
+        zero = torch.zeros_like(a)
+        dal, dnu, ds, dt_ = direction(zero, zero)
+        step = max_step(dal, ds, dt_)
+        st = step.unsqueeze(1)
+        mu_aff = (((alpha + st * dal) * (s + st * ds) + (w_up - st * dal) * (t + st * dt_)).sum(1)) / (2 * N)
+        sigma = ((mu_aff / mu) ** 3).clamp(0, 1).unsqueeze(1)
+        target = sigma * mu.unsqueeze(1)
+        dal, dnu, ds, dt_ = direction(target - dal * ds, target + dal * dt_)
+        # Converged problems stay where they are (further steps would only push alphas into rounding).
+        step = (0.995 * max_step(dal, ds, dt_)).clamp(max=1.0) * active
+        step = torch.nan_to_num(step, nan=0.0)
+        st = step.unsqueeze(1)
+        alpha = alpha + st * dal
+        nu = nu + step * dnu
+        s = s + st * ds
+        t = t + st * dt_
+    return alpha, nu
+
+
+def sklearn_cv(X, labels, folds, C: float = 1.0, standardize: bool = False) -> np.ndarray:
+    """The reference: `SVC(kernel='linear', C)` per task and fold (with a StandardScaler on the training rows when
+    `standardize`). Same arguments and result as `fit_predict_cv`."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X = np.asarray(X.cpu() if isinstance(X, torch.Tensor) else X, dtype=np.float64)
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    folds = np.asarray(folds.cpu() if isinstance(folds, torch.Tensor) else folds, dtype=bool)
+    t, k, _ = _check(X, labels, folds)
+    if folds.ndim == 2:
+        folds = np.broadcast_to(folds, (t, *folds.shape))
+    acc = np.zeros((t, k), np.float32)
+    for i in range(t):
+        for j in range(k):
+            te = folds[i, j]
+            clf = SVC(kernel="linear", C=C)
+            if standardize:
+                clf = make_pipeline(StandardScaler(), clf)
+            clf.fit(X[~te], labels[i, ~te])
+            acc[i, j] = clf.score(X[te], labels[i, te])
+    return acc

@@ -1,0 +1,311 @@
+"""The results website: `build(results_dir)` writes `results_dir/site/`, a static site that works from file://.
+
+Layout of the site folder:
+
+    index.html, app.js, style.css     hand-written assets (no CDN, no build step)
+    data/index.js                     window.SL_INDEX: run summary, groups, patches, tables, figures, colour maps
+    data/maps/gN/all.js               mean map over all patches of group N (model, layer, size, kind)
+    data/maps/gN/catK.js              mean map over the patches of category K
+    data/maps/gN/pJ.js                the maps of patch J
+    data/img/pSIZE/J.js               patch J's PNG at SIZE as a data URL (composited in the browser)
+    data/tables/NAME.js               a table's CSV text
+    patches/pSIZE/ID.png              thumbnails (the exact resized patches of the run)
+    tables/NAME.csv, figures/NAME.png copies for download and display
+
+Every data file is a script that calls `SL.loaded(key, payload)`, so it loads from file:// (where fetch() of a
+local file is blocked) as well as from any static host; the page adds a <script> tag when a view needs it.
+
+Maps are stored as little-endian uint16, base64: q = round((v - lo) / (hi - lo) * 65535) with lo, hi the min and
+max of that file, so the value read back is within (hi - lo) / 131070 of the stored float32 (about 1.5e-5 for
+cosine similarities over [-1, 1], 8e-6 over [0, 1]). One 150 x 150 map at stride 1 takes 45 KB (60 KB as base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shiftlens.analyses.base import ANCHORS
+from shiftlens.canvases import offsets
+from shiftlens.errors import ShiftlensError
+from shiftlens.store import ResultsDir, safe_name
+
+ASSETS = Path(__file__).parent / "assets"
+
+# Map kinds the site shows: analysis name -> (array name in the part, label, anchored)
+KINDS: dict[str, tuple[str, str, bool]] = {
+    "similarity": ("maps", "cosine similarity to the anchor", True),
+    "class": ("prob", "class probability", False),
+}
+COLORMAPS = ("hot", "viridis", "magma", "gray", "cividis", "coolwarm")
+QMAX = 65535
+
+
+@dataclass
+class _Group:
+    gid: str
+    kind: str
+    model: str
+    layer: str
+    size: int
+    n: int
+    patches: list[int] = field(default_factory=list)
+    sums: dict[str, np.ndarray] = field(default_factory=dict)  # selection key -> float64 sum
+    counts: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # selection key ("all", "cat:NAME", "pJ") -> data file
+
+
+def quantise(arr: np.ndarray) -> tuple[str, float, float]:
+    """float array -> (base64 of little-endian uint16, lo, hi); v = lo + q * (hi - lo) / 65535."""
+    a = np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0)
+    lo, hi = float(a.min()), float(a.max())
+    if hi > lo:
+        q = np.rint((a - lo) / (hi - lo) * QMAX)
+    else:
+        q = np.zeros_like(a)
+    q = np.clip(q, 0, QMAX).astype("<u2")
+    return base64.b64encode(q.tobytes()).decode("ascii"), lo, hi
+
+
+def dequantise(b64: str, lo: float, hi: float, shape: tuple[int, ...]) -> np.ndarray:
+    q = np.frombuffer(base64.b64decode(b64), dtype="<u2").astype(np.float64)
+    return (lo + q * (hi - lo) / QMAX).reshape(shape)
+
+
+def _script(key: str, payload: Any) -> str:
+    return f"SL.loaded({json.dumps(key)},{json.dumps(payload, separators=(',', ':'))});\n"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _as_maps(arr: np.ndarray, n: int, anchored: bool) -> np.ndarray | None:
+    """(A, n, n) float32 for an anchored kind, (1, n, n) otherwise; None when the shape does not fit."""
+    a = np.asarray(arr, dtype=np.float32)
+    if anchored:
+        if a.ndim == 3 and a.shape[1:] == (n, n):
+            return a
+        if a.ndim == 2 and a.shape[1] == n * n:
+            return a.reshape(a.shape[0], n, n)
+        return None
+    if a.size == n * n:
+        return a.reshape(1, n, n)
+    return None
+
+
+def _colormaps() -> dict[str, str]:
+    import matplotlib
+
+    out = {}
+    for name in COLORMAPS:
+        cmap = matplotlib.colormaps[name]
+        rgb = (np.asarray(cmap(np.linspace(0, 1, 256)))[:, :3] * 255).round().astype(np.uint8)
+        out[name] = base64.b64encode(rgb.tobytes()).decode("ascii")
+    return out
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    cfg = run.get("config", {})
+    models = []
+    for key, m in (run.get("models") or {}).items():
+        w = m.get("weights") or {}
+        models.append({"model": key, "layers": m.get("layers", []), "description": m.get("description", ""),
+                       "weights": w.get("label", w.get("source", "")), "untrained": bool(w.get("untrained", False)),
+                       "source": w.get("source", ""), "sha256": w.get("sha256")})
+    timings = [{"unit": k, **v} for k, v in (run.get("timings") or {}).items()]
+    return {
+        "models": models,
+        "untrained": any(m["untrained"] for m in models),
+        "device": run.get("device", {}),
+        "precision": run.get("precision"),
+        "timings": timings,
+        "versions": run.get("versions", {}),
+        "status": run.get("status"),
+        "started": run.get("started"),
+        "finished": run.get("finished"),
+        "fingerprint": run.get("fingerprint"),
+        "config": {k: cfg.get(k) for k in ("patches", "sizes", "stride", "canvas", "background", "keep_aspect",
+                                           "weights", "analyses", "seed", "max_patches") if k in cfg},
+    }
+
+
+def _copy_assets(site: Path) -> None:
+    for f in ASSETS.iterdir():
+        if f.is_file():
+            shutil.copy2(f, site / f.name)
+
+
+def build(results_dir: Path | str) -> Path:
+    """Write `results_dir/site/` from the run's parts, patches, tables and figures; returns the site folder."""
+    rd = ResultsDir(results_dir)
+    run = rd.read_run()
+    if run is None:
+        raise ShiftlensError(f"{rd.root} holds no run.json: give a results folder made by `shiftlens run`")
+    site = rd.root / "site"
+    tmp = Path(tempfile.mkdtemp(dir=rd.root, prefix=".site."))
+    try:
+        _build_into(rd, run, tmp)
+        old = rd.root / ".site.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if site.exists():
+            site.rename(old)
+        tmp.rename(site)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return site
+
+
+def _build_into(rd: ResultsDir, run: dict[str, Any], site: Path) -> None:
+    cfg = run.get("config", {})
+    canvas, stride = int(cfg.get("canvas", 224)), int(cfg.get("stride", 1))
+    data = site / "data"
+    _copy_assets(site)
+
+    # Patches in the run's order; parts may add patches run.json does not list.
+    patches: list[dict[str, Any]] = []
+    pindex: dict[str, int] = {}
+
+    def patch_no(pid: str, category: str) -> int:
+        if pid not in pindex:
+            pindex[pid] = len(patches)
+            patches.append({"id": pid, "category": category, "file": safe_name(pid), "sizes": []})
+        return pindex[pid]
+
+    for p in run.get("patches") or []:
+        patch_no(p["id"], p.get("category", ""))
+
+    groups: dict[tuple[str, str, str, int], _Group] = {}
+    part_files = sorted((rd.root / "parts").glob("*/p*/*.npz"))
+    by_unit: dict[tuple[str, str], list[Path]] = {}
+    for path in part_files:
+        by_unit.setdefault((path.parent.parent.name, path.parent.name), []).append(path)
+    model_order = list((run.get("models") or {}).keys())
+
+    def unit_key(k: tuple[str, str]) -> tuple:
+        names = [safe_name(m) for m in model_order]
+        return (names.index(k[0]) if k[0] in names else len(names), k[0], int(k[1][1:]) if k[1][1:].isdigit() else 0)
+
+    sizes: set[int] = set()
+    for unit in sorted(by_unit, key=unit_key):
+        unit_groups: list[_Group] = []
+        for path in by_unit[unit]:
+            part = rd.load_part(path)
+            j = patch_no(part.patch_id, part.category)
+            size, n = int(part.patch_size), int(part.n)
+            sizes.add(size)
+            if size not in patches[j]["sizes"]:
+                patches[j]["sizes"].append(size)
+            for kind, (name, _label, anchored) in KINDS.items():
+                for layer in part.layers(kind):
+                    arr = part.get(kind, layer, name)
+                    if arr is None:
+                        continue
+                    maps = _as_maps(arr, n, anchored)
+                    if maps is None:
+                        continue
+                    key = (kind, part.model, layer, size)
+                    g = groups.get(key)
+                    if g is None:
+                        g = groups[key] = _Group(f"g{len(groups)}", kind, part.model, layer, size, n)
+                        unit_groups.append(g)
+                    g.patches.append(j)
+                    b64, lo, hi = quantise(maps)
+                    fname = f"data/maps/{g.gid}/p{j}.js"
+                    _write(site / fname, _script(f"{g.gid}/p{j}", {"lo": lo, "hi": hi, "shape": list(maps.shape), "q": b64}))
+                    g.files[f"p{j}"] = fname
+                    for sel in ("all", f"cat:{part.category}"):
+                        if sel in g.sums:
+                            g.sums[sel] += maps
+                        else:
+                            g.sums[sel] = maps.astype(np.float64)
+                        g.counts[sel] = g.counts.get(sel, 0) + 1
+        for g in unit_groups:  # means of this (model, size) are complete
+            _write_means(g, site)
+
+    # Patch images: thumbnails and data URLs for compositing.
+    for j, p in enumerate(patches):
+        for size in sorted(p["sizes"]):
+            src = rd.patch_png(size, p["id"])
+            if not src.is_file():
+                continue
+            dst = site / "patches" / f"p{size}" / f"{p['file']}.png"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+            url = "data:image/png;base64," + base64.b64encode(src.read_bytes()).decode("ascii")
+            _write(data / "img" / f"p{size}" / f"{j}.js", _script(f"img/{size}/{j}", url))
+        p["sizes"].sort()
+
+    tables = []
+    if rd.tables_dir.is_dir():
+        for i, csv in enumerate(sorted(rd.tables_dir.glob("*.csv"))):
+            text = csv.read_text(encoding="utf-8")
+            (site / "tables").mkdir(exist_ok=True)
+            shutil.copy2(csv, site / "tables" / csv.name)
+            js = f"data/tables/t{i}.js"
+            _write(site / js, _script(f"table/{csv.stem}", text))
+            tables.append({"name": csv.stem, "file": f"tables/{csv.name}", "js": js,
+                           "rows": max(0, text.count("\n") - 1), "bytes": len(text.encode())})
+    figures = []
+    if rd.figures_dir.is_dir():
+        for png in sorted(rd.figures_dir.glob("*.png")):
+            (site / "figures").mkdir(exist_ok=True)
+            shutil.copy2(png, site / "figures" / png.name)
+            figures.append({"name": png.stem, "file": f"figures/{png.name}"})
+
+    categories = list(dict.fromkeys(p["category"] for p in patches))
+    index = {
+        "format": 1,
+        "title": f"shiftlens results: {rd.root.resolve().name}",
+        "summary": _summary(run),
+        "canvas": canvas,
+        "stride": stride,
+        "background": list(cfg.get("background", [255, 255, 255])),
+        "anchors": list(ANCHORS),
+        "sizes": sorted(sizes),
+        "offsets": {str(s): offsets(canvas, s, stride).tolist() for s in sorted(sizes)},
+        "models": [m for m in model_order if any(g.model == m for g in groups.values())]
+        + sorted({g.model for g in groups.values()} - set(model_order)),
+        "kinds": {k: {"label": v[1], "anchored": v[2]} for k, v in KINDS.items()
+                  if any(g.kind == k for g in groups.values())},
+        "categories": categories,
+        "patches": patches,
+        "groups": [
+            {"gid": g.gid, "kind": g.kind, "model": g.model, "layer": g.layer, "size": g.size, "n": g.n,
+             "patches": g.patches, "files": g.files,
+             "counts": {k: v for k, v in g.counts.items()}}
+            for g in groups.values()
+        ],
+        "tables": tables,
+        "figures": figures,
+        "colormaps": _colormaps(),
+        "qmax": QMAX,
+    }
+    _write(data / "index.js", "window.SL_INDEX = " + json.dumps(index, separators=(",", ":")) + ";\n")
+
+
+def _write_means(g: _Group, site: Path) -> None:
+    cats = [k for k in g.sums if k.startswith("cat:")]
+    keys = ["all"] + (cats if len(cats) > 1 else [])
+    for i, sel in enumerate(keys):
+        mean = (g.sums[sel] / g.counts[sel]).astype(np.float32)
+        b64, lo, hi = quantise(mean)
+        stem = "all" if sel == "all" else f"cat{i}"
+        fname = f"data/maps/{g.gid}/{stem}.js"
+        _write(site / fname, _script(f"{g.gid}/{stem}", {"lo": lo, "hi": hi, "shape": list(mean.shape), "q": b64}))
+        g.files[sel] = fname
+    g.sums.clear()

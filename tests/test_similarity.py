@@ -1,0 +1,60 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from shiftlens import api
+from shiftlens.analyses.base import Part, anchors
+from shiftlens.analyses.similarity import Similarity, cosine
+from shiftlens.config import RunConfig
+
+
+def test_anchor_indices_match_the_protocol():
+    n = 150
+    a = anchors(n)
+    assert a["TL"] == 0 and a["TR"] == n - 1 and a["BL"] == (n - 1) * n and a["BR"] == n * n - 1
+    assert a["C"] == (n // 2 - 1) * n + (n // 2 - 1)  # even n: (n/2 - 1, n/2 - 1)
+    assert anchors(7)["C"] == 3 * 7 + 3  # odd n: the exact centre
+
+
+def test_cosine_exact_for_identical_and_safe_for_zero_vectors():
+    f = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -3.0], [0.1, 0.7, 0.3]])
+    a = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    s = cosine(f, a)
+    assert not torch.isnan(s).any()
+    assert s[0, 0] == 1.0 and s[1, 1] == 1.0 and s[0, 1] == 0.0 and s[1, 0] == 0.0
+    assert s[2, 0] == pytest.approx(-1.0, abs=1e-6)
+    expected = float(np.dot([0.1, 0.7, 0.3], [1, 2, 3]) / np.linalg.norm([0.1, 0.7, 0.3]) / np.linalg.norm([1, 2, 3]))
+    assert s[3, 0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_position_independent_tap_gives_a_map_of_exactly_one(constant_model, patch_dir, tmp_path):
+    cfg = RunConfig(models=[constant_model], patches=f"folder:{patch_dir}", sizes=[40], stride=7, canvas=64,
+                    weights="random", out=str(tmp_path / "o"), batch_size=3, site=False, analyses=["similarity"])
+    result = api.run(cfg)
+    parts = {(p.patch_id): p for p in api.ResultsDir(cfg.out).parts()}
+    for part in parts.values():
+        const = part.get("similarity", "const", "maps")
+        assert const.shape == (5, 4, 4) and (const == 1.0).all()
+        spatial = part.get("similarity", "spatial", "maps")
+        assert (spatial < 0.9999).any()  # the position-dependent tap is not trivially 1
+        # every map equals exactly 1 at its own anchor, even with anchors split across batches
+        for k, idx in enumerate(anchors(4).values()):
+            assert spatial[k].ravel()[idx] == 1.0
+    table = result.tables["similarity"]
+    const_rows = table[table.layer == "const"]
+    assert (const_rows["mean"] == 1.0).all() and (const_rows["std"] == 0.0).all()
+
+
+def test_tables_are_the_mean_and_population_std_of_per_patch_means():
+    rng = np.random.default_rng(0)
+    parts = [Part("m", "imagenet", 75, f"p{i}", "cat", 3, {"similarity/fc/maps": rng.random((5, 3, 3)).astype(np.float32)})
+             for i in range(4)]
+    tables = Similarity.tables(parts, RunConfig())
+    per_patch, summary = tables["similarity_per_patch"], tables["similarity"]
+    assert list(summary.columns) == ["model", "layer", "weights", "patch_size", "anchor", "mean", "std", "n_patches"]
+    assert list(per_patch.columns) == ["model", "layer", "weights", "patch_size", "patch", "category", "anchor", "mean"]
+    means = np.array([p.arrays["similarity/fc/maps"][2].mean() for p in parts])  # anchor C
+    row = summary[summary.anchor == "C"].iloc[0]
+    assert row["mean"] == pytest.approx(means.mean()) and row["std"] == pytest.approx(means.std(ddof=0))
+    assert row["n_patches"] == 4
