@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from shiftlens.analyses.base import Part
+from shiftlens.errors import ShiftlensError
 
 CLASS_LAYER = "class"
 ARRAY_KEY = "class/class/prob"
@@ -25,6 +26,9 @@ class ClassProbMap:
         self.map = torch.full((n * n,), float("nan"), device=device)
 
     def update(self, idx: torch.Tensor, probs: torch.Tensor) -> None:
+        if probs.shape[1] != 1000:
+            raise ShiftlensError(f"the class layer needs 1000 ImageNet class scores, this model gives {probs.shape[1]}: "
+                                 "drop the class layer for this model")
         self.map[idx] = probs[:, self.indices].sum(dim=1)
 
     def finish(self) -> dict[str, np.ndarray]:

@@ -54,7 +54,7 @@ def module_layers(model: nn.Module, paths: Sequence[str], where: str) -> dict[st
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ShiftlensError(f"{where} has no module {path!r}: {hint}module paths include {_paths_hint(model)}")
         layers[path] = LayerSpec(path, path, f"output of module {path} ({type(model.get_submodule(path)).__name__})")
-    if CLASS in paths:
+    if CLASS in paths and next(model.parameters(), torch.empty(0, device="meta")).is_meta:
         out = model(torch.zeros(1, 3, 224, 224, device="meta"))
         if not (isinstance(out, torch.Tensor) and out.shape == (1, 1000)):
             raise ShiftlensError(f"{where}: the class layer needs a 1000-class ImageNet classifier; this model's output "

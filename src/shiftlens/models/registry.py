@@ -75,7 +75,7 @@ class ModelSpec:
 
 
 def _ensure_builtins() -> None:
-    from shiftlens.models import zoo  # noqa: F401  (registers the built-in models)
+    from shiftlens.models import external, zoo  # noqa: F401  (register the built-in models and spec resolvers)
 
 
 def parse_spec(spec: str) -> ModelSpec:

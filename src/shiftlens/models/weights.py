@@ -5,6 +5,7 @@ Every load returns its provenance, which goes into run.json and labels every tab
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -87,6 +88,8 @@ def load_into(model: nn.Module, state: dict, source: str) -> None:
 
 def build_with_weights(entry: ModelEntry, weights: str, seed: int = 0) -> tuple[nn.Module, dict]:
     """The model in eval mode and its provenance (source, file, sha256, untrained)."""
+    if entry.extra.get("given_module"):
+        return _given_module(entry, weights, seed)
     if weights == "random":
         torch.manual_seed(seed)
         model = entry.build()
@@ -106,3 +109,21 @@ def build_with_weights(entry: ModelEntry, weights: str, seed: int = 0) -> tuple[
         load_into(model, state, str(path))
         prov = {"source": "file", "file": str(path), "sha256": sha256(path), "untrained": False, "label": f"file:{path.name}"}
     return model.eval(), prov
+
+
+def _given_module(entry: ModelEntry, weights: str, seed: int) -> tuple[nn.Module, dict]:
+    """A module handed to `custom()`: used as given, or a copy re-initialised with the seed, or a copy + checkpoint."""
+    module = entry.build()
+    if weights == "imagenet":
+        return module.eval(), {"source": "given module", "untrained": False, "label": "given"}
+    model = copy.deepcopy(module)
+    if weights == "random":
+        torch.manual_seed(seed)
+        for m in model.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        return model.eval(), {"source": "random", "seed": seed, "untrained": True, "label": UNTRAINED}
+    path = Path(weights)
+    load_into(model, load_checkpoint(path), str(path))
+    return model.eval(), {"source": "file", "file": str(path), "sha256": sha256(path), "untrained": False,
+                          "label": f"file:{path.name}"}
