@@ -10,6 +10,7 @@ parts at the end, so a resumed run ends with the same tables as an uninterrupted
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from dataclasses import dataclass, field
@@ -56,10 +57,14 @@ class Plan:
     device: torch.device
     precision: str
     positions: dict[int, int]  # patch size -> positions per patch
+    n_patches: int = 0  # the patches a run would use (nominal COCO count in a dry run without COCO at hand)
+
+    def __post_init__(self) -> None:
+        self.n_patches = self.n_patches or len(self.patches)
 
     @property
     def images_per_model(self) -> int:
-        return sum(self.positions.values()) * len(self.patches)
+        return sum(self.positions.values()) * self.n_patches
 
     @property
     def total_images(self) -> int:
@@ -76,8 +81,12 @@ class RunResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def plan(cfg: RunConfig) -> Plan:
-    """Validate everything that can be checked before any work: config, models, layers, patches, device."""
+def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
+    """Validate everything that can be checked before any work: config, models, layers, patches, device.
+
+    A dry run of a COCO preset without COCO paths plans the nominal patch count (categories x per_category) and
+    times the warm-up on a bundled patch, so a user learns whether the paper protocol fits before getting COCO.
+    """
     cfg.validate()
     missing = [a for a in cfg.analyses if a not in ANALYSIS_REGISTRY]
     if missing:
@@ -86,9 +95,13 @@ def plan(cfg: RunConfig) -> Plan:
     names = [s.key for s in specs]
     if len(set(names)) != len(names):
         raise ShiftlensError(f"model {names[0]!r} is given twice: list its layers in one spec, e.g. alexnet:fc6,fc7")
+    nominal = 0
     if cfg.patches == "coco":
-        raise ShiftlensError("this preset needs COCO: pass --patches coco:ANNOTATIONS.json:IMAGES_DIR "
-                             "(e.g. coco:annotations/instances_train2017.json:train2017)")
+        if not dry_run:
+            raise ShiftlensError("this preset needs COCO: pass --patches coco:ANNOTATIONS.json:IMAGES_DIR "
+                                 "(e.g. coco:annotations/instances_train2017.json:train2017)")
+        nominal = len(cfg.coco_categories) * cfg.per_category
+        cfg = dataclasses.replace(cfg, patches="sample", max_patches=1)
     patches = load_patches(cfg)
     if any(CLASS_LAYER in s.layers for s in specs):
         for patch in patches:
@@ -96,7 +109,7 @@ def plan(cfg: RunConfig) -> Plan:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     positions = {s: len(grid(cfg.canvas, s, cfg.stride)[0]) for s in cfg.sizes}
-    return Plan(cfg, specs, patches, device, precision, positions)
+    return Plan(cfg, specs, patches, device, precision, positions, nominal)
 
 
 def versions() -> dict[str, str]:

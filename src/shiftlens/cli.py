@@ -114,7 +114,7 @@ def run(
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
                            site=site, seed=seed)
         if dry_run:
-            p = api.plan(cfg)
+            p = api.plan(cfg, dry_run=True)
             print_plan(p, api.estimate(p))
             return
         result = api.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
@@ -137,19 +137,68 @@ def run(
 
 @app.command("models")
 def models_cmd() -> None:
-    """List the built-in models, their layers (with meaning) and where their weights come from."""
+    """List the built-in models, their layers (meaning, feature size) and where their weights come from."""
     from shiftlens.models.registry import REGISTRY, _ensure_builtins
+    from shiftlens.models.summary import feature_sizes
 
     _ensure_builtins()
     table = Table(title="Built-in models (any torchvision or timm model also works through a prefixed spec)")
-    for col in ("model", "layer", "meaning", "weights (imagenet)"):
+    for col in ("model", "layer", "size", "meaning", "weights (imagenet)"):
         table.add_column(col)
     for entry in REGISTRY.values():
+        if entry.extra.get("variant_of"):
+            continue
+        sizes = feature_sizes(entry)
         for i, spec in enumerate(entry.layers.values()):
             default = " (default)" if spec.name in entry.default_layers else ""
-            table.add_row(entry.name if i == 0 else "", spec.name + default, spec.description,
+            size = "map" if spec.name == "class" else str(sizes.get(spec.name) or "?")
+            table.add_row(entry.name if i == 0 else "", spec.name + default, size, spec.description,
                           entry.weights_source if i == 0 else "")
     out_console.print(table)
+    out_console.print("Anti-aliased filter sizes: NAME_aa1 .. NAME_aa7 (e.g. resnet50_aa3); NAME_aa is Bin-5; "
+                      "ImageNet weights were released for sizes 2-5.")
+    out_console.print("Any network: torchvision:NAME:MODULE[,MODULE] or timm:NAME:MODULE[,MODULE] "
+                      "(timm: pip install 'shiftlens[timm]'); a layer is a module path, plus logits and class. "
+                      "Python: shiftlens.models.custom(name, module, layers, mean, std).", markup=False)
+
+
+@app.command("report")
+def report_cmd(
+    results_dir: Annotated[Path, typer.Argument(help="a results folder made by `shiftlens run`")],
+) -> None:
+    """Build the static results website RESULTS_DIR/site/ (open its index.html, or copy it to any web host)."""
+    from shiftlens.site import build as build_site
+
+    try:
+        site = build_site(results_dir)
+    except ShiftlensError as exc:
+        fail(exc)
+    out_console.print(f"site: {site.resolve()}  (open file://{(site / 'index.html').resolve()})")
+
+
+@app.command("serve")
+def serve_cmd(
+    results_dir: Annotated[Path, typer.Argument(help="a results folder made by `shiftlens run`")],
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = 8000,
+) -> None:
+    """Serve RESULTS_DIR/site on http://127.0.0.1:PORT for a local look (builds the site first if missing)."""
+    from shiftlens.site import build as build_site, make_server
+
+    try:
+        site = Path(results_dir) / "site"
+        if not (site / "index.html").is_file():
+            site = build_site(results_dir)
+        server = make_server(site, port)
+    except ShiftlensError as exc:
+        fail(exc)
+    host, bound = server.server_address[:2]
+    out_console.print(f"serving {site.resolve()} on http://{host}:{bound}/  (Ctrl+C to stop)", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def print_plan(p, ips: dict[str, float]) -> None:
@@ -161,7 +210,7 @@ def print_plan(p, ips: dict[str, float]) -> None:
         images = p.images_per_model
         seconds = images / ips[spec.key]
         total_s += seconds
-        table.add_row(spec.key, ",".join(spec.layers), str(len(p.patches)), ",".join(map(str, p.config.sizes)),
+        table.add_row(spec.key, ",".join(spec.layers), str(p.n_patches), ",".join(map(str, p.config.sizes)),
                       ",".join(f"{v:,}" for v in p.positions.values()), f"{images:,}", f"{ips[spec.key]:,.0f}",
                       _duration(seconds))
     out_console.print(table)

@@ -93,5 +93,5 @@ def stream(
         bounds.append(bounds[-1] + batch_size)
     for start, stop in zip(bounds[:-1], bounds[1:]):
         idx = order_t[start:stop]
-        batch = renderer.render(ys_t[idx], xs_t[idx])
+        batch = renderer.render(ys_t[idx], xs_t[idx], reuse=True)  # consumed by the forward pass before the next
         yield idx, extractor(batch)

@@ -15,7 +15,7 @@ from shiftlens.models.weights import download_state_dict
 
 IMAGENET_NORM = Normalisation()
 CLASS_LAYER = LayerSpec(
-    "class", "", "softmax probability summed over the patch's ImageNet classes: a per-position map, not a feature",
+    "class", "", "probability of the patch's ImageNet classes (summed softmax): a map, not a feature",
     post="softmax",
 )
 # TF EfficientNet-Lite: (pixel - 127) / 128 on 0-255 RGB = (x - 127/255) / (128/255) on [0, 1].
@@ -142,7 +142,7 @@ for _base, _desc, _layers, _default, _logits in [
                 layers=_layers,
                 default_layers=_default,
                 imagenet=antialiased.imagenet_loader(_base, _size),
-                weights_source=f"antialiased-cnns release {_url} (torch hub cache)" if _url
+                weights_source=f"antialiased-cnns release {_url.rsplit('/', 1)[1]} (torch hub cache)" if _url
                 else "none released for this filter size",
                 logits_layer=_logits,
                 extra={"filter_size": _size, "variant_of": f"{_base}_aa" if _k else None},

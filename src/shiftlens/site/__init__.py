@@ -309,3 +309,26 @@ def _write_means(g: _Group, site: Path) -> None:
         _write(site / fname, _script(f"{g.gid}/{stem}", {"lo": lo, "hi": hi, "shape": list(mean.shape), "q": b64}))
         g.files[sel] = fname
     g.sums.clear()
+
+
+def make_server(site_dir: Path | str, port: int = 8000, host: str = "127.0.0.1"):
+    """An HTTP server for `site_dir` on `host` (127.0.0.1 by default: only this machine can reach it).
+
+    Port 0 picks a free port; `server.server_address` says which. Call `serve_forever()` to serve.
+    """
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site_dir = Path(site_dir)
+    if not (site_dir / "index.html").is_file():
+        raise ShiftlensError(f"{site_dir} holds no site: build it with `shiftlens report RESULTS_DIR`")
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args) -> None:  # quiet: one line per request is noise here
+            pass
+
+    handler = functools.partial(Handler, directory=str(site_dir))
+    try:
+        return ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise ShiftlensError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): choose another --port") from None

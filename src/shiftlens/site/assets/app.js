@@ -1,0 +1,617 @@
+/* shiftlens results site: plain JavaScript, no dependencies, works from file:// and any static host.
+ *
+ * Data arrive as scripts that call SL.loaded(key, payload) (fetch() of local files is blocked under file://).
+ * Maps are little-endian uint16 in base64: value = lo + q * (hi - lo) / 65535.
+ */
+(function () {
+  'use strict';
+  const IDX = window.SL_INDEX;
+  const SL = (window.SL = window.SL || {});
+  const cache = new Map();
+  const pending = new Map();
+  SL.loaded = function (key, payload) { cache.set(key, payload); };
+
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, attrs, ...kids) => {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === 'class') e.className = v;
+      else if (k === 'text') e.textContent = v;
+      else e.setAttribute(k, v);
+    }
+    for (const kid of kids) if (kid != null) e.append(kid);
+    return e;
+  };
+
+  if (!IDX) {
+    document.body.prepend(el('p', { class: 'banner', text: 'data/index.js is missing: rebuild the site with shiftlens report.' }));
+    return;
+  }
+
+  // ---------------------------------------------------------------------------------------------- loading
+  function load(src, key) {
+    if (cache.has(key)) return Promise.resolve(cache.get(key));
+    if (pending.has(src)) return pending.get(src);
+    const p = new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = src;
+      s.async = true;
+      s.onload = () => (cache.has(key) ? resolve(cache.get(key)) : reject(new Error('no data in ' + src)));
+      s.onerror = () => { pending.delete(src); reject(new Error('could not load ' + src)); };
+      document.head.appendChild(s);
+    });
+    pending.set(src, p);
+    return p;
+  }
+
+  function b64bytes(b64) {
+    const bin = atob(b64);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+
+  const decoded = new Map();
+  function decode(key, payload) {
+    if (decoded.has(key)) return decoded.get(key);
+    const bytes = b64bytes(payload.q);
+    const q = new Uint16Array(bytes.buffer, 0, bytes.length >> 1);
+    const scale = (payload.hi - payload.lo) / IDX.qmax;
+    const values = new Float64Array(q.length);
+    let min = Infinity;
+    for (let i = 0; i < q.length; i++) {
+      const v = payload.lo + q[i] * scale;
+      values[i] = v;
+      if (v < min) min = v;
+    }
+    const m = { shape: payload.shape, values, lo: payload.lo, hi: payload.hi, step: scale, min };
+    decoded.set(key, m);
+    return m;
+  }
+
+  const images = new Map();
+  function patchImage(size, j) {
+    const key = 'img/' + size + '/' + j;
+    if (images.has(key)) return images.get(key);
+    const p = load('data/img/p' + size + '/' + j + '.js', key).then(
+      (url) => new Promise((resolve, reject) => {
+        const img = new Image();
+        img.onload = () => resolve(img);
+        img.onerror = () => reject(new Error('bad image ' + key));
+        img.src = url;
+      }));
+    images.set(key, p);
+    return p;
+  }
+
+  // ---------------------------------------------------------------------------------------------- index helpers
+  const groups = IDX.groups;
+  const kinds = Object.keys(IDX.kinds);
+  const uniq = (a) => Array.from(new Set(a));
+  const modelsFor = (kind) => IDX.models.filter((m) => groups.some((g) => g.kind === kind && g.model === m));
+  const layersFor = (kind, model) => uniq(groups.filter((g) => g.kind === kind && g.model === model).map((g) => g.layer));
+  const sizesFor = (kind) => IDX.sizes.filter((s) => groups.some((g) => g.kind === kind && g.size === s));
+  const findGroup = (kind, model, layer, size) =>
+    groups.find((g) => g.kind === kind && g.model === model && g.layer === layer && g.size === size);
+  const modelInfo = (model) => (IDX.summary.models || []).find((m) => m.model === model) || {};
+
+  function combos(kind) {
+    const out = [];
+    for (const m of modelsFor(kind)) for (const l of layersFor(kind, m)) out.push([m, l]);
+    return out;
+  }
+
+  function anchorCell(name, n) {
+    const c = Math.floor((n - 1) / 2);
+    return { TL: [0, 0], TR: [0, n - 1], C: [c, c], BL: [n - 1, 0], BR: [n - 1, n - 1] }[name];
+  }
+
+  const cmaps = {};
+  for (const [name, b64] of Object.entries(IDX.colormaps)) cmaps[name] = b64bytes(b64);
+
+  // ---------------------------------------------------------------------------------------------- state
+  const S = {
+    kind: kinds.includes('similarity') ? 'similarity' : kinds[0],
+    size: null,
+    anchor: IDX.anchors.includes('C') ? 'C' : IDX.anchors[0],
+    sel: 'all',
+    floor: 0,
+    floorAuto: true,
+    cmap: 'hot',
+    compare: false,
+    a: { model: null, layer: null },
+    b: { model: null, layer: null },
+  };
+  let current = { a: null, b: null, n: 0, size: null };
+  let lastHover = null;
+  let token = 0;
+
+  function setOptions(select, options, value) {
+    select.replaceChildren(...options.map(([v, label]) => el('option', { value: String(v), text: label })));
+    const values = options.map(([v]) => String(v));
+    select.value = values.includes(String(value)) ? String(value) : values[0] || '';
+    return select.value;
+  }
+
+  function resetPanels() {
+    const all = combos(S.kind);
+    S.a.model = all.length ? all[0][0] : null;
+    S.a.layer = all.length ? all[0][1] : null;
+    const models = modelsFor(S.kind);
+    let b = null;
+    if (models.length > 1) {
+      const m = models[1];
+      const ls = layersFor(S.kind, m);
+      b = [m, ls.includes(S.a.layer) ? S.a.layer : ls[0]];
+    } else if (all.length > 1) {
+      b = all[1];
+    }
+    S.b.model = b ? b[0] : S.a.model;
+    S.b.layer = b ? b[1] : S.a.layer;
+    S.compare = !!b;
+  }
+
+  function refreshControls() {
+    const kindSel = $('kind');
+    setOptions(kindSel, kinds.map((k) => [k, IDX.kinds[k].label]), S.kind);
+    $('kind-label').hidden = kinds.length < 2;
+    S.size = Number(setOptions($('size'), sizesFor(S.kind).map((s) => [s, s + ' px']), S.size));
+    const anchored = IDX.kinds[S.kind].anchored;
+    setOptions($('anchor'), IDX.anchors.map((a) => [a, a]), S.anchor);
+    $('anchor').disabled = !anchored;
+    $('anchor-label').classList.toggle('disabled', !anchored);
+    for (const side of ['a', 'b']) {
+      const p = S[side];
+      p.model = setOptions($('model-' + side), modelsFor(S.kind).map((m) => [m, m]), p.model);
+      p.layer = setOptions($('layer-' + side), layersFor(S.kind, p.model).map((l) => [l, l]), p.layer);
+    }
+    $('compare-label').hidden = combos(S.kind).length < 2 && !S.compare;
+    $('compare').checked = S.compare;
+    $('panel-b').hidden = !S.compare;
+    // patches: from panel A's group
+    const g = findGroup(S.kind, S.a.model, S.a.layer, S.size);
+    const opts = [];
+    if (g) {
+      opts.push(['all', 'mean over all ' + g.patches.length + ' patches']);
+      for (const key of Object.keys(g.files)) {
+        if (key.startsWith('cat:')) {
+          const cat = key.slice(4);
+          const k = g.patches.filter((j) => IDX.patches[j].category === cat).length;
+          opts.push([key, 'mean over ' + cat + ' (' + k + ')']);
+        }
+      }
+      for (const j of g.patches) opts.push(['p:' + j, IDX.patches[j].id + ' (' + IDX.patches[j].category + ')']);
+    }
+    S.sel = setOptions($('patch'), opts, S.sel);
+    setOptions($('cmap'), Object.keys(cmaps).map((c) => [c, c]), S.cmap);
+  }
+
+  function fileKey(sel) { return sel.startsWith('p:') ? 'p' + sel.slice(2) : sel; }
+
+  function selectionPatches(g, sel) {
+    if (!g) return [];
+    if (sel.startsWith('p:')) return [Number(sel.slice(2))];
+    if (sel.startsWith('cat:')) return g.patches.filter((j) => IDX.patches[j].category === sel.slice(4));
+    return g.patches;
+  }
+
+  function patchSrc(j, size) { return 'patches/p' + size + '/' + IDX.patches[j].file + '.png'; }
+
+  function refreshThumbs(g) {
+    const box = $('thumbs');
+    const members = selectionPatches(g, S.sel);
+    const shown = members.slice(0, 12);
+    const kids = shown.map((j) => {
+      const img = el('img', { src: patchSrc(j, S.size), alt: IDX.patches[j].id, title: IDX.patches[j].id + ' (' + IDX.patches[j].category + ')' });
+      if (members.length === 1) img.className = 'big';
+      img.onerror = () => img.remove();
+      return img;
+    });
+    if (members.length > shown.length) kids.push(el('span', { text: '+ ' + (members.length - shown.length) + ' more' }));
+    box.replaceChildren(...kids);
+    box.id = 'thumbs';
+  }
+
+  async function loadMap(g, sel) {
+    if (!g) return null;
+    const fk = fileKey(sel);
+    const file = g.files[fk];
+    if (!file) return null;
+    const key = g.gid + '/' + file.split('/').pop().replace(/\.js$/, '');
+    const payload = await load(file, key);
+    return decode(key, payload);
+  }
+
+  function anchorIndex() {
+    return IDX.kinds[S.kind].anchored ? Math.max(0, IDX.anchors.indexOf(S.anchor)) : 0;
+  }
+
+  function sliceOf(m) {
+    if (!m) return null;
+    const n = m.shape[1];
+    const a = Math.min(anchorIndex(), m.shape[0] - 1);
+    return { n, values: m.values.subarray(a * n * n, (a + 1) * n * n), step: m.step };
+  }
+
+  // ---------------------------------------------------------------------------------------------- drawing
+  function fnv(bytes) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < bytes.length; i++) { h ^= bytes[i]; h = Math.imul(h, 0x01000193); }
+    return (h >>> 0).toString(16);
+  }
+
+  function colour(v, lut) {
+    const floor = S.floor;
+    let t = (v - floor) / (1 - floor);
+    if (!(t > 0)) t = 0; else if (t > 1) t = 1;
+    return Math.round(t * 255) * 3;
+  }
+
+  function drawHeat(canvas, sl) {
+    if (!sl) { canvas.width = 1; canvas.height = 1; canvas.dataset.checksum = 'none'; return; }
+    const n = sl.n;
+    canvas.width = n;
+    canvas.height = n;
+    const ctx = canvas.getContext('2d');
+    const img = ctx.createImageData(n, n);
+    const lut = cmaps[S.cmap];
+    const d = img.data;
+    for (let i = 0; i < n * n; i++) {
+      const c = colour(sl.values[i], lut);
+      d[4 * i] = lut[c]; d[4 * i + 1] = lut[c + 1]; d[4 * i + 2] = lut[c + 2]; d[4 * i + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+    canvas.dataset.checksum = fnv(d);
+  }
+
+  function drawColorbar() {
+    const c = $('colorbar');
+    const lut = cmaps[S.cmap];
+    const ctx = c.getContext('2d');
+    const img = ctx.createImageData(1, 256);
+    for (let i = 0; i < 256; i++) {
+      const k = (255 - i) * 3;
+      img.data.set([lut[k], lut[k + 1], lut[k + 2], 255], 4 * i);
+    }
+    ctx.putImageData(img, 0, 0);
+    $('cb-top').textContent = '1.000';
+    $('cb-bottom').textContent = '\u2264 ' + S.floor.toFixed(3);
+  }
+
+  function placeMarker(panel, cls, cell, n) {
+    const m = panel.querySelector('.' + cls);
+    if (!cell || !n) { m.hidden = true; return; }
+    m.hidden = false;
+    m.style.left = (100 * cell[1] / n) + '%';
+    m.style.top = (100 * cell[0] / n) + '%';
+    m.style.width = 'max(' + (100 / n) + '%, 6px)';
+    m.style.height = 'max(' + (100 / n) + '%, 6px)';
+  }
+
+  function panelTitle(side, g) {
+    const p = S[side];
+    const t = $('panel-' + side).querySelector('.panel-title');
+    if (!g) { t.textContent = p.model + ' / ' + p.layer + ': no data at ' + S.size + ' px'; return; }
+    const info = modelInfo(p.model);
+    const what = S.sel === 'all' ? 'mean over all patches' : S.sel.startsWith('cat:') ? 'mean over ' + S.sel.slice(4)
+      : 'patch ' + IDX.patches[Number(S.sel.slice(2))].id;
+    const anchorTxt = IDX.kinds[S.kind].anchored ? ', anchor ' + S.anchor : '';
+    t.replaceChildren(el('span', { text: p.model + ' \u00b7 ' + p.layer + ' \u00b7 ' + S.size + ' px' + anchorTxt }),
+      el('br'), el('span', { class: 'muted', text: IDX.kinds[S.kind].label + ', ' + what + (info.weights ? ', weights ' + info.weights : '') }),
+      info.untrained ? el('span', { class: 'badge', text: 'UNTRAINED' }) : null);
+  }
+
+  function redraw() {
+    const n = current.n;
+    for (const side of ['a', 'b']) {
+      const panel = $('panel-' + side);
+      const canvas = $('heat-' + side);
+      const sl = current[side];
+      if (side === 'b' && !S.compare) continue;
+      drawHeat(canvas, sl);
+      Object.assign(canvas.dataset, { kind: S.kind, model: S[side].model, layer: S[side].layer, size: String(S.size),
+        anchor: S.anchor, sel: S.sel, floor: S.floor.toFixed(3), cmap: S.cmap, n: String(sl ? sl.n : 0) });
+      const ac = IDX.kinds[S.kind].anchored && sl ? anchorCell(S.anchor, sl.n) : null;
+      placeMarker(panel, 'anchor-marker', ac, sl ? sl.n : 0);
+      const offs = IDX.offsets[String(S.size)] || [];
+      panel.querySelector('.x1').textContent = offs.length ? offs[offs.length - 1] : '';
+    }
+    drawColorbar();
+    $('floor').value = String(S.floor);
+    $('floor-value').textContent = S.floor.toFixed(3);
+    if (lastHover && lastHover.n === n) showHover(lastHover.r, lastHover.c);
+    document.body.dataset.ready = String(token);
+  }
+
+  async function update() {
+    const my = ++token;
+    document.body.dataset.ready = '';
+    refreshControls();
+    const ga = findGroup(S.kind, S.a.model, S.a.layer, S.size);
+    const gb = S.compare ? findGroup(S.kind, S.b.model, S.b.layer, S.size) : null;
+    refreshThumbs(ga);
+    panelTitle('a', ga);
+    if (S.compare) panelTitle('b', gb);
+    const status = (side, msg, err) => {
+      const s = $('panel-' + side).querySelector('.status');
+      s.textContent = msg;
+      s.classList.toggle('error', !!err);
+    };
+    status('a', 'loading\u2026');
+    if (S.compare) status('b', 'loading\u2026');
+    let ma = null, mb = null;
+    try {
+      [ma, mb] = await Promise.all([loadMap(ga, S.sel), S.compare ? loadMap(gb, S.sel) : Promise.resolve(null)]);
+    } catch (e) {
+      if (my !== token) return;
+      status('a', String(e.message || e), true);
+      document.body.dataset.ready = String(my);
+      return;
+    }
+    if (my !== token) return;
+    current = { a: sliceOf(ma), b: sliceOf(mb), n: ma ? ma.shape[1] : 0, size: S.size, ga, gb };
+    status('a', ma ? 'quantisation step ' + ma.step.toExponential(1) : 'no data for this selection', !ma);
+    if (S.compare) status('b', mb ? 'quantisation step ' + mb.step.toExponential(1) : 'no data for this selection', !mb);
+    if (S.floorAuto) {
+      let lo = Infinity;
+      for (const sl of [current.a, current.b]) if (sl) for (const v of sl.values) if (v < lo) lo = v;
+      S.floor = Number.isFinite(lo) ? Math.min(0.999, Math.max(-1, Math.floor(lo * 1000) / 1000)) : 0;
+    }
+    redraw();
+  }
+
+  // ---------------------------------------------------------------------------------------------- hover
+  function fmt(v) { return v == null ? '\u2013' : v.toFixed(6); }
+
+  async function compose(canvas, j, y, x) {
+    const ctx = canvas.getContext('2d');
+    const bg = IDX.background;
+    ctx.fillStyle = 'rgb(' + bg[0] + ',' + bg[1] + ',' + bg[2] + ')';
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    canvas.dataset.y = String(y);
+    canvas.dataset.x = String(x);
+    canvas.dataset.patch = j == null ? '' : IDX.patches[j].id;
+    if (j == null) return;
+    const img = await patchImage(S.size, j);
+    if (canvas.dataset.y !== String(y) || canvas.dataset.x !== String(x)) return;  // a newer hover won
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(img, x, y);  // binary alpha: a plain paste
+    canvas.dataset.drawn = String(y) + ',' + String(x);
+  }
+
+  function showHover(r, c) {
+    const n = current.n;
+    if (!n) return;
+    lastHover = { r, c, n };
+    const offs = IDX.offsets[String(current.size)];
+    const y = offs[r], x = offs[c];
+    const i = r * n + c;
+    const va = current.a ? current.a.values[i] : null;
+    const vb = S.compare && current.b ? current.b.values[i] : null;
+    $('hover-hint').hidden = true;
+    const pos = $('hover-pos');
+    pos.textContent = 'y = ' + y + ' px, x = ' + x + ' px (row ' + r + ', column ' + c + ')';
+    Object.assign(pos.dataset, { y: String(y), x: String(x), row: String(r), col: String(c) });
+    const setVal = (id, labelId, v, side, sl) => {
+      const dd = $(id);
+      dd.textContent = v == null ? '\u2013' : fmt(v) + ' \u00b1 ' + (sl.step / 2).toExponential(1);
+      dd.dataset.value = v == null ? '' : String(v);
+      dd.dataset.step = sl ? String(sl.step) : '';
+      $(labelId).textContent = S[side].model + ' / ' + S[side].layer;
+    };
+    setVal('hover-value-a', 'hover-label-a', va, 'a', current.a);
+    $('hover-value-b').hidden = $('hover-label-b').hidden = !S.compare;
+    if (S.compare) setVal('hover-value-b', 'hover-label-b', vb, 'b', current.b);
+    for (const side of ['a', 'b']) placeMarker($('panel-' + side), 'hover-marker', [r, c], n);
+    const members = selectionPatches(current.ga, S.sel);
+    const j = members.length ? members[0] : null;
+    const single = S.sel.startsWith('p:');
+    $('hover-note').textContent = j == null ? '' : single ? '' :
+      'The map is a mean over ' + members.length + ' patches; the images show the first, ' + IDX.patches[j].id + '.';
+    $('shifted-cap').textContent = 'shifted image at y = ' + y + ', x = ' + x;
+    compose($('shifted'), j, y, x);
+    const anchored = IDX.kinds[S.kind].anchored;
+    $('anchor-fig').hidden = !anchored;
+    if (anchored) {
+      const [ar, acol] = anchorCell(S.anchor, n);
+      $('anchor-cap').textContent = 'anchor ' + S.anchor + ' at y = ' + offs[ar] + ', x = ' + offs[acol];
+      compose($('anchor-img'), j, offs[ar], offs[acol]);
+    }
+  }
+
+  function onPointer(ev) {
+    const canvas = ev.currentTarget;
+    const n = current.n;
+    if (!n) return;
+    const rect = canvas.getBoundingClientRect();
+    const c = Math.floor(((ev.clientX - rect.left) / rect.width) * n);
+    const r = Math.floor(((ev.clientY - rect.top) / rect.height) * n);
+    if (r < 0 || c < 0 || r >= n || c >= n) return;
+    showHover(r, c);
+  }
+
+  // ---------------------------------------------------------------------------------------------- tables
+  function parseCSV(text) {
+    const rows = [];
+    let row = [], field = '', i = 0, quoted = false;
+    while (i < text.length) {
+      const ch = text[i];
+      if (quoted) {
+        if (ch === '"') {
+          if (text[i + 1] === '"') { field += '"'; i += 2; continue; }
+          quoted = false; i++; continue;
+        }
+        field += ch; i++; continue;
+      }
+      if (ch === '"') { quoted = true; i++; continue; }
+      if (ch === ',') { row.push(field); field = ''; i++; continue; }
+      if (ch === '\r') { i++; continue; }
+      if (ch === '\n') { row.push(field); rows.push(row); row = []; field = ''; i++; continue; }
+      field += ch; i++;
+    }
+    if (field !== '' || row.length) { row.push(field); rows.push(row); }
+    return rows;
+  }
+
+  const MAX_ROWS = 1000;
+
+  function renderTable(card, csv) {
+    const rows = parseCSV(csv);
+    const header = rows.shift() || [];
+    const numeric = header.map((_, k) => rows.length > 0 && rows.every((r) => r[k] === '' || r[k] === undefined || Number.isFinite(Number(r[k]))));
+    const table = el('table', { class: 'data' });
+    const thead = el('thead');
+    const tbody = el('tbody');
+    table.append(thead, tbody);
+    const tr = el('tr');
+    let sortCol = -1, asc = true, filter = '';
+    header.forEach((h, k) => {
+      const th = el('th', { text: h, 'data-col': String(k), title: 'sort by ' + h });
+      th.addEventListener('click', () => {
+        asc = sortCol === k ? !asc : true;
+        sortCol = k;
+        tr.querySelectorAll('th').forEach((t) => t.removeAttribute('aria-sort'));
+        th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+        body();
+      });
+      tr.append(th);
+    });
+    thead.append(tr);
+    const meta = card.querySelector('.meta');
+    function body() {
+      let view = filter ? rows.filter((r) => r.join(' ').toLowerCase().includes(filter)) : rows.slice();
+      if (sortCol >= 0) {
+        const k = sortCol, num = numeric[k], sign = asc ? 1 : -1;
+        view.sort((x, y) => {
+          const a = x[k], b = y[k];
+          if (num) return sign * ((a === '' ? -Infinity : Number(a)) - (b === '' ? -Infinity : Number(b)));
+          return sign * String(a).localeCompare(String(b), undefined, { numeric: true });
+        });
+      }
+      const shown = view.slice(0, MAX_ROWS);
+      tbody.replaceChildren(...shown.map((r) => el('tr', {}, ...header.map((_, k) => el('td', { class: numeric[k] ? 'num' : '', text: r[k] === undefined ? '' : r[k] })))));
+      meta.textContent = view.length + ' of ' + rows.length + ' rows' + (view.length > shown.length ? ', showing the first ' + MAX_ROWS + ' (download the CSV for all)' : '');
+    }
+    const input = card.querySelector('input');
+    input.hidden = false;
+    input.addEventListener('input', () => { filter = input.value.trim().toLowerCase(); body(); });
+    body();
+    card.querySelector('.table-scroll').replaceChildren(table);
+    card.dataset.loaded = 'true';
+  }
+
+  function setupTables() {
+    const list = $('table-list');
+    if (!IDX.tables.length) { list.replaceChildren(el('p', { text: 'This run has no tables.' })); return; }
+    const cards = IDX.tables.map((t) => {
+      const card = el('div', { class: 'table-card', id: 'table-' + t.name, 'data-name': t.name },
+        el('div', { class: 'table-head' },
+          el('h3', { text: t.name }),
+          el('a', { href: t.file, download: t.name + '.csv', class: 'download', text: 'download CSV' }),
+          el('input', { type: 'search', placeholder: 'filter rows', hidden: '' }),
+          el('span', { class: 'meta', text: t.rows + ' rows' })),
+        el('div', { class: 'table-scroll' }));
+      return card;
+    });
+    list.replaceChildren(...cards);
+    // Load small tables at once, large ones on request.
+    IDX.tables.forEach((t, i) => {
+      const card = cards[i];
+      const go = () => load(t.js, 'table/' + t.name).then((csv) => renderTable(card, csv))
+        .catch((e) => { card.querySelector('.table-scroll').textContent = String(e.message || e); });
+      if (t.bytes < 3e6) go();
+      else {
+        const b = el('button', { type: 'button', text: 'show table (' + (t.bytes / 1e6).toFixed(1) + ' MB)' });
+        b.addEventListener('click', () => { b.remove(); go(); });
+        card.querySelector('.table-scroll').append(b);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------- figures, summary
+  function setupFigures() {
+    const list = $('figure-list');
+    if (!IDX.figures.length) { list.replaceChildren(el('p', { text: 'This run has no figures.' })); return; }
+    list.replaceChildren(...IDX.figures.map((f) => el('figure', {},
+      el('a', { href: f.file }, el('img', { src: f.file, alt: f.name, loading: 'lazy' })),
+      el('figcaption', { text: f.name }))));
+  }
+
+  function kvTable(pairs) {
+    return el('table', { class: 'summary' }, ...pairs.map(([k, v]) => el('tr', {}, el('th', { text: k }), el('td', { text: v == null ? '' : String(v) }))));
+  }
+
+  function rowsTable(cols, rows, id) {
+    const t = el('table', { class: 'summary' });
+    if (id) t.id = id;
+    t.append(el('tr', {}, ...cols.map(([, label]) => el('th', { text: label }))));
+    for (const r of rows) t.append(el('tr', {}, ...cols.map(([k]) => el('td', { text: r[k] == null ? '' : String(r[k]) }))));
+    return t;
+  }
+
+  function setupSummary() {
+    const s = IDX.summary;
+    document.title = IDX.title;
+    $('title').textContent = IDX.title;
+    const dev = s.device || {};
+    $('subtitle').textContent = (s.models || []).map((m) => m.model).join(', ') + ' \u00b7 ' + IDX.patches.length + ' patches \u00b7 sizes ' +
+      IDX.sizes.join(', ') + ' px \u00b7 stride ' + IDX.stride + ' \u00b7 ' + (dev.name || dev.type || '') + ', ' + (s.precision || '');
+    if (s.untrained) {
+      const names = s.models.filter((m) => m.untrained).map((m) => m.model).join(', ');
+      const b = $('untrained-banner');
+      b.hidden = false;
+      b.textContent = 'UNTRAINED: ' + names + ' ran with random weights. These maps show an untrained network and are not a finding about trained networks.';
+    }
+    const body = $('summary-body');
+    const models = (s.models || []).map((m) => Object.assign({}, m, { layers: (m.layers || []).join(', '), untrained: m.untrained ? 'UNTRAINED' : 'no' }));
+    const timings = (s.timings || []).map((t) => Object.assign({}, t));
+    const cfg = s.config || {};
+    body.replaceChildren(
+      el('h3', { text: 'Models' }),
+      rowsTable([['model', 'model'], ['layers', 'layers'], ['weights', 'weights'], ['untrained', 'untrained'], ['description', 'description']], models, 'models-table'),
+      el('h3', { text: 'Device and settings' }),
+      kvTable([['device', (dev.name || '') + ' (' + (dev.type || '') + ')'], ['precision', s.precision], ['status', s.status],
+        ['started', s.started], ['finished', s.finished], ['fingerprint', s.fingerprint],
+        ...Object.entries(cfg).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v])]),
+      el('h3', { text: 'Timings' }),
+      rowsTable([['unit', 'model / size'], ['seconds', 'seconds'], ['images', 'images'], ['images_per_s', 'images/s']], timings, 'timings-table'),
+      el('h3', { text: 'Versions' }),
+      kvTable(Object.entries(s.versions || {})));
+  }
+
+  // ---------------------------------------------------------------------------------------------- wiring
+  function wire() {
+    $('kind').addEventListener('change', (e) => { S.kind = e.target.value; resetPanels(); S.sel = 'all'; S.floorAuto = true; $('floor-auto').checked = true; update(); });
+    $('size').addEventListener('change', (e) => { S.size = Number(e.target.value); update(); });
+    $('anchor').addEventListener('change', (e) => { S.anchor = e.target.value; update(); });
+    $('patch').addEventListener('change', (e) => { S.sel = e.target.value; update(); });
+    $('cmap').addEventListener('change', (e) => { S.cmap = e.target.value; redraw(); });
+    $('compare').addEventListener('change', (e) => { S.compare = e.target.checked; update(); });
+    $('floor').addEventListener('input', (e) => {
+      S.floor = Number(e.target.value);
+      S.floorAuto = false;
+      $('floor-auto').checked = false;
+      redraw();
+    });
+    $('floor-auto').addEventListener('change', (e) => { S.floorAuto = e.target.checked; update(); });
+    for (const side of ['a', 'b']) {
+      $('model-' + side).addEventListener('change', (e) => { S[side].model = e.target.value; update(); });
+      $('layer-' + side).addEventListener('change', (e) => { S[side].layer = e.target.value; update(); });
+      const c = $('heat-' + side);
+      c.addEventListener('pointermove', onPointer);
+      c.addEventListener('pointerdown', onPointer);
+    }
+  }
+
+  setupSummary();
+  wire();
+  if (!kinds.length) {
+    $('explorer').replaceChildren(el('p', { text: 'This run has no maps to show.' }));
+    document.body.dataset.ready = 'none';
+  } else {
+    resetPanels();
+    update();
+  }
+  setupTables();
+  setupFigures();
+})();
