@@ -190,3 +190,12 @@ def test_cli_run_end_to_end_in_a_subprocess(patch_dir, tmp_path):
     part.write_bytes(b"truncated")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "corrupt" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_paper_dry_run_plans_the_full_protocol_without_coco(tmp_path):
+    result, text = cli("run", "paper", "--models", "alexnet:fc6", "--weights", "random", "--dry-run",
+                       "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, text
+    assert "6,500,000" in text and "22,500 / 10,000" in text and " 200 " in text
+    result, text = cli("run", "paper", "--models", "alexnet:fc6", "--weights", "random", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "needs COCO" in text

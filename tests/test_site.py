@@ -183,7 +183,7 @@ def test_site_files_are_static_and_self_contained(results):
             assert (site / "patches" / f"p{size}" / f"{p['file']}.png").is_file()
     text = "".join(f.read_text() for f in site.glob("*.html")) + (site / "app.js").read_text()
     assert "http://" not in text.replace("http://127.0.0.1", "") and "https://" not in text
-    assert "fetch(" not in (site / "app.js").read_text()
+    assert "fetch(" not in (site / "app.js").read_text().split("*/", 1)[1]
 
 
 # ------------------------------------------------------------------------------------------------- browser
@@ -393,8 +393,9 @@ def test_serve_command_builds_and_serves_on_localhost(results, tmp_path):
                 time.sleep(0.2)
         assert body is not None and "shiftlens" in body, proc.stdout.read() if proc.poll() is not None else "no answer"
         assert (copy / "site" / "index.html").is_file()
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
-        if listening.returncode == 0 and listening.stdout.strip():
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True) \
+            if shutil.which("ss") else None
+        if listening is not None and listening.returncode == 0 and listening.stdout.strip():
             assert all("127.0.0.1:" in line for line in listening.stdout.strip().splitlines())
     finally:
         proc.terminate()

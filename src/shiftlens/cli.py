@@ -173,7 +173,7 @@ def report_cmd(
         site = build_site(results_dir)
     except ShiftlensError as exc:
         fail(exc)
-    out_console.print(f"site: {site.resolve()}  (open file://{(site / 'index.html').resolve()})")
+    typer.echo(f"site: {site.resolve()}  (open {(site / 'index.html').resolve().as_uri()})")
 
 
 @app.command("serve")
@@ -192,7 +192,7 @@ def serve_cmd(
     except ShiftlensError as exc:
         fail(exc)
     host, bound = server.server_address[:2]
-    out_console.print(f"serving {site.resolve()} on http://{host}:{bound}/  (Ctrl+C to stop)", highlight=False)
+    typer.echo(f"serving {site.resolve()} on http://{host}:{bound}/  (Ctrl+C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -210,8 +210,8 @@ def print_plan(p, ips: dict[str, float]) -> None:
         images = p.images_per_model
         seconds = images / ips[spec.key]
         total_s += seconds
-        table.add_row(spec.key, ",".join(spec.layers), str(p.n_patches), ",".join(map(str, p.config.sizes)),
-                      ",".join(f"{v:,}" for v in p.positions.values()), f"{images:,}", f"{ips[spec.key]:,.0f}",
+        table.add_row(spec.key, ",".join(spec.layers), str(p.n_patches), " / ".join(map(str, p.config.sizes)),
+                      " / ".join(f"{v:,}" for v in p.positions.values()), f"{images:,}", f"{ips[spec.key]:,.0f}",
                       _duration(seconds))
     out_console.print(table)
     out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
