@@ -78,9 +78,10 @@ def parts(results):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     if not Path(CHROMIUM).exists():
-        pytest.skip("system chromium not installed (apt-get install chromium)")
+        pytest.fail("the website tests need the system Chromium: apt-get install chromium (no playwright install)")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield b
@@ -91,7 +92,7 @@ def browser():
 def page(browser, results):
     pg = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
-    pg.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    pg.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     pg.on("requestfailed", lambda r: errors.append(f"requestfailed: {r.url}"))
     pg.goto((results / "site" / "index.html").resolve().as_uri())
@@ -132,7 +133,7 @@ def hover_cell(pg, r: int, c: int, side: str = "a") -> dict:
 def canvas_pixel(pg, canvas_id: str, y: int, x: int) -> list[int]:
     return pg.evaluate(
         "([id, y, x]) => Array.from(document.getElementById(id).getContext('2d').getImageData(x, y, 1, 1).data)",
-        [canvas_id, y, x])
+        [canvas_id, int(y), int(x)])
 
 
 def expected_map(parts, model: str, layer: str, size: int, sel: str, kind: str = "similarity") -> np.ndarray:
@@ -211,8 +212,9 @@ def test_each_control_changes_the_heatmap(page):
     assert heat(page)["model"] == "mobilenet_v2"
     changed(lambda: choose(page, "#model-a", "efficientnet_lite0"))
     assert option_values(page, "#layer-a") == ["pool", "fc"]
-    changed(lambda: choose(page, "#layer-a", "fc"))
-    assert heat(page)["layer"] == "fc"
+    other = "pool" if heat(page)["layer"] == "fc" else "fc"
+    changed(lambda: choose(page, "#layer-a", other))
+    assert heat(page)["layer"] == other
     changed(lambda: choose(page, "#size", "125"))
     assert heat(page)["size"] == "125" and heat(page)["n"] == str(len(offsets(224, 125, STRIDE)))
     changed(lambda: choose(page, "#anchor", "TL"))
@@ -308,6 +310,25 @@ def test_side_by_side_panel_shares_the_scale(page, parts):
     assert page.errors == []
 
 
+def test_tap_on_touch_screen_shows_the_cell(browser, results, parts):
+    ctx = browser.new_context(viewport={"width": 420, "height": 900}, has_touch=True, is_mobile=True)
+    pg = ctx.new_page()
+    try:
+        pg.goto((results / "site" / "index.html").resolve().as_uri())
+        wait_ready(pg)
+        n = int(heat(pg)["n"])
+        pg.locator("#heat-a").scroll_into_view_if_needed()
+        box = pg.locator("#heat-a").bounding_box()
+        pg.touchscreen.tap(box["x"] + (2 + 0.5) * box["width"] / n, box["y"] + (1 + 0.5) * box["height"] / n)
+        pos = pg.eval_on_selector("#hover-pos", "e => Object.assign({}, e.dataset)")
+        assert (int(pos["row"]), int(pos["col"])) == (1, 2)
+        expected = expected_map(parts, heat(pg)["model"], heat(pg)["layer"], 75, "all")[ANCHORS.index("C")]
+        value = float(pg.get_attribute("#hover-value-a", "data-value"))
+        assert abs(value - expected[1, 2]) <= float(pg.get_attribute("#hover-value-a", "data-step")) / 2 + 1e-6
+    finally:
+        ctx.close()
+
+
 def test_class_probability_hover(page, parts):
     choose(page, "#kind", "class")
     choose(page, "#model-a", "mobilenet_v2")
@@ -348,6 +369,12 @@ def test_tables_sort_and_download(page, results):
     page.fill(f"{card} input", "mobilenet")
     assert len(column()) == int((df["model"] == "mobilenet_v2").sum())
     assert page.errors == []
+
+
+def test_report_on_a_folder_without_a_run_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "run.json" in result.output and "Traceback" not in result.output
 
 
 # ------------------------------------------------------------------------------------------------- serve

@@ -73,7 +73,11 @@ class CanvasRenderer:
         background=(255, 255, 255),
         normalisation: Normalisation | None = None,
         device: torch.device | str = "cpu",
+        pool: dict | None = None,
     ) -> None:
+        """`pool`: a dict shared by renderers used one after another (the extractor's), so that `reuse` renders
+        recycle one buffer instead of page-faulting a fresh one for every patch."""
+        self._pool = pool
         if rgba.shape[0] > canvas or rgba.shape[1] > canvas:
             raise ShiftlensError(f"patch size {rgba.shape[0]} is larger than the {canvas}px canvas: use a smaller patch size")
         self.canvas = canvas
@@ -101,7 +105,15 @@ class CanvasRenderer:
             return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last
         buf = getattr(self, "_buf", None)
         if buf is None or buf.shape[0] < b:
-            self._buf = buf = self.background.expand(b, self.canvas, self.canvas, 3).clone()
+            shared = (self._pool or {}).get("canvas")
+            if shared is not None and shared.shape[0] >= b and shared.shape[1] == self.canvas and shared.device == self.device:
+                buf = shared
+                buf.copy_(self.background.expand_as(buf))  # another patch's blocks may be in it
+            else:
+                buf = self.background.expand(b, self.canvas, self.canvas, 3).clone()
+                if self._pool is not None:
+                    self._pool["canvas"] = buf
+            self._buf = buf
             self._prev = None
         out = buf[:b]
         if self._prev is not None:

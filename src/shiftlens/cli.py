@@ -201,6 +201,31 @@ def serve_cmd(
         server.server_close()
 
 
+@app.command("bench")
+def bench_cmd(
+    quick: Annotated[bool, typer.Option("--quick", help="small sizes: about 2 minutes on a laptop CPU")] = False,
+    out: Annotated[str, typer.Option(help="where to write the results JSON")] = "benchmarks/results.json",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    models: Annotated[Optional[str], typer.Option(help="comma-separated subset of alexnet,resnet50,mobilenet_v2,efficientnet_lite0")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (default 64)")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="path of benchmarks/png_baseline.py (found from the repo root by default)")] = None,
+) -> None:
+    """Measure speed against the network's own forward pass and the paper's PNG pipeline; write results JSON."""
+    from shiftlens import bench
+
+    try:
+        st = bench.Settings.preset(quick, device=device, batch_size=batch_size, baseline=baseline,
+                                   models=tuple(config_mod.split_list(models)) if models else None)
+        info = bench.run_bench(st, log=lambda s: console.print(s, highlight=False))
+        path = Path(out)
+        bench.write(info, path)
+    except ShiftlensError as exc:
+        fail(exc)
+    for item in bench.report(info):
+        out_console.print(item, highlight=False) if isinstance(item, str) else out_console.print(item)
+    out_console.print(f"written: {path}")
+
+
 def print_plan(p, ips: dict[str, float]) -> None:
     table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short warm-up with random weights")
     for col in ("model", "layers", "patches", "sizes", "positions/patch", "images", "img/s", "estimated time"):

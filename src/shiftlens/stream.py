@@ -21,8 +21,10 @@ from shiftlens.models.taps import Taps
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# `--precision auto`: a faster precision only where the benchmark measured its largest similarity-map error
-# below 0.005 against fp32 (benchmarks/results.json, README "Performance"); fp32 everywhere else.
+# `--precision auto`: a faster precision only where `shiftlens bench` measured its largest similarity-map error
+# below 0.005 against fp32 (EfficientNet-Lite0 ImageNet weights, sample patches; benchmarks/results.json,
+# docs/performance.md); fp32 everywhere else. CPU bf16 measured ~1e-2 (over the limit) -> fp32; CUDA fp16/bf16 not
+# measured yet -> fp32 until a GPU run of the benchmark says otherwise.
 AUTO_PRECISION: dict[str, str] = {"cpu": "fp32", "cuda": "fp32"}
 
 
@@ -55,6 +57,7 @@ class FeatureExtractor:
         if self.device.type in ("cpu", "cuda"):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.taps = Taps(self.model, self.layers)
+        self._pool: dict = {}  # one canvas buffer recycled by this extractor's renderers (one patch at a time)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -62,7 +65,7 @@ class FeatureExtractor:
             return self.taps(batch)
 
     def renderer(self, rgba: np.ndarray, canvas: int, background) -> CanvasRenderer:
-        return CanvasRenderer(rgba, canvas, background, self.normalisation, self.device)
+        return CanvasRenderer(rgba, canvas, background, self.normalisation, self.device, pool=self._pool)
 
 
 def stream_order(n_positions: int, first: list[int]) -> np.ndarray:

@@ -108,17 +108,20 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
             return a * ((X @ ((X.T @ (a * v).T).T * s2 * s2).T).T)
 
     eye = None
-    alpha = u / 2
-    s = torch.ones_like(a)
-    t = torch.ones_like(a)
-    nu = torch.zeros(P, dtype=dt, device=X.device)
     e = m
+    alpha = u / 2
+    w_up = u - alpha  # the upper slack is its own variable: u - alpha would round to 0 next to the bound
+    nu = torch.zeros(P, dtype=dt, device=X.device)
+    # Start dual-feasible: s - t = Q alpha - e, both strictly positive.
+    r0 = qmul(alpha) - e
+    delta = 1.0 + 0.1 * r0.abs().mean(1, keepdim=True)
+    s = r0.clamp_min(0) + delta
+    t = (-r0).clamp_min(0) + delta
     ntrain = m.sum(1)
     for it in range(max_iter):
         Qa = qmul(alpha)
         rd = Qa - e + nu.unsqueeze(1) * a - s + t
         rp = (a * alpha).sum(1)
-        w_up = u - alpha
         mu = ((alpha * s + w_up * t).sum(1)) / (2 * N)
         # Convergence: duality gap of the SVM itself, primal objective at w = Z'alpha, b = nu.
         quad = (alpha * Qa).sum(1)
@@ -126,8 +129,13 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
         primal = 0.5 * quad + C * hinge
         dual = (e * alpha).sum(1) - 0.5 * quad
         gap = (primal - dual) / primal.abs().clamp_min(1.0)
+        comp = (alpha * s + w_up * t).sum(1) / dual.abs().clamp_min(1.0)
         feas = rp.abs() / ntrain.clamp_min(1)
-        active = ~((gap < tol) & (feas < 1e-9))
+        dres = rd.abs().amax(1) / (1.0 + Qa.abs().amax(1))
+        # Converged: the SVM's own duality gap is small, or the QP's complementarity gap is (with feasibility).
+        active = ~(((gap < tol) | (comp < tol)) & (feas < 1e-9) & (dres < 1e-9))
+        if globals().get("_DEBUG"):
+            print(it, gap.max().item(), comp.max().item(), dres.max().item(), int(active.sum()))
         if not bool(active.any()):
             break
         theta = s / alpha + t / w_up
@@ -148,8 +156,13 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
             # (the step is then slightly inexact, the residuals below stay exact).
             theta_w = torch.maximum(theta, theta_floor)
             inv = a * a / theta_w  # Z' Theta^-1 Z = S X' diag(a^2/theta) X S
-            G = torch.einsum("nd,pn,ne->pde", X, inv, X) * s2.unsqueeze(2) * s2.unsqueeze(1) + eye
-            L = torch.linalg.cholesky(G)
+            G = torch.stack([(X * inv[p].unsqueeze(1)).T @ X for p in range(P)])
+            G = G * s2.unsqueeze(2) * s2.unsqueeze(1) + eye
+            L, info = torch.linalg.cholesky_ex(G)
+            if globals().get("_DEBUG") and bool((info > 0).any()):
+                bad = int((info > 0).nonzero()[0])
+                print("FAIL", bad, active[bad].item(), alpha[bad].min().item(), w_up[bad].min().item(), theta[bad].min().item(), theta[bad].max().item(), torch.isfinite(G[bad]).all().item(), gap[bad].item(), comp[bad].item())
+                raise SystemExit
 
             def msolve(r):
                 v = r / theta_w
@@ -159,10 +172,12 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
 
         q = msolve(a)
         aq = (a * q).sum(1)
+        if globals().get("_DEBUG"):
+            print("aq", aq.min().item(), theta.min().item(), theta.max().item(), torch.isfinite(q).all().item(), (alpha.min().item()), w_up.min().item())
 
         def direction(comp_s, comp_t):
             # comp_s = target for alpha*s, comp_t for (u-alpha)*t after the step (linearised).
-            r = -rd + comp_s / alpha - comp_t / w_up
+            r = -rd + comp_s / alpha - s - comp_t / w_up + t
             p = msolve(r)
             dnu = ((a * p).sum(1) + rp) / aq
             dal = p - q * dnu.unsqueeze(1)
@@ -188,6 +203,7 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
         step = torch.nan_to_num(step, nan=0.0)
         st = step.unsqueeze(1)
         alpha = alpha + st * dal
+        w_up = w_up - st * dal
         nu = nu + step * dnu
         s = s + st * ds
         t = t + st * dt_

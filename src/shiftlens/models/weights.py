@@ -42,10 +42,11 @@ def download_state_dict(url: str, model: str, check_hash: bool = False) -> tuple
     try:
         state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True,
                                                    check_hash=check_hash)
-    except (URLError, OSError, RuntimeError) as exc:
+    except Exception as exc:  # network errors, or a corrupt cached file (torch.load raises many types)
         if target.is_file() and not isinstance(exc, (URLError, ConnectionError)):
             raise ShiftlensError(
-                f"ImageNet weights for {model}: {target} cannot be loaded ({exc}); delete it and download {url} again"
+                f"ImageNet weights for {model}: {target} cannot be loaded ({exc.__class__.__name__}); "
+                f"delete it and download {url} again"
             ) from None
         raise ShiftlensError(
             f"ImageNet weights for {model} cannot be downloaded ({exc.__class__.__name__}): "

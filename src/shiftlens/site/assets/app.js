@@ -298,7 +298,7 @@
     const anchorTxt = IDX.kinds[S.kind].anchored ? ', anchor ' + S.anchor : '';
     t.replaceChildren(el('span', { text: p.model + ' \u00b7 ' + p.layer + ' \u00b7 ' + S.size + ' px' + anchorTxt }),
       el('br'), el('span', { class: 'muted', text: IDX.kinds[S.kind].label + ', ' + what + (info.weights ? ', weights ' + info.weights : '') }),
-      info.untrained ? el('span', { class: 'badge', text: 'UNTRAINED' }) : null);
+      ...(info.untrained ? [el('span', { class: 'badge', text: 'UNTRAINED' })] : []));
   }
 
   function redraw() {
@@ -390,11 +390,12 @@
     const vb = S.compare && current.b ? current.b.values[i] : null;
     $('hover-hint').hidden = true;
     const pos = $('hover-pos');
-    pos.textContent = 'y = ' + y + ' px, x = ' + x + ' px (row ' + r + ', column ' + c + ')';
+    pos.replaceChildren('y = ' + y + ' px, x = ' + x + ' px ', el('small', { text: '(row ' + r + ', column ' + c + ')' }));
     Object.assign(pos.dataset, { y: String(y), x: String(x), row: String(r), col: String(c) });
     const setVal = (id, labelId, v, side, sl) => {
       const dd = $(id);
-      dd.textContent = v == null ? '\u2013' : fmt(v) + ' \u00b1 ' + (sl.step / 2).toExponential(1);
+      if (v == null) dd.textContent = '\u2013';
+      else dd.replaceChildren(fmt(v) + ' ', el('small', { text: '\u00b1 ' + (sl.step / 2).toExponential(1) }));
       dd.dataset.value = v == null ? '' : String(v);
       dd.dataset.step = sl ? String(sl.step) : '';
       $(labelId).textContent = S[side].model + ' / ' + S[side].layer;
