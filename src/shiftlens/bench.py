@@ -341,7 +341,7 @@ def png_baseline(name: str, module, st: Settings, device: torch.device, patch, w
 
 def svm_bench(st: Settings, device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
     try:
-        from shiftlens.analyses import svm as svm_mod
+        svm_mod = importlib.import_module("shiftlens.analyses.svm")
         fit = svm_mod.fit_predict_cv
         ref = svm_mod.sklearn_cv
     except (ImportError, AttributeError) as exc:

@@ -87,6 +87,8 @@ class RunConfig:
             raise ShiftlensError(f"unknown analysis {unknown[0]!r}: choose from {', '.join(ANALYSES)}")
         if not self.analyses:
             raise ShiftlensError(f"no analyses selected: choose from {', '.join(ANALYSES)}")
+        if "invariance" in self.analyses and "similarity" not in self.analyses:
+            raise ShiftlensError("invariance is computed from the similarity maps: add similarity to --analyses")
         if self.svm not in ("torch", "sklearn"):
             raise ShiftlensError(f"unknown SVM solver {self.svm!r}: use torch or sklearn")
         if self.per_category < 1:

@@ -20,6 +20,10 @@ import torch
 
 from shiftlens.errors import ShiftlensError
 
+_DEBUG = False
+LAST_ITERATIONS = 0
+THETA_FLOOR = 1e-12
+
 
 def _check(X, labels, folds) -> tuple[int, int, int]:
     if X.ndim != 2:
@@ -101,14 +105,14 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
             return (Q @ v.unsqueeze(2)).squeeze(2)
     else:
         s2 = scale if scale is not None else torch.ones(P, D, dtype=dt, device=X.device)
-        row_sq = ((X * X) @ (s2 * s2).T).T.amax(1, keepdim=True)  # (P, 1) largest ||x s||^2
-        theta_floor = 1e-9 * row_sq * N
 
         def qmul(v):
             return a * ((X @ ((X.T @ (a * v).T).T * s2 * s2).T).T)
 
     eye = None
     e = m
+    sq = ((X * X) @ (scale * scale).T).T if scale is not None else (X * X).sum(1).unsqueeze(0)
+    theta_floor = THETA_FLOOR * (sq * m).amax(1, keepdim=True).clamp_min(1e-300)  # relative to the largest Q_ii
     alpha = u / 2
     w_up = u - alpha  # the upper slack is its own variable: u - alpha would round to 0 next to the bound
     nu = torch.zeros(P, dtype=dt, device=X.device)
@@ -134,35 +138,27 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
         dres = rd.abs().amax(1) / (1.0 + Qa.abs().amax(1))
         # Converged: the SVM's own duality gap is small, or the QP's complementarity gap is (with feasibility).
         active = ~(((gap < tol) | (comp < tol)) & (feas < 1e-9) & (dres < 1e-9))
-        if globals().get("_DEBUG"):
+        if _DEBUG:
             print(it, gap.max().item(), comp.max().item(), dres.max().item(), int(active.sum()))
         if not bool(active.any()):
             break
         theta = s / alpha + t / w_up
         # Factorise M = Q + diag(theta) once per iteration; two right-hand sides per solve.
+        # Free support vectors drive theta to 0 and leave Q + Theta (or I + Z' Theta^-1 Z) numerically singular: a
+        # floor on theta keeps it factorisable. The step is then slightly inexact; the residuals above stay exact.
+        theta_w = torch.maximum(theta, theta_floor)
         if kernel:
-            M = Q + torch.diag_embed(theta)
-            L, info = torch.linalg.cholesky_ex(M)
-            if bool((info > 0).any()):
-                M = M + torch.diag_embed(torch.full_like(theta, 1e-10) * theta.amax(1, keepdim=True))
-                L = torch.linalg.cholesky(M)
+            L = _cholesky(lambda jitter: Q + torch.diag_embed(theta_w + jitter * theta_floor))
 
             def msolve(r):
                 return torch.cholesky_solve(r.unsqueeze(2), L).squeeze(2)
         else:
             if eye is None:
                 eye = torch.eye(D, dtype=dt, device=X.device)
-            # Free support vectors drive theta to 0; a floor keeps I + Z' Theta^-1 Z factorisable in float64
-            # (the step is then slightly inexact, the residuals below stay exact).
-            theta_w = torch.maximum(theta, theta_floor)
             inv = a * a / theta_w  # Z' Theta^-1 Z = S X' diag(a^2/theta) X S
             G = torch.stack([(X * inv[p].unsqueeze(1)).T @ X for p in range(P)])
-            G = G * s2.unsqueeze(2) * s2.unsqueeze(1) + eye
-            L, info = torch.linalg.cholesky_ex(G)
-            if globals().get("_DEBUG") and bool((info > 0).any()):
-                bad = int((info > 0).nonzero()[0])
-                print("FAIL", bad, active[bad].item(), alpha[bad].min().item(), w_up[bad].min().item(), theta[bad].min().item(), theta[bad].max().item(), torch.isfinite(G[bad]).all().item(), gap[bad].item(), comp[bad].item())
-                raise SystemExit
+            G = G * s2.unsqueeze(2) * s2.unsqueeze(1)
+            L = _cholesky(lambda jitter: G + (1 + jitter * G.diagonal(dim1=1, dim2=2).amax(1) * 1e-12).view(-1, 1, 1) * eye)
 
             def msolve(r):
                 v = r / theta_w
@@ -172,8 +168,6 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
 
         q = msolve(a)
         aq = (a * q).sum(1)
-        if globals().get("_DEBUG"):
-            print("aq", aq.min().item(), theta.min().item(), theta.max().item(), torch.isfinite(q).all().item(), (alpha.min().item()), w_up.min().item())
 
         def direction(comp_s, comp_t):
             # comp_s = target for alpha*s, comp_t for (u-alpha)*t after the step (linearised).
@@ -207,7 +201,20 @@ def solve_dual(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, C: float, 
         nu = nu + step * dnu
         s = s + st * ds
         t = t + st * dt_
+    global LAST_ITERATIONS
+    LAST_ITERATIONS = it
     return alpha, nu
+
+
+def _cholesky(make):
+    """Cholesky factor of make(0); retried with make(10), make(1000), ... jitter while any matrix is not PD."""
+    jitter = 0.0
+    for _ in range(6):
+        L, info = torch.linalg.cholesky_ex(make(jitter))
+        if not bool((info > 0).any()):
+            return L
+        jitter = 10.0 if jitter == 0 else jitter * 100
+    raise ShiftlensError("the SVM solver could not factorise its Newton system: try --svm sklearn")
 
 
 def sklearn_cv(X, labels, folds, C: float = 1.0, standardize: bool = False) -> np.ndarray:

@@ -135,8 +135,8 @@ for _base, _desc, _layers, _default, _logits in [
         register(
             ModelEntry(
                 name=f"{_base}_aa{_k or ''}",
-                description=f"{_desc}, anti-aliased (Zhang 2019, BlurPool filter size {_size}"
-                + (", the paper's Bin-5" if _size == 5 else "") + f"; {_base}_aa1..7 pick the filter size), ImageNet-1k",
+                description=f"{_desc}, anti-aliased (Zhang 2019): BlurPool filter size {_size}"
+                + (" (Bin-5, as the paper)" if _size == 5 else "") + ", ImageNet-1k",
                 build=partial(antialiased.BUILDERS[_base], _size),
                 normalisation=IMAGENET_NORM,
                 layers=_layers,

@@ -1,0 +1,127 @@
+"""Location probe (after Razavian et al.): how well does a linear map recover the patch centre from the features?
+
+Ridge regression from the features (standardised on the training folds) to the patch centre (x, y) in pixels,
+cross-validated with the separability protocols (`paper`: contiguous folds, `shuffled`: seeded shuffled folds).
+The ridge penalty is chosen per fold from ALPHAS by exact leave-one-out error on the training rows (as RidgeCV does,
+one alpha for both coordinates), solved in closed form through one eigendecomposition per fold. R^2 is computed on
+the pooled out-of-fold predictions of all positions (a contiguous test fold alone has almost no spread in y).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from shiftlens.analyses.base import Analysis, Part, register_analysis
+from shiftlens.analyses.folds import PROTOCOLS, regression_masks
+from shiftlens.analyses.svm import train_scales
+
+ALPHAS = tuple(10.0 ** np.arange(-3, 6.5, 0.5))
+
+
+def ridge_cv_predict(X: torch.Tensor, Y: torch.Tensor, test: np.ndarray) -> torch.Tensor:
+    """Out-of-fold ridge predictions (N, 2) for targets Y (N, 2), test masks (K, N)."""
+    X = X.to(torch.float64)
+    Y = Y.to(X)
+    pred = torch.empty_like(Y)
+    alphas = torch.tensor(ALPHAS, dtype=X.dtype, device=X.device)
+    for mask in torch.as_tensor(test, device=X.device):
+        tr = ~mask
+        Xtr = X[tr]
+        mean = Xtr.mean(0)
+        scale = train_scales(X, tr.unsqueeze(0))[0]
+        Xs = (Xtr - mean) * scale
+        ym = Y[tr].mean(0)
+        yc = Y[tr] - ym
+        n_tr, d = Xs.shape
+        if n_tr <= d:
+            lam, U = torch.linalg.eigh(Xs @ Xs.T)  # H = U diag(lam/(lam+a)) U'
+            lam = lam.clamp_min(0)
+            Uy = U.T @ yc
+            shrink = lam.unsqueeze(0) / (lam.unsqueeze(0) + alphas.unsqueeze(1))  # (A, r)
+            fitted = torch.einsum("nr,ar,rt->ant", U, shrink, Uy)
+            hdiag = torch.einsum("nr,ar->an", U * U, shrink)
+        else:
+            lam, V = torch.linalg.eigh(Xs.T @ Xs)
+            lam = lam.clamp_min(0)
+            XV = Xs @ V
+            XVy = XV.T @ yc
+            inv = 1.0 / (lam.unsqueeze(0) + alphas.unsqueeze(1))
+            fitted = torch.einsum("nr,ar,rt->ant", XV, inv, XVy)
+            hdiag = torch.einsum("nr,ar->an", XV * XV, inv)
+        hdiag = hdiag + 1.0 / n_tr  # the intercept
+        loo = ((yc.unsqueeze(0) - fitted) / (1 - hdiag).clamp_min(1e-12).unsqueeze(2)) ** 2
+        best = int(loo.sum((1, 2)).argmin())
+        a = float(ALPHAS[best])
+        Xte = (X[mask] - mean) * scale
+        if n_tr <= d:
+            coef = U @ ((Uy / (lam + a).unsqueeze(1)))  # dual coefficients
+            pred[mask] = Xte @ (Xs.T @ coef) + ym
+        else:
+            w = V @ (XVy / (lam + a).unsqueeze(1))
+            pred[mask] = Xte @ w + ym
+    return pred
+
+
+def centres(ctx) -> np.ndarray:
+    """(N, 2) patch centres (x, y) in canvas pixels, row-major."""
+    half = ctx.patch_size / 2
+    return np.stack([ctx.xs + half, ctx.ys + half], axis=1).astype(np.float64)
+
+
+@register_analysis
+class Location(Analysis):
+    name = "location"
+    needs_features = True
+
+    def finish(self, features) -> dict[str, np.ndarray]:
+        ctx = self.ctx
+        n = ctx.n
+        target = centres(ctx)
+        out = {}
+        for layer in ctx.layers:
+            X = features[layer]
+            Y = torch.as_tensor(target, device=X.device)
+            out[f"location/{layer}/target"] = target.T.reshape(2, n, n).astype(np.float32)
+            for protocol in PROTOCOLS:
+                pred = ridge_cv_predict(X, Y, regression_masks(n * n, protocol, ctx.config.seed)).cpu().numpy()
+                out[f"location/{layer}/pred_{protocol}"] = pred.T.reshape(2, n, n).astype(np.float32)
+                out[f"location/{layer}/err_{protocol}"] = np.linalg.norm(pred - target, axis=1).reshape(n, n).astype(np.float32)
+        return out
+
+    @staticmethod
+    def scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        """R^2 per coordinate on pooled out-of-fold predictions; MAE (mean of |dx| and |dy|) and mean distance."""
+        p = pred.reshape(2, -1).astype(np.float64)
+        t = target.reshape(2, -1).astype(np.float64)
+        sst = ((t - t.mean(1, keepdims=True)) ** 2).sum(1)
+        r2 = 1 - ((p - t) ** 2).sum(1) / np.where(sst > 0, sst, np.nan)
+        return dict(r2_x=float(r2[0]), r2_y=float(r2[1]), mae_px=float(np.abs(p - t).mean()),
+                    dist_px=float(np.sqrt(((p - t) ** 2).sum(0)).mean()))
+
+    @classmethod
+    def per_patch(cls, parts: list[Part]) -> pd.DataFrame:
+        rows = []
+        for part in parts:
+            for layer in part.layers("location"):
+                target = part.get("location", layer, "target")
+                for protocol in PROTOCOLS:
+                    pred = part.get("location", layer, f"pred_{protocol}")
+                    if pred is None:
+                        continue
+                    rows.append(dict(model=part.model, layer=layer, weights=part.weights, patch_size=part.patch_size,
+                                     patch=part.patch_id, category=part.category, protocol=protocol,
+                                     **cls.scores(pred, target)))
+        cols = ["model", "layer", "weights", "patch_size", "patch", "category", "protocol", "r2_x", "r2_y", "mae_px", "dist_px"]
+        return pd.DataFrame(rows, columns=cols)
+
+    @classmethod
+    def tables(cls, parts, config) -> dict[str, pd.DataFrame]:
+        per_patch = cls.per_patch(parts)
+        keys = ["model", "layer", "weights", "patch_size", "protocol"]
+        summary = (per_patch.groupby(keys, sort=False)
+                   .agg(r2_x=("r2_x", "mean"), r2_y=("r2_y", "mean"), mae_px=("mae_px", "mean"),
+                        dist_px=("dist_px", "mean"), n_patches=("r2_x", "count"))
+                   .reset_index())
+        return {"location": summary, "location_per_patch": per_patch}
