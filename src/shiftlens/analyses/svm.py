@@ -46,15 +46,15 @@ def _fold_masks(labels: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
 
 
 def train_scales(X: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
-    """(P, D) 1/std of each feature over each problem's training rows (StandardScaler: constant features get 1)."""
+    """(P, D) 1/std of each feature over each problem's training rows, as StandardScaler computes it (two-pass
+    variance; a feature whose variance is within rounding of zero is constant and gets scale 1)."""
     w = train.to(X.dtype)
     cnt = w.sum(1, keepdim=True)
     mean = (w @ X) / cnt
-    var = (w @ (X * X)) / cnt - mean * mean
-    std = var.clamp_min(0).sqrt()
-    # StandardScaler treats near-constant features (std below ~10 ulp of the mean) as constant: scale 1.
-    tiny = std <= 10 * torch.finfo(X.dtype).eps * mean.abs().clamp_min(1.0)
-    return torch.where(tiny, torch.ones_like(std), 1.0 / std)
+    var = torch.stack([(w[p].unsqueeze(1) * (X - mean[p]) ** 2).sum(0) for p in range(w.shape[0])]) / cnt
+    eps = torch.finfo(X.dtype).eps
+    constant = var <= cnt * eps * var + (cnt * mean * eps) ** 2  # sklearn.preprocessing._data._is_constant_feature
+    return torch.where(constant, torch.ones_like(var), 1.0 / var.sqrt())
 
 
 def fit_predict_cv(X: torch.Tensor, labels: torch.Tensor, folds: torch.Tensor, C: float = 1.0,
@@ -224,7 +224,7 @@ def sklearn_cv(X, labels, folds, C: float = 1.0, standardize: bool = False) -> n
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    X = np.asarray(X.cpu() if isinstance(X, torch.Tensor) else X, dtype=np.float64)
+    X = np.asarray(X.cpu() if isinstance(X, torch.Tensor) else X, dtype=np.float64)  # float64 like the torch solver
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     folds = np.asarray(folds.cpu() if isinstance(folds, torch.Tensor) else folds, dtype=bool)
     t, k, _ = _check(X, labels, folds)
