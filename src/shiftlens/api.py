@@ -162,10 +162,11 @@ def run_patch(
     n_anchors = len(set(anc.values()))
     for idx, feats in stream(extractor, renderer, ys, xs, order, cfg.batch_size, first=n_anchors):
         if keep:
-            if features is None:
-                features = {k: torch.empty((len(ys), v.shape[1]), dtype=torch.float32, device=v.device) for k, v in feats.items()}
-            for k, v in feats.items():
-                features[k][idx] = v
+            if features is None:  # only the analysed layers: not `class` nor extra taps such as logits
+                features = {k: torch.empty((len(ys), feats[k].shape[1]), dtype=torch.float32, device=feats[k].device)
+                            for k in feature_layers}
+            for k in feature_layers:
+                features[k][idx] = feats[k]
         for a in analyses:
             a.update(idx, feats)
         if class_map is not None:

@@ -83,6 +83,112 @@ def similarity_grids(parts: list[Part], out: Path, run: dict) -> list[Path]:
     return written
 
 
+def _analysis_table(parts: list[Part], analysis: str, fn) -> dict[tuple, list]:
+    """Group per-part values of one analysis by (size, model, layer): {key: [fn(part, layer), ...]}."""
+    out: dict[tuple, list] = {}
+    for part in parts:
+        for layer in part.layers(analysis):
+            value = fn(part, layer)
+            if value is not None:
+                out.setdefault((part.patch_size, part.model, layer), []).append(value)
+    return out
+
+
+@register_figure
+def separability_bars(parts: list[Part], out: Path, run: dict) -> list[Path]:
+    """Mean fold accuracy per model/layer and task, one panel per protocol, one figure per patch size."""
+    from shiftlens.analyses.folds import PROTOCOLS, TASKS
+
+    acc = _analysis_table(parts, "separability",
+                          lambda p, l: {pr: p.get("separability", l, f"acc_{pr}") for pr in PROTOCOLS})
+    written = []
+    for size in sorted({k[0] for k in acc}):
+        keys = [k for k in acc if k[0] == size]
+        weights = {p.weights for p in parts if p.patch_size == size}
+        fig, axes = plt.subplots(1, len(PROTOCOLS), figsize=(4 + 1.2 * len(keys) * len(PROTOCOLS), 3.6), squeeze=False,
+                                 sharey=True)
+        for ax, protocol in zip(axes[0], PROTOCOLS):
+            x = np.arange(len(keys))
+            for t, task in enumerate(TASKS):
+                per_patch = [[a[protocol][t] for a in acc[k] if a[protocol] is not None] for k in keys]
+                means = [float(np.mean([f.mean() for f in pp])) if pp else np.nan for pp in per_patch]
+                stds = [float(np.mean([f.std() for f in pp])) if pp else np.nan for pp in per_patch]
+                ax.bar(x + (t - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=task.replace("_", "/"))
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.set_xticks(x, [f"{m}\n{l}" for _, m, l in keys], fontsize=8)
+            ax.set_ylim(0.4, 1.02)
+            ax.set_title(f"protocol: {protocol}")
+        axes[0, 0].set_ylabel("mean 5-fold accuracy (error bar: mean fold std)")
+        axes[0, -1].legend(fontsize=8, loc="lower right")
+        fig.suptitle(f"Linear SVM separability, {size}px patches, mean over patches\n{weights_note(weights)}", fontsize=10)
+        written.append(save(fig, out / f"separability_p{size}.png"))
+    return written
+
+
+@register_figure
+def invariance_tau_curves(parts: list[Part], out: Path, run: dict) -> list[Path]:
+    """Share of positions with similarity >= tau, as a curve over tau, per model/layer and anchor."""
+    from shiftlens.analyses.invariance import TAUS
+
+    taus = np.linspace(0.5, 1.0, 101)
+    curves = _analysis_table(parts, "similarity", lambda p, l: (p.get("similarity", l, "maps")[..., None]
+                                                                >= taus).mean(axis=(1, 2)))
+    written = []
+    if "invariance" not in run.get("config", {}).get("analyses", ["invariance"]):
+        return written
+    for size in sorted({k[0] for k in curves}):
+        keys = [k for k in curves if k[0] == size]
+        weights = {p.weights for p in parts if p.patch_size == size}
+        fig, axes = plt.subplots(1, len(ANCHORS), figsize=(3 * len(ANCHORS), 3.2), sharey=True, squeeze=False)
+        for a, anchor in enumerate(ANCHORS):
+            ax = axes[0, a]
+            for k in keys:
+                ax.plot(taus, np.mean(curves[k], axis=0)[a], label=f"{k[1]} {k[2]}")
+            for tau in TAUS:
+                ax.axvline(tau, color="grey", lw=0.5, ls=":")
+            ax.set_title(anchor)
+            ax.set_xlabel("tau")
+        axes[0, 0].set_ylabel("share of positions with similarity >= tau")
+        axes[0, -1].legend(fontsize=7)
+        fig.suptitle(f"Global invariance, {size}px patches, mean over patches\n{weights_note(weights)}", fontsize=10)
+        written.append(save(fig, out / f"invariance_tau_p{size}.png"))
+    return written
+
+
+@register_figure
+def location_error_maps(parts: list[Part], out: Path, run: dict) -> list[Path]:
+    """Location-probe error (px) at each patch position, mean over patches; rows = model/layer, columns = protocol."""
+    from shiftlens.analyses.folds import PROTOCOLS
+
+    errs = _analysis_table(parts, "location", lambda p, l: [p.get("location", l, f"err_{pr}") for pr in PROTOCOLS])
+    cfg = run.get("config", {})
+    canvas, stride = cfg.get("canvas", 224), cfg.get("stride", 1)
+    written = []
+    for size in sorted({k[0] for k in errs}):
+        keys = [k for k in errs if k[0] == size]
+        weights = {p.weights for p in parts if p.patch_size == size}
+        means = {k: np.mean(errs[k], axis=0) for k in keys}
+        vmax = max(float(m.max()) for m in means.values())
+        o = offsets(canvas, size, stride) + size / 2
+        extent = (o[0] - 0.5 * stride, o[-1] + 0.5 * stride, o[-1] + 0.5 * stride, o[0] - 0.5 * stride)
+        fig, axes = plt.subplots(len(keys), len(PROTOCOLS), figsize=(3 * len(PROTOCOLS) + 1, 2.8 * len(keys) + 0.8),
+                                 squeeze=False)
+        im = None
+        for r, k in enumerate(keys):
+            for c, protocol in enumerate(PROTOCOLS):
+                ax = axes[r, c]
+                im = ax.imshow(means[k][c], cmap="viridis", vmin=0, vmax=vmax, extent=extent, interpolation="nearest")
+                if r == 0:
+                    ax.set_title(f"protocol: {protocol}")
+                if c == 0:
+                    ax.set_ylabel(f"{k[1]}\n{k[2]} ({len(errs[k])} patches)", fontsize=8)
+        fig.colorbar(im, ax=axes, shrink=0.8, label="|predicted - true centre| (px)")
+        fig.suptitle(f"Location probe (ridge, 5-fold CV): error by patch centre, {size}px patches\n"
+                     f"{weights_note(weights)}", fontsize=10)
+        written.append(save(fig, out / f"location_error_p{size}.png"))
+    return written
+
+
 def make_all(parts: list[Part], out: Path, run: dict) -> list[Path]:
     written = []
     for maker in FIGURE_MAKERS:
