@@ -101,7 +101,7 @@ class RunConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on a laptop CPU: the bundled objects, EfficientNet-Lite0 with its packaged ImageNet weights,
     # positions every 8 px. Everything the package measures, on real weights, offline.
-    "quick": {},
+    "quick": {"analyses": list(ANALYSES)},
     # The study at full scale: COCO patches, stride 1, the paper's networks and taps (6.5 million images each).
     "paper": {
         "models": [
@@ -115,6 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patches": "coco",
         "stride": 1,
         "precision": "fp32",
+        "analyses": list(ANALYSES),
         "out": "results/paper",
     },
 }

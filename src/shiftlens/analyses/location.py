@@ -2,7 +2,9 @@
 
 Ridge regression from the features (standardised on the training folds) to the patch centre (x, y) in pixels,
 cross-validated with the separability protocols (`paper`: contiguous folds, `shuffled`: seeded shuffled folds).
-The ridge penalty is chosen per fold from ALPHAS by exact leave-one-out error on the training rows (as RidgeCV does,
+Features whose training std is below STD_FLOOR x the median std are scaled as if at that floor (plain
+standardisation turns a feature that is nearly constant on the training rows into huge values at a test row that
+moves it). The ridge penalty is chosen per fold from ALPHAS by exact leave-one-out error on the training rows (as RidgeCV does,
 one alpha for both coordinates), solved in closed form through one eigendecomposition per fold. R^2 is computed on
 the pooled out-of-fold predictions of all positions (a contiguous test fold alone has almost no spread in y).
 """
@@ -18,6 +20,7 @@ from shiftlens.analyses.folds import PROTOCOLS, regression_masks
 from shiftlens.analyses.svm import train_scales
 
 ALPHAS = tuple(10.0 ** np.arange(-3, 6.5, 0.5))
+STD_FLOOR = 0.01
 
 
 def ridge_cv_predict(X: torch.Tensor, Y: torch.Tensor, test: np.ndarray) -> torch.Tensor:
@@ -30,7 +33,10 @@ def ridge_cv_predict(X: torch.Tensor, Y: torch.Tensor, test: np.ndarray) -> torc
         tr = ~mask
         Xtr = X[tr]
         mean = Xtr.mean(0)
-        scale = train_scales(X, tr.unsqueeze(0))[0]
+        std = 1.0 / train_scales(X, tr.unsqueeze(0))[0]
+        # A feature almost constant on the training rows would be blown up at a test row that moves it:
+        # floor the std at STD_FLOOR x the median std.
+        scale = 1.0 / std.clamp_min(STD_FLOOR * std.median())
         Xs = (Xtr - mean) * scale
         ym = Y[tr].mean(0)
         yc = Y[tr] - ym

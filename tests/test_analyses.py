@@ -1,0 +1,252 @@
+"""Separability, location probe, invariance numbers and shift consistency: known answers, the SVM solver against
+scikit-learn (synthetic and real EfficientNet-Lite0 features), and a full run of all five analyses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from shiftlens import api
+from shiftlens.analyses import svm
+from shiftlens.analyses.base import PatchContext, anchors
+from shiftlens.analyses.consistency import Consistency
+from shiftlens.analyses.folds import PROTOCOLS, fold_masks, task_labels
+from shiftlens.analyses.invariance import falloff, grid_share, map_numbers
+from shiftlens.analyses.location import Location
+from shiftlens.analyses.separability import Separability
+from shiftlens.canvases import grid
+from shiftlens.config import RunConfig
+from shiftlens.errors import ShiftlensError
+
+
+def context(n_side: int = 10, stride: int = 8, size: int = 152, layers=("lin", "const")) -> PatchContext:
+    ys, xs = grid(224, size, stride)
+    n = int(round(np.sqrt(len(ys))))
+    assert n == n_side
+    return PatchContext(model="m", weights="w", layers=list(layers), patch_id="p", category="c", patch_size=size,
+                        ys=ys, xs=xs, n=n, anchors=anchors(n), config=RunConfig(), device=torch.device("cpu"))
+
+
+def synthetic_features(ctx: PatchContext) -> dict[str, torch.Tensor]:
+    """`lin` encodes the position linearly, [x, y, 1] (x and y repeated 32 times, so that standardised features
+    still separate with a hard margin at C = 1); `const` cannot depend on it."""
+    lin = np.stack([ctx.xs] * 32 + [ctx.ys] * 32 + [np.ones_like(ctx.xs)], axis=1).astype(np.float32)
+    return {"lin": torch.tensor(lin), "const": torch.full((len(ctx.xs), 3), 2.5)}
+
+
+# -- known answers ----------------------------------------------------------------------------------------------
+
+def test_linear_tap_is_separable_and_constant_tap_is_at_chance():
+    ctx = context()
+    out = Separability(ctx).finish(synthetic_features(ctx))
+    for protocol in PROTOCOLS:
+        const = out[f"separability/const/acc_{protocol}"]
+        assert np.allclose(const.mean(1), 0.5, atol=0.02), (protocol, const)
+    lin = out["separability/lin/acc_shuffled"]
+    assert lin.shape == (2, 5) and (lin == 1.0).all()
+    paper = out["separability/lin/acc_paper"]
+    assert (paper[0] == 1.0).all()
+    # The paper's contiguous folds: top/bottom test folds 1 and 5 hold row 0 + row 5 and row 4 + row 9, while the
+    # training rows put the max-margin boundary exactly on row 5 (row 4): even a perfect position code loses them.
+    assert 0.8 <= paper[1].mean() <= 1.0 and (paper[1, 1:4] == 1.0).all()
+
+
+def test_location_probe_recovers_a_linear_tap_and_not_a_constant_one():
+    ctx = context()
+    out = Location(ctx).finish(synthetic_features(ctx))
+    target = out["location/lin/target"]
+    assert target.shape == (2, 10, 10) and target[0, 0, 0] == 152 / 2
+    for protocol in PROTOCOLS:
+        lin = Location.scores(out[f"location/lin/pred_{protocol}"], target)
+        assert lin["r2_x"] > 0.999 and lin["r2_y"] > 0.999 and lin["mae_px"] < 0.5
+        assert out[f"location/lin/err_{protocol}"].shape == (10, 10)
+        const = Location.scores(out[f"location/const/pred_{protocol}"], target)
+        assert const["r2_x"] < 0.05 and const["r2_y"] < 0.05
+    const = Location.scores(out["location/const/pred_shuffled"], target)
+    assert abs(const["r2_x"]) < 0.1 and abs(const["r2_y"]) < 0.1  # shuffled folds: predicting the mean, R^2 ~ 0
+
+
+def test_paper_folds_are_contiguous_stratified_bands_and_labels_follow_the_protocol():
+    lab = task_labels(4)
+    assert lab[0].reshape(4, 4)[:, :2].all() and not lab[0].reshape(4, 4)[:, 2:].any()  # left = x < n/2
+    assert lab[1].reshape(4, 4)[:2].all() and not lab[1].reshape(4, 4)[2:].any()  # top = y < n/2
+    lab = task_labels(10)
+    masks = fold_masks(lab, "paper", 0)
+    from sklearn.model_selection import StratifiedKFold
+    for t in range(2):
+        for k, (_, te) in enumerate(StratifiedKFold(5).split(np.zeros(100), lab[t])):
+            assert set(np.flatnonzero(masks[t, k])) == set(te)
+    assert (masks.sum(1) == 1).all()
+    assert not np.array_equal(fold_masks(lab, "shuffled", 0), masks)
+
+
+def test_too_few_positions_is_a_clear_error():
+    with pytest.raises(ShiftlensError, match="too few"):
+        fold_masks(task_labels(2), "paper", 0)
+
+
+# -- the solver -------------------------------------------------------------------------------------------------
+
+def svm_objective(X, y01, train, w, b, C=1.0):
+    y = 2 * y01[train] - 1
+    margins = y * (X[train] @ w + b)
+    return 0.5 * w @ w + C * np.maximum(0, 1 - margins).sum()
+
+
+@pytest.mark.parametrize("n,d", [(120, 400), (600, 20)])
+def test_torch_svm_minimises_the_svc_objective(n, d):
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(n, d)) * 3 + rng.normal(size=d) * 10
+    y01 = (X[:, 0] + X[:, 1] + rng.normal(size=n) * 2 > np.median(X[:, 0] + X[:, 1])).astype(int)
+    train = np.ones(n, bool)
+    Xc = torch.tensor(X) - torch.tensor(X).mean(0)
+    y = torch.tensor(2.0 * y01 - 1).unsqueeze(0)
+    w, b = svm.fit_working_set(Xc, y, torch.tensor(train).unsqueeze(0), torch.ones(1, d, dtype=torch.float64), 1.0)
+    ours = svm_objective(Xc.numpy(), y01, train, w[0].numpy(), float(b[0]))
+    ref = SVC(kernel="linear", C=1.0, tol=1e-6).fit(Xc.numpy(), y01)
+    theirs = svm_objective(Xc.numpy(), y01, train, ref.coef_[0], float(ref.intercept_[0]))
+    # Any (w, b) bounds the optimum from above, so ours can only be lower than libsvm's (tol-limited) solution.
+    assert ours <= theirs * (1 + 1e-6)
+
+
+def test_torch_and_sklearn_agree_on_synthetic_folds():
+    rng = np.random.default_rng(0)
+    n, d = 200, 30
+    X = rng.normal(size=(n, d)) * 5 + rng.normal(size=d)
+    labels = np.stack([(X[:, :3].sum(1) + rng.normal(size=n) * 4 > 0), (np.arange(n) < n // 2)]).astype(int)
+    for protocol in PROTOCOLS:
+        masks = fold_masks(labels, protocol, 3)
+        std = protocol == "shuffled"
+        ours = svm.fit_predict_cv(torch.tensor(X), torch.tensor(labels), torch.tensor(masks), standardize=std).numpy()
+        ref = svm.sklearn_cv(X, labels, masks, standardize=std)
+        assert np.abs(ours.mean(1) - ref.mean(1)).max() <= 0.01, (protocol, ours, ref)
+
+
+def test_bad_solver_input_is_a_shiftlens_error():
+    with pytest.raises(ShiftlensError, match="labels"):
+        svm.fit_predict_cv(torch.zeros(10, 3), torch.zeros(2, 9), torch.zeros(5, 10, dtype=torch.bool))
+
+
+def real_patch_dir(root: Path) -> Path:
+    """Photo patches from scikit-image's bundled images, with an elliptical mask."""
+    import skimage.data as data
+
+    root.mkdir(parents=True, exist_ok=True)
+    crops = {"astronaut": data.astronaut()[30:230, 150:350], "cat": data.chelsea()[20:280, 100:360],
+             "coffee": data.coffee()[60:360, 150:450]}
+    for name, im in crops.items():
+        h, w = im.shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        mask = ((yy - h / 2) / (0.48 * h)) ** 2 + ((xx - w / 2) / (0.45 * w)) ** 2 < 1
+        Image.fromarray(np.dstack([im, (mask * 255).astype(np.uint8)]), "RGBA").save(root / f"{name}_0.png")
+    return root
+
+
+def test_solver_agrees_with_sklearn_on_real_efficientnet_features(tmp_path):
+    """EfficientNet-Lite0 (packaged ImageNet weights), photo patches, stride 16: per patch, task and protocol the
+    mean fold accuracies of the torch solver and SVC(kernel='linear', C=1) differ by at most 1 point."""
+    from shiftlens.models import build_with_weights, parse_spec
+    from shiftlens.patches import load_folder
+    from shiftlens.stream import FeatureExtractor, stream
+
+    spec = parse_spec("efficientnet_lite0:pool,fc")
+    model, _ = build_with_weights(spec.entry, "imagenet", 0)
+    ext = FeatureExtractor(model, [spec.entry.layer(l) for l in spec.layers], spec.entry.normalisation,
+                           torch.device("cpu"), "fp32")
+    worst = 0.0
+    for patch in load_folder(real_patch_dir(tmp_path / "real")):
+        for size in (75, 125):
+            ys, xs = grid(224, size, 16)
+            n = int(round(np.sqrt(len(ys))))
+            feats: dict[str, torch.Tensor] = {}
+            for idx, f in stream(ext, ext.renderer(patch.resized(size), 224, [255, 255, 255]), ys, xs,
+                                 np.arange(len(ys)), 64):
+                for k, v in f.items():
+                    feats.setdefault(k, torch.empty(len(ys), v.shape[1]))[idx] = v
+            labels = task_labels(n)
+            for layer, X in feats.items():
+                for protocol in PROTOCOLS:
+                    masks = fold_masks(labels, protocol, 0)
+                    std = protocol == "shuffled"
+                    ours = svm.fit_predict_cv(X, torch.tensor(labels), torch.tensor(masks), standardize=std).numpy()
+                    ref = svm.sklearn_cv(X, labels, masks, standardize=std)
+                    diff = float(np.abs(ours.mean(1) - ref.mean(1)).max())
+                    worst = max(worst, diff)
+                    assert diff <= 0.01, (patch.id, size, layer, protocol, ours, ref)
+    ext.taps.close()
+    assert worst <= 0.01
+
+
+# -- invariance numbers -----------------------------------------------------------------------------------------
+
+def test_invariance_numbers_on_known_maps():
+    n, stride = 20, 8
+    flat = np.ones((n, n))
+    numbers = map_numbers(flat, (0, 0), stride)
+    assert numbers["frac_ge_0.99"] == 1.0 and numbers["local_dx"] == 0 and numbers["local_dy"] == 0
+    assert numbers["grid_share"] == 0.0 and np.isnan(numbers["anisotropy"])
+    r, c = np.mgrid[:n, :n]
+    cone = 1 - 0.001 * np.abs(c - 5) * stride - 0.002 * np.abs(r - 7) * stride
+    drop_h, drop_v = falloff(cone, (7, 5), stride)
+    assert drop_h == pytest.approx(0.001) and drop_v == pytest.approx(0.002)
+    assert map_numbers(cone, (7, 5), stride)["anisotropy"] == pytest.approx(0.5)
+    assert map_numbers(cone, (7, 5), stride)["local_dx"] == pytest.approx(0.008, rel=0.2)
+    # A trend plus a pattern with the network's 32 px period (4 samples at stride 8): almost all the detrended energy.
+    periodic = 0.9 + 0.002 * r + 0.01 * np.cos(2 * np.pi * c / 4) + 0.01 * np.cos(2 * np.pi * r / 4 + 1)
+    assert grid_share(periodic, stride) > 0.95
+    noise = np.random.default_rng(0).normal(size=(n, n))
+    assert grid_share(noise, stride) < 0.4
+    assert np.isnan(grid_share(periodic, 5))  # 32 px is not a whole number of samples
+
+
+def test_consistency_agreement_counts():
+    top1 = np.array([[1, 1, 2], [1, 1, 2], [3, 3, 3]])
+    got = Consistency.agreement(top1, 0, "p")
+    assert got["p_neighbour_h"] == pytest.approx(4 / 6) and got["p_neighbour_v"] == pytest.approx(3 / 6)
+    assert got["p_neighbour"] == pytest.approx(7 / 12)
+    pairs = [(a, b) for i, a in enumerate(top1.ravel()) for b in top1.ravel()[i + 1:]]
+    assert got["p_random"] == pytest.approx(np.mean([a == b for a, b in pairs]))
+    assert got["n_classes"] == 3
+
+
+# -- the pipeline -----------------------------------------------------------------------------------------------
+
+ALL = ["similarity", "separability", "location", "invariance", "consistency"]
+
+
+def test_all_analyses_run_resume_and_write_tables_and_figures(tmp_path, patch_dir):
+    cfg = RunConfig(models=["efficientnet_lite0:pool,fc"], patches=f"folder:{patch_dir}", sizes=[96], stride=16,
+                    weights="random", out=str(tmp_path / "out"), batch_size=32, site=False, analyses=ALL)
+    first = api.run(cfg)
+    assert first.computed == 2
+    tables = Path(cfg.out) / "tables"
+    sep = pd.read_csv(tables / "separability.csv")
+    assert list(sep.columns) == ["model", "layer", "weights", "patch_size", "protocol", "task", "acc_mean", "acc_std",
+                                 "n_patches"]
+    assert len(sep) == 2 * 2 * 2 and (sep.n_patches == 2).all()
+    loc = pd.read_csv(tables / "location.csv")
+    assert {"r2_x", "r2_y", "mae_px", "n_patches", "protocol"} <= set(loc.columns)
+    inv = pd.read_csv(tables / "invariance.csv")
+    assert {"frac_ge_0.80", "frac_ge_0.99", "local_dx", "local_dy", "grid_share", "anisotropy"} <= set(inv.columns)
+    assert len(inv) == 2 * 5
+    con = pd.read_csv(tables / "consistency.csv")
+    assert {"p_neighbour", "p_random"} <= set(con.columns) and (con.layer == "fc").all()
+    for name in ("separability_per_patch", "location_per_patch", "invariance_per_patch", "consistency_per_patch"):
+        assert (tables / f"{name}.csv").is_file()
+    figures = {p.name for p in (Path(cfg.out) / "figures").glob("*.png")}
+    assert {"separability_p96.png", "invariance_tau_p96.png", "location_error_p96.png"} <= figures
+    again = api.run(cfg)
+    assert again.computed == 0 and again.skipped == 2
+    pd.testing.assert_frame_equal(pd.read_csv(tables / "separability.csv"), sep)
+
+
+def test_invariance_without_similarity_is_refused():
+    with pytest.raises(ShiftlensError, match="similarity"):
+        RunConfig(analyses=["invariance"]).validate()
