@@ -116,6 +116,34 @@ def test_torch_svm_minimises_the_svc_objective(n, d):
     assert ours <= theirs * (1 + 1e-6)
 
 
+def test_low_rank_newton_systems_reach_the_kernel_solvers_optimum():
+    # More rows than dimensions: solve_lowrank (D x D Newton systems) and solve_kernel (n x n) solve the same dual.
+    rng = np.random.default_rng(2)
+    n, d = 300, 12
+    X = torch.tensor(rng.normal(size=(n, d)) * 2)
+    X = X - X.mean(0)
+    y01 = (X[:, 0] - X[:, 1] + torch.tensor(rng.normal(size=n)) > 0).long().numpy()
+    y = torch.tensor(2.0 * y01 - 1).unsqueeze(0)
+    m = torch.ones(1, n, dtype=torch.bool)
+    m[0, :7] = False  # padding rows: masked out of both duals
+    a_low, b_low = svm.solve_lowrank(X.unsqueeze(0), y, m, 1.0)
+    a_ker, b_ker = svm.solve_kernel((X @ X.T).unsqueeze(0), y, m, 1.0)
+    train = m[0].numpy()
+    objs = []
+    for a, b in ((a_low, b_low), (a_ker, b_ker)):
+        w = ((a * y * m).unsqueeze(1) @ X.unsqueeze(0)).squeeze(1)[0].numpy()
+        objs.append(svm_objective(X.numpy(), y01, train, w, float(b[0])))
+    assert abs(objs[0] - objs[1]) <= 1e-6 * objs[1]
+    # and through the working-set loop, with the low-rank path forced on every round
+    old = svm.LOWRANK_RATIO
+    try:
+        svm.LOWRANK_RATIO = 0.0
+        w, b = svm.fit_working_set(X, y, m, torch.ones(1, d, dtype=torch.float64), 1.0)
+    finally:
+        svm.LOWRANK_RATIO = old
+    assert svm_objective(X.numpy(), y01, train, w[0].numpy(), float(b[0])) <= objs[1] * (1 + 1e-6)
+
+
 def test_torch_and_sklearn_agree_on_synthetic_folds():
     rng = np.random.default_rng(0)
     n, d = 200, 30

@@ -123,15 +123,24 @@ def test_class_prob_table_only_when_maps_exist():
     assert class_prob_table([]) is None
 
 
-def test_class_layer_refuses_unmapped_patches_before_any_work(tiny_config, tmp_path):
+def test_class_layer_notes_unmapped_patches_and_skips_only_their_class_map(tiny_config, tmp_path):
     from shiftlens import api
     from shiftlens.config import with_overrides
+    from shiftlens.store import ResultsDir
     from tests.conftest import write_patch_dir
 
-    folder = write_patch_dir(tmp_path / "odd", n=1, categories=("gizmo",))
-    cfg = with_overrides(tiny_config, models=["mobilenet_v2:fc,class"], patches=f"folder:{folder}")
-    with pytest.raises(ShiftlensError, match="gizmo_00 .*no ImageNet class mapping"):
-        api.plan(cfg)
+    folder = write_patch_dir(tmp_path / "odd", n=2, categories=("gizmo", "dog"))
+    cfg = with_overrides(tiny_config, models=["mobilenet_v2:fc,class"], patches=f"folder:{folder}", sizes=[160])
+    plan = api.plan(cfg)
+    assert len(plan.notes) == 1 and "gizmo_00" in plan.notes[0] and "no ImageNet class mapping" in plan.notes[0]
+    logged = []
+    result = api.run(cfg, log=logged.append)
+    assert logged == plan.notes and result.info["notes"] == plan.notes
+    parts = {p.patch_id: p for p in ResultsDir(result.out).parts()}
+    assert parts["gizmo_00"].get("class", "class", "prob") is None
+    assert parts["gizmo_00"].get("similarity", "fc", "maps") is not None
+    assert parts["dog_01"].get("class", "class", "prob") is not None
+    assert list(result.tables["class_prob"].patch) == ["dog_01"]
 
 
 def test_run_stores_the_class_map_instead_of_similarity(tiny_config):

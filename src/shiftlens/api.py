@@ -30,7 +30,7 @@ from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_specs
 from shiftlens.models.class_layer import CLASS_LAYER, ClassProbMap, class_prob_table
-from shiftlens.models.imagenet_classes import require_class_indices
+from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.registry import resolve_device
 from shiftlens.patches import Patch, load_patches
 from shiftlens.store import ResultsDir
@@ -58,6 +58,7 @@ class Plan:
     precision: str
     positions: dict[int, int]  # patch size -> positions per patch
     n_patches: int = 0  # the patches a run would use (nominal COCO count in a dry run without COCO at hand)
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.n_patches = self.n_patches or len(self.patches)
@@ -103,13 +104,17 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
         nominal = len(cfg.coco_categories) * cfg.per_category
         cfg = dataclasses.replace(cfg, patches="sample", max_patches=1)
     patches = load_patches(cfg)
+    notes = []
     if any(CLASS_LAYER in s.layers for s in specs):
-        for patch in patches:
-            require_class_indices(patch.category, patch.provenance, patch.id)
+        unmapped = [p.id for p in patches if not class_indices(p.category, p.provenance, f"patch {p.id}")]
+        if unmapped:
+            notes.append(f"class layer: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
+                         f"map ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''}); add "
+                         "\"imagenet_classes\" to their manifest.json entries to include them")
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     positions = {s: len(grid(cfg.canvas, s, cfg.stride)[0]) for s in cfg.sizes}
-    return Plan(cfg, specs, patches, device, precision, positions, nominal)
+    return Plan(cfg, specs, patches, device, precision, positions, nominal, notes)
 
 
 def versions() -> dict[str, str]:
@@ -147,8 +152,8 @@ def run_patch(
     n = int(round(np.sqrt(len(ys))))
     anc = anchors(n)
     # `class` is a per-position probability, stored as a map, not a feature for the analyses.
-    class_map = (ClassProbMap(n, require_class_indices(patch.category, patch.provenance, patch.id), extractor.device)
-                 if CLASS_LAYER in spec.layers else None)
+    indices = class_indices(patch.category, patch.provenance, f"patch {patch.id}") if CLASS_LAYER in spec.layers else None
+    class_map = ClassProbMap(n, indices, extractor.device) if indices else None  # unmapped: noted by plan()
     feature_layers = [l for l in spec.layers if l != CLASS_LAYER]
     ctx = PatchContext(model=spec.key, weights=weights_label, layers=feature_layers, patch_id=patch.id,
                        category=patch.category, patch_size=size, ys=ys, xs=xs, n=n, anchors=anc, config=cfg,
@@ -217,7 +222,10 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         "timings": (previous or {}).get("timings", {}),
         "started": (previous or {}).get("started", datetime.now(timezone.utc).isoformat()),
         "status": "running",
+        "notes": p.notes,
     }
+    for note in p.notes:
+        log(note)
     results.write_run(info)
     for patch in p.patches:
         for size in cfg.sizes:

@@ -24,7 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 class RunConfig:
     """Everything that defines a run. Field names are the TOML keys and the CLI flags."""
 
-    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc"])
+    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc,class"])
     patches: str = "sample"
     sizes: list[int] = field(default_factory=lambda: [75, 125])
     stride: int = 8

@@ -62,6 +62,13 @@ def train_scales(X: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
 
 WORKING_SET = 256
 """Rows per problem in the first subset, and the most violators added per round."""
+GROWTH = 1.0
+"""Violators added per round, at most, as a fraction of the subset's size (at least WORKING_SET): large subsets
+double instead of creeping up by a constant, which would take N / WORKING_SET rounds."""
+LOWRANK_RATIO = 2.0
+"""Subsets larger than LOWRANK_RATIO * D are solved through D x D Newton systems (solve_lowrank)."""
+GRAM_MAX = 2 ** 27
+"""Largest N * N for which unscaled problems share one (N, N) Gram matrix (1 GiB in float64)."""
 KKT_TOL = 1e-4
 """A row outside the subset violates optimality when its margin y f is below 1 - KKT_TOL."""
 
@@ -114,21 +121,32 @@ def fit_working_set(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, scale
     mid = 0.5 * (torch.where(train & (y > 0), proj, torch.inf).amin(1) + torch.where(train & (y < 0), proj, -torch.inf).amax(1))
     inset = _initial_set(proj - mid.unsqueeze(1), y, train, WORKING_SET)
     global LAST_ROUNDS, LAST_SET
+    gram = None
+    unscaled = bool((scale == 1).all())
     for rounds in range(1, 1000):
         size = int(inset.sum(1).max())
         idx = torch.argsort((~inset).to(torch.int8), dim=1, stable=True)[:, :size]  # members first, then padding
         m = inset.gather(1, idx)
         yw = y.gather(1, idx)
-        XW = X[idx] * scale.unsqueeze(1)  # (P, size, D)
-        K = XW @ XW.transpose(1, 2)
-        alpha, b = solve_kernel(K, yw, m, C, tol, max_iter)
-        w = ((alpha * yw * m).unsqueeze(1) @ XW).squeeze(1)
+        if size > LOWRANK_RATIO * X.shape[1]:
+            alpha, b = solve_lowrank(X[idx] * scale.unsqueeze(1), yw, m, C, tol, max_iter)
+        else:
+            if gram is None and unscaled and N * N <= GRAM_MAX:
+                gram = X @ X.T  # every problem's kernel is a block of this one: computed once, not per round
+            if gram is not None:
+                K = gram[idx.unsqueeze(2), idx.unsqueeze(1)]
+            else:
+                XW = X[idx] * scale.unsqueeze(1)  # (P, size, D)
+                K = XW @ XW.transpose(1, 2)
+            alpha, b = solve_kernel(K, yw, m, C, tol, max_iter)
+        coef = torch.zeros_like(y).scatter_(1, idx, alpha * yw * m)
+        w = (coef @ X) * scale
         margin = y * ((w * scale) @ X.T + b.unsqueeze(1))
         viol = train & ~inset & (margin < 1 - KKT_TOL)
         if not bool(viol.any()):
             break
         worst = torch.where(viol, margin, torch.inf)
-        add = worst.topk(min(WORKING_SET, N), dim=1, largest=False).indices
+        add = worst.topk(min(max(WORKING_SET, int(GROWTH * size)), N), dim=1, largest=False).indices
         new = torch.zeros_like(inset).scatter_(1, add, True) & viol
         inset = inset | new
     LAST_ROUNDS, LAST_SET = rounds, size
@@ -141,22 +159,66 @@ def solve_kernel(K: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, to
 
     y (P, n) in {-1, 1}; m (P, n) bool, False for padding rows (they get no weight).
     """
-    P, N = y.shape
-    dt = K.dtype
-    m = m.to(dt)
-    a = m * y  # equality-constraint coefficients; zero for padding rows
-    u = torch.full_like(a, float(C))
+    a = m.to(K.dtype) * y
     Q = a.unsqueeze(2) * K * a.unsqueeze(1)
 
     def qmul(v):
         return (Q @ v.unsqueeze(2)).squeeze(2)
 
+    def newton(theta_w, theta_floor):
+        L = _cholesky(lambda jitter: Q + torch.diag_embed(theta_w + jitter * theta_floor))
+        return lambda r: torch.cholesky_solve(r.unsqueeze(2), L).squeeze(2)
+
+    return _dual_ipm(qmul, Q.diagonal(dim1=1, dim2=2), newton, y, m, C, tol, max_iter)
+
+
+def solve_lowrank(XW: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, tol: float = 1e-8,
+                  max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same dual from the rows XW (P, n, D) themselves, for n > D: Q = Z Z' with Z = (y x) is never formed, and
+    each Newton system (Theta + Z Z') p = r is solved through the D x D matrix I + Z' Theta^-1 Z (Sherman-Morrison-
+    Woodbury), one refinement step against the exact residual: O(n D^2) per step instead of O(n^3)."""
+    a = m.to(XW.dtype) * y
+    Z = a.unsqueeze(2) * XW
+    Zt = Z.transpose(1, 2)
+    D = Z.shape[2]
+    eye = torch.eye(D, dtype=Z.dtype, device=Z.device)
+
+    def qmul(v):
+        return (Z @ (Zt @ v.unsqueeze(2))).squeeze(2)
+
+    def newton(theta_w, theta_floor):
+        dinv = 1.0 / theta_w
+        M = Zt @ (dinv.unsqueeze(2) * Z)
+        scale = M.diagonal(dim1=1, dim2=2).amax(1).clamp_min(1.0)[:, None, None]
+        L = _cholesky(lambda jitter: M + eye * (1.0 + jitter * 1e-12 * scale))
+
+        def once(r):
+            q = torch.cholesky_solve(Zt @ (dinv * r).unsqueeze(2), L)
+            return dinv * (r - (Z @ q).squeeze(2))
+
+        def solve(r):
+            p = once(r)
+            return p + once(r - qmul(p) - theta_w * p)
+
+        return solve
+
+    return _dual_ipm(qmul, (Z * Z).sum(2), newton, y, m, C, tol, max_iter)
+
+
+def _dual_ipm(qmul, diag, newton, y: torch.Tensor, m: torch.Tensor, C: float, tol: float,
+              max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mehrotra predictor-corrector on min 0.5 a'Qa - 1'a s.t. y'a = 0, 0 <= a <= C, given Q v (qmul), diag(Q) and
+    newton(theta, floor) -> a solver of (Q + diag(theta)) p = r."""
+    P, N = y.shape
+    dt = diag.dtype
+    m = m.to(dt)
+    a = m * y  # equality-constraint coefficients; zero for padding rows
+    u = torch.full_like(a, float(C))
     e = m
-    diag = Q.diagonal(dim1=1, dim2=2)
     theta_floor = THETA_FLOOR * diag.amax(1, keepdim=True).clamp_min(1e-300)  # relative to the largest Q_ii
     alpha = u / 2
     w_up = u - alpha  # the upper slack is its own variable: u - alpha would round to 0 next to the bound
-    nu = torch.zeros(P, dtype=dt, device=K.device)
+    nu = torch.zeros(P, dtype=dt, device=y.device)
     # Start dual-feasible: s - t = Q alpha - e, both strictly positive.
     r0 = qmul(alpha) - e
     delta = 1.0 + 0.1 * r0.abs().mean(1, keepdim=True)
@@ -187,10 +249,7 @@ def solve_kernel(K: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, to
         # Free support vectors drive theta to 0 and leave Q + Theta numerically singular: a floor on theta keeps it
         # factorisable. The step is then slightly inexact; the residuals above stay exact.
         theta_w = torch.maximum(theta, theta_floor)
-        L = _cholesky(lambda jitter: Q + torch.diag_embed(theta_w + jitter * theta_floor))
-
-        def msolve(r):
-            return torch.cholesky_solve(r.unsqueeze(2), L).squeeze(2)
+        msolve = newton(theta_w, theta_floor)
 
         q = msolve(a)
         aq = (a * q).sum(1)
