@@ -163,9 +163,10 @@ def test_cli_offline_imagenet_names_the_file_and_the_cache(monkeypatch, patch_di
     def offline(*a, **k):
         raise URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)  # torch.hub's own messages still run
     result, text = cli("run", "--models", "alexnet", "--patches", f"folder:{patch_dir}", "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "Traceback" not in text
+    assert not (tmp_path / "o").exists()  # checked before the results folder is made
     assert "alexnet-owt-7be5be79.pth" in text and str(tmp_path / "torch" / "hub" / "checkpoints") in text
     assert len([line for line in text.splitlines() if line.strip()]) == 1
 

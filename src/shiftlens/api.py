@@ -32,6 +32,7 @@ from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_sp
 from shiftlens.models.class_layer import CLASS_LAYER, ClassProbMap, class_prob_table
 from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.registry import resolve_device
+from shiftlens.models.weights import load_checkpoint
 from shiftlens.patches import Patch, load_patches
 from shiftlens.store import ResultsDir
 from shiftlens.stream import FeatureExtractor, resolve_precision, stream, stream_order
@@ -183,6 +184,19 @@ def run_patch(
     return arrays
 
 
+def check_weights(specs: list[ModelSpec], weights: str) -> None:
+    """Fail on unavailable weights before the results folder is touched (offline downloads, bad checkpoint files)."""
+    if weights == "random":
+        return
+    if weights != "imagenet":
+        load_checkpoint(Path(weights))
+        return
+    for spec in specs:
+        if spec.entry.imagenet is None:
+            raise ShiftlensError(f"model {spec.key} has no ImageNet weights here: use --weights random or --weights PATH")
+        spec.entry.imagenet()  # downloads into the cache once, or raises the one-line offline error
+
+
 def build_outputs(results: ResultsDir, cfg: RunConfig, order: list[tuple[str, int, str]] | None, run_info: dict) -> tuple[dict[str, pd.DataFrame], list[Path]]:
     """Tables, zarr store and figures, from the parts alone."""
     parts = results.parts(order)
@@ -204,6 +218,7 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         log: Callable[[str], None] = lambda s: None) -> RunResult:
     progress = progress or _Silent()
     p = plan(cfg)
+    check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)
     previous = results.prepare(cfg, force)
     info: dict[str, Any] = {

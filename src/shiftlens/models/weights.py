@@ -6,7 +6,9 @@ Every load returns its provenance, which goes into run.json and labels every tab
 from __future__ import annotations
 
 import copy
+import contextlib
 import hashlib
+import io
 import os
 from pathlib import Path
 from urllib.error import URLError
@@ -39,9 +41,11 @@ def download_state_dict(url: str, model: str, check_hash: bool = False) -> tuple
     """
     file_name = os.path.basename(url.split("?")[0])
     target = cache_dir() / file_name
+    chatter = io.StringIO()  # torch.hub announces every download on stdout; offline that would precede our one line
     try:
-        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True,
-                                                   check_hash=check_hash)
+        with contextlib.redirect_stdout(chatter):
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True,
+                                                       check_hash=check_hash)
     except Exception as exc:  # network errors, or a corrupt cached file (torch.load raises many types)
         if target.is_file() and not isinstance(exc, (URLError, ConnectionError)):
             raise ShiftlensError(
