@@ -278,3 +278,16 @@ def test_all_analyses_run_resume_and_write_tables_and_figures(tmp_path, patch_di
 def test_invariance_without_similarity_is_refused():
     with pytest.raises(ShiftlensError, match="similarity"):
         RunConfig(analyses=["invariance"]).validate()
+
+
+def test_auto_solver_is_the_measured_faster_one_per_device_and_all_choices_agree():
+    from shiftlens.analyses.separability import AUTO_SOLVER, cv_accuracies
+
+    assert AUTO_SOLVER == {"cpu": "sklearn", "cuda": "torch"}
+    n = 8
+    rng = np.random.default_rng(3)
+    ys, xs = np.divmod(np.arange(n * n), n)
+    X = torch.tensor(np.c_[xs, ys, rng.normal(size=(n * n, 6))], dtype=torch.float32)
+    results = {s: cv_accuracies(X, n, "shuffled", 0, s) for s in ("auto", "torch", "sklearn")}
+    np.testing.assert_array_equal(results["auto"], results["sklearn"])
+    assert np.abs(results["torch"].mean(1) - results["sklearn"].mean(1)).max() <= 0.01

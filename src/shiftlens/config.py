@@ -43,7 +43,7 @@ class RunConfig:
     precision: str = "auto"
     batch_size: int = 64
     analyses: list[str] = field(default_factory=lambda: ["similarity"])
-    svm: str = "torch"
+    svm: str = "auto"
     seed: int = 0
     out: str = "results/quick"
     site: bool = True
@@ -89,8 +89,8 @@ class RunConfig:
             raise ShiftlensError(f"no analyses selected: choose from {', '.join(ANALYSES)}")
         if "invariance" in self.analyses and "similarity" not in self.analyses:
             raise ShiftlensError("invariance is computed from the similarity maps: add similarity to --analyses")
-        if self.svm not in ("torch", "sklearn"):
-            raise ShiftlensError(f"unknown SVM solver {self.svm!r}: use torch or sklearn")
+        if self.svm not in ("auto", "torch", "sklearn"):
+            raise ShiftlensError(f"unknown SVM solver {self.svm!r}: use auto, torch or sklearn")
         if self.per_category < 1:
             raise ShiftlensError(f"per_category {self.per_category} is invalid: use 1 or more")
         if self.max_patches is not None and self.max_patches < 1:
