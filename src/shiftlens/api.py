@@ -25,6 +25,7 @@ import torch
 
 from shiftlens import figures, maps
 from shiftlens.analyses import ANALYSIS_REGISTRY, PatchContext, anchors
+from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
@@ -115,6 +116,15 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     positions = {s: len(grid(cfg.canvas, s, cfg.stride)[0]) for s in cfg.sizes}
+    cross_validated = [a for a in cfg.analyses if a in ("separability", "location")]
+    if cross_validated:
+        size, fewest = min(positions.items(), key=lambda kv: kv[1])
+        if fewest < 2 * N_FOLDS:
+            raise ShiftlensError(
+                f"{cross_validated[0]} needs at least {2 * N_FOLDS} positions per patch for {N_FOLDS}-fold "
+                f"cross-validation, but {size}px patches at stride {cfg.stride} give {fewest}: use a smaller --stride "
+                f"or leave out --analyses {','.join(cross_validated)}"
+            )
     return Plan(cfg, specs, patches, device, precision, positions, nominal, notes)
 
 
@@ -192,6 +202,8 @@ def check_weights(specs: list[ModelSpec], weights: str) -> None:
         load_checkpoint(Path(weights))
         return
     for spec in specs:
+        if spec.entry.extra.get("given_module"):
+            continue  # a module handed to models.custom(): `imagenet` means its own weights, already in memory
         if spec.entry.imagenet is None:
             raise ShiftlensError(f"model {spec.key} has no ImageNet weights here: use --weights random or --weights PATH")
         spec.entry.imagenet()  # downloads into the cache once, or raises the one-line offline error
