@@ -163,17 +163,14 @@ def test_bad_solver_input_is_a_shiftlens_error():
 
 
 def real_patch_dir(root: Path) -> Path:
-    """Photo patches from scikit-image's bundled images, with an elliptical mask."""
-    import skimage.data as data
+    """Three of the bundled sample patches (real photographed objects with real masks)."""
+    import shutil
+
+    from shiftlens.patches import SAMPLE_DIR
 
     root.mkdir(parents=True, exist_ok=True)
-    crops = {"astronaut": data.astronaut()[30:230, 150:350], "cat": data.chelsea()[20:280, 100:360],
-             "coffee": data.coffee()[60:360, 150:450]}
-    for name, im in crops.items():
-        h, w = im.shape[:2]
-        yy, xx = np.mgrid[:h, :w]
-        mask = ((yy - h / 2) / (0.48 * h)) ** 2 + ((xx - w / 2) / (0.45 * w)) ** 2 < 1
-        Image.fromarray(np.dstack([im, (mask * 255).astype(np.uint8)]), "RGBA").save(root / f"{name}_0.png")
+    for name in ("cat_01", "cup_01", "quokka_01"):
+        shutil.copy(SAMPLE_DIR / f"{name}.png", root / f"{name}.png")
     return root
 
 

@@ -6,6 +6,7 @@ Every patch is a real photograph that ships *inside* an installed PyPI wheel
 the object's outline.  Nothing is downloaded: the source files are read
 directly from the installed packages (``imgaug`` is located but never
 imported, because it does not import with recent NumPy).
+Install its sources first: ``pip install -e '.[tools]'``.
 
 Masks were authored as follows (see ``OBJECTS`` below for the per-patch
 details recorded in ``manifest.json``):
