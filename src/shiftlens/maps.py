@@ -17,6 +17,7 @@ import xarray as xr
 
 from shiftlens.analyses.base import ANCHORS, Part
 from shiftlens.canvases import offsets
+from shiftlens.store import swap_in_dir
 
 
 def groups(parts: list[Part]) -> dict[tuple[str, str, int], list[Part]]:
@@ -55,12 +56,7 @@ def write(parts: list[Part], path: Path, canvas: int, stride: int) -> None:
             for (model, layer, size), members in groups(parts).items():
                 ds = dataset(members, model, layer, size, canvas, stride)
                 ds.to_zarr(tmp, group=f"{model}/{layer}/p{size}", mode="a", consolidated=False, zarr_format=3)
-        old = path.with_name(path.name + ".old")
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        if old.exists():
-            shutil.rmtree(old)
+        swap_in_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

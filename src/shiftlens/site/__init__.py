@@ -35,7 +35,7 @@ import numpy as np
 from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import offsets
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ResultsDir, safe_name
+from shiftlens.store import ResultsDir, safe_name, swap_in_dir
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -156,14 +156,7 @@ def build(results_dir: Path | str) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=rd.root, prefix=".site."))
     try:
         _build_into(rd, run, tmp)
-        old = rd.root / ".site.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if site.exists():
-            site.rename(old)
-        tmp.rename(site)
-        if old.exists():
-            shutil.rmtree(old)
+        swap_in_dir(tmp, site)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
