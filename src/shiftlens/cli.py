@@ -30,23 +30,24 @@ class RateColumn(ProgressColumn):
 
 
 class RichProgress:
-    """Progress bars per model and patch size, showing images/s and ETA."""
+    """Progress bars per model and patch size, showing images/s and ETA (a fresh bar each, so none is drawn twice)."""
 
     def __init__(self) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+        self.bar: Progress | None = None
         self.task = None
 
     def start(self, label: str, total_images: int) -> None:
-        if not self.bar.live.is_started:
-            self.bar.start()
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+        self.bar.start()
         self.task = self.bar.add_task(label, total=total_images)
 
     def advance(self, images: int) -> None:
         self.bar.update(self.task, advance=images)
 
     def stop(self) -> None:
-        self.bar.stop()
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @app.callback()
