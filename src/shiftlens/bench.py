@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from shiftlens.errors import ShiftlensError
+from shiftlens.models.fold import fold_batchnorm
 
 MODELS = ("alexnet", "resnet50", "mobilenet_v2", "efficientnet_lite0")
 REAL_WEIGHTS = {"efficientnet_lite0"}  # weights that ship with the package; the others run with random weights
@@ -232,7 +233,8 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
     weights = "imagenet" if name in REAL_WEIGHTS else "random"
     model, prov = build_with_weights(spec.entry, weights, 0)
     flops = flops_per_image(model, torch.device("cpu"))
-    bare = copy.deepcopy(model).to(device).to(memory_format=torch.channels_last).eval()  # no taps: the bare network
+    # no taps: the bare network, batch-norm folded as the pipeline's FeatureExtractor folds it
+    bare = fold_batchnorm(copy.deepcopy(model).eval(), []).to(device).to(memory_format=torch.channels_last).eval()
     layer_specs = [spec.entry.layer(l) for l in spec.layers]
     bs = st.batch_size
     out: dict[str, Any] = {"weights": prov["label"], "layers": list(spec.layers), "flops_per_image": flops,

@@ -17,6 +17,7 @@ from torch import nn
 from shiftlens.canvases import CanvasRenderer, Normalisation
 from shiftlens.errors import ShiftlensError
 from shiftlens.models.registry import LayerSpec
+from shiftlens.models.fold import fold_batchnorm
 from shiftlens.models.taps import Taps
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -53,6 +54,7 @@ class FeatureExtractor:
     precision: str
 
     def __post_init__(self) -> None:
+        self.model = fold_batchnorm(self.model.eval(), [spec.module for spec in self.layers])
         self.model = self.model.to(self.device).eval()
         if self.device.type in ("cpu", "cuda"):
             self.model = self.model.to(memory_format=torch.channels_last)
