@@ -37,6 +37,10 @@ class PatchContext:
     extra: dict = field(default_factory=dict)
 
 
+PART_COLUMNS = ["model", "layer", "weights", "patch_size", "patch", "category"]
+"""The identity columns that open every per-patch table, in this order."""
+
+
 @dataclass
 class Part:
     """A finished unit loaded back from the store: its identity and arrays keyed `analysis/layer/name`."""
@@ -49,6 +53,11 @@ class Part:
     n: int
     arrays: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
+
+    def row(self, layer: str, **values) -> dict:
+        """A per-patch table row: the part's identity (PART_COLUMNS) followed by `values`."""
+        return dict(model=self.model, layer=layer, weights=self.weights, patch_size=self.patch_size,
+                    patch=self.patch_id, category=self.category, **values)
 
     def get(self, analysis: str, layer: str, name: str) -> np.ndarray | None:
         return self.arrays.get(f"{analysis}/{layer}/{name}")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import Analysis, Part, register_analysis
+from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analysis
 from shiftlens.errors import ShiftlensError
 
 RANDOM_PAIRS = 10_000
@@ -65,11 +65,8 @@ class Consistency(Analysis):
         rows = []
         for part in parts:
             for layer in part.layers("consistency"):
-                rows.append(dict(model=part.model, layer=layer, weights=part.weights, patch_size=part.patch_size,
-                                 patch=part.patch_id, category=part.category,
-                                 **cls.agreement(part.get("consistency", layer, "top1"), seed, part.patch_id)))
-        cols = ["model", "layer", "weights", "patch_size", "patch", "category", "p_neighbour_h", "p_neighbour_v",
-                "p_neighbour", "p_random", "n_classes", "mode_share"]
+                rows.append(part.row(layer, **cls.agreement(part.get("consistency", layer, "top1"), seed, part.patch_id)))
+        cols = PART_COLUMNS + ["p_neighbour_h", "p_neighbour_v", "p_neighbour", "p_random", "n_classes", "mode_share"]
         return pd.DataFrame(rows, columns=cols)
 
     @classmethod

@@ -107,9 +107,7 @@ class Invariance(Analysis):
                 maps = part.get("similarity", layer, "maps")
                 rc = anchor_rc(maps.shape[-1])
                 for a, name in enumerate(ANCHORS):
-                    rows.append(dict(model=part.model, layer=layer, weights=part.weights, patch_size=part.patch_size,
-                                     patch=part.patch_id, category=part.category, anchor=name,
-                                     **map_numbers(maps[a], rc[name], stride)))
+                    rows.append(part.row(layer, anchor=name, **map_numbers(maps[a], rc[name], stride)))
         return pd.DataFrame(rows)
 
     @classmethod

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import Analysis, Part, register_analysis
+from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analysis
 from shiftlens.analyses.folds import PROTOCOLS, regression_masks
 from shiftlens.analyses.svm import train_scales
 
@@ -116,11 +116,8 @@ class Location(Analysis):
                     pred = part.get("location", layer, f"pred_{protocol}")
                     if pred is None:
                         continue
-                    rows.append(dict(model=part.model, layer=layer, weights=part.weights, patch_size=part.patch_size,
-                                     patch=part.patch_id, category=part.category, protocol=protocol,
-                                     **cls.scores(pred, target)))
-        cols = ["model", "layer", "weights", "patch_size", "patch", "category", "protocol", "r2_x", "r2_y", "mae_px", "dist_px"]
-        return pd.DataFrame(rows, columns=cols)
+                    rows.append(part.row(layer, protocol=protocol, **cls.scores(pred, target)))
+        return pd.DataFrame(rows, columns=PART_COLUMNS + ["protocol", "r2_x", "r2_y", "mae_px", "dist_px"])
 
     @classmethod
     def tables(cls, parts, config) -> dict[str, pd.DataFrame]:

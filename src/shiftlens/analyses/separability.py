@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from shiftlens.analyses import svm
-from shiftlens.analyses.base import Analysis, Part, register_analysis
+from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analysis
 from shiftlens.analyses.folds import PROTOCOLS, TASKS, task_labels, fold_masks
 
 
@@ -60,12 +60,9 @@ class Separability(Analysis):
                         continue
                     for t, task in enumerate(TASKS):
                         folds = acc[t].astype(np.float64)
-                        rows.append(dict(model=part.model, layer=layer, weights=part.weights,
-                                         patch_size=part.patch_size, patch=part.patch_id, category=part.category,
-                                         protocol=protocol, task=task, acc_mean=float(folds.mean()),
-                                         acc_std=float(folds.std(ddof=0))))
-        cols = ["model", "layer", "weights", "patch_size", "patch", "category", "protocol", "task", "acc_mean", "acc_std"]
-        return pd.DataFrame(rows, columns=cols)
+                        rows.append(part.row(layer, protocol=protocol, task=task, acc_mean=float(folds.mean()),
+                                             acc_std=float(folds.std(ddof=0))))
+        return pd.DataFrame(rows, columns=PART_COLUMNS + ["protocol", "task", "acc_mean", "acc_std"])
 
     @classmethod
     def tables(cls, parts, config) -> dict[str, pd.DataFrame]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import ANCHORS, Analysis, Part, register_analysis
+from shiftlens.analyses.base import ANCHORS, PART_COLUMNS, Analysis, Part, register_analysis
 
 
 def cosine(feats: torch.Tensor, anchor_feats: torch.Tensor) -> torch.Tensor:
@@ -68,12 +68,8 @@ class Similarity(Analysis):
             for layer in part.layers("similarity"):
                 maps = part.get("similarity", layer, "maps")
                 for a, name in enumerate(ANCHORS):
-                    rows.append(
-                        dict(model=part.model, layer=layer, weights=part.weights, patch_size=part.patch_size,
-                             patch=part.patch_id, category=part.category, anchor=name,
-                             mean=float(maps[a].astype(np.float64).mean()))
-                    )
-        return pd.DataFrame(rows, columns=["model", "layer", "weights", "patch_size", "patch", "category", "anchor", "mean"])
+                    rows.append(part.row(layer, anchor=name, mean=float(maps[a].astype(np.float64).mean())))
+        return pd.DataFrame(rows, columns=PART_COLUMNS + ["anchor", "mean"])
 
     @classmethod
     def tables(cls, parts, config) -> dict[str, pd.DataFrame]:

@@ -45,7 +45,5 @@ def class_prob_table(parts: list[Part]) -> pd.DataFrame | None:
         m = p.arrays.get(ARRAY_KEY)
         if m is None:
             continue
-        rows.append({"model": p.model, "layer": CLASS_LAYER, "weights": p.weights, "patch_size": p.patch_size,
-                     "patch": p.patch_id, "category": p.category, "mean_prob": float(m.mean()),
-                     "min_prob": float(m.min()), "max_prob": float(m.max())})
+        rows.append(p.row(CLASS_LAYER, mean_prob=float(m.mean()), min_prob=float(m.min()), max_prob=float(m.max())))
     return pd.DataFrame(rows) if rows else None
