@@ -2,20 +2,18 @@
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from urllib.error import URLError
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 import xarray as xr
 from typer.testing import CliRunner
 
-from shiftlens import api, maps
+from shiftlens import api
 from shiftlens.cli import app
 from shiftlens.errors import ShiftlensError
 from shiftlens.store import ResultsDir

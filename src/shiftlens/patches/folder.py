@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from shiftlens.errors import ShiftlensError
 from shiftlens.patches.patch import Patch, read_image, rgba_from
 
