@@ -75,6 +75,7 @@ def test_bench_runs_end_to_end_with_tiny_sizes(tiny_model, tmp_path, monkeypatch
     for prec in ("fp32", "bf16"):
         v = m["precisions"][prec]
         assert v["forward_ips"] > 0 and v["pipeline_ips"] > 0 and v["pipeline_vs_forward"] > 0
+        assert v["compiled"] and v["compile_error"] is None  # the compiled path ran, not its eager fallback
     assert m["flops_per_image"] > 0
     assert 0 <= m["precision_error"]["bf16"]["map"] < 1
     assert m["png_baseline_ips"] > 0 and m["speedup_vs_png"]["best"] > 0

@@ -57,3 +57,47 @@ def test_tables_are_the_mean_and_population_std_of_per_patch_means():
     row = summary[summary.anchor == "C"].iloc[0]
     assert row["mean"] == pytest.approx(means.mean()) and row["std"] == pytest.approx(means.std(ddof=0))
     assert row["n_patches"] == 4
+
+
+def test_compiled_run_matches_eager_and_pads_the_last_batch(constant_model, patch_dir, tmp_path):
+    """torch.compile changes speed, not numbers: maps equal the eager run's to float rounding, with a batch size that
+    leaves a short last batch (padded to one shape) and anchors split across batches."""
+    maps = {}
+    for mode in ("off", "on"):
+        cfg = RunConfig(models=[constant_model], patches=f"folder:{patch_dir}", sizes=[40], stride=7, canvas=64,
+                        weights="random", out=str(tmp_path / mode), batch_size=3, compile=mode, site=False,
+                        analyses=["similarity"])
+        result = api.run(cfg)
+        assert result.info["models"][constant_model]["compiled"] is (mode == "on")
+        maps[mode] = {p.patch_id: p.get("similarity", "spatial", "maps") for p in api.ResultsDir(cfg.out).parts()}
+    assert maps["on"].keys() == maps["off"].keys()
+    for pid in maps["off"]:
+        np.testing.assert_allclose(maps["on"][pid], maps["off"][pid], atol=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager(constant_model, patch_dir, tmp_path, monkeypatch):
+    import shiftlens.stream as stream_mod
+
+    def broken(fn, **kw):
+        def call(*a):
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(stream_mod.torch, "compile", broken)
+    cfg = RunConfig(models=[constant_model], patches=f"folder:{patch_dir}", sizes=[40], stride=7, canvas=64,
+                    weights="random", out=str(tmp_path / "o"), batch_size=3, compile="on", site=False,
+                    analyses=["similarity"])
+    result = api.run(cfg)
+    assert result.info["models"][constant_model]["compiled"] is False
+    assert any("torch.compile failed" in n and "no C++ compiler" in n for n in result.info["notes"])
+    part = next(iter(api.ResultsDir(cfg.out).parts()))
+    assert (part.get("similarity", "const", "maps") == 1.0).all()
+
+
+def test_auto_batch_and_compile_resolve_per_device():
+    from shiftlens.stream import COMPILE_MIN_IMAGES, resolve_batch_size, resolve_compile
+
+    cpu = torch.device("cpu")
+    assert resolve_batch_size(0, cpu) == 16 and resolve_batch_size(5, cpu) == 5
+    assert resolve_compile("auto", cpu, COMPILE_MIN_IMAGES) and not resolve_compile("auto", cpu, COMPILE_MIN_IMAGES - 1)
+    assert resolve_compile("on", cpu, 1) and not resolve_compile("off", cpu, 10 ** 9)

@@ -36,7 +36,8 @@ from shiftlens.models.registry import resolve_device
 from shiftlens.models.weights import load_checkpoint
 from shiftlens.patches import Patch, load_patches
 from shiftlens.store import ResultsDir
-from shiftlens.stream import FeatureExtractor, resolve_precision, stream, stream_order
+from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_compile, resolve_precision, stream,
+                              stream_order)
 
 
 class Progress(Protocol):
@@ -125,6 +126,7 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
                 f"cross-validation, but {size}px patches at stride {cfg.stride} give {fewest}: use a smaller --stride "
                 f"or leave out --analyses {','.join(cross_validated)}"
             )
+    cfg = dataclasses.replace(cfg, batch_size=resolve_batch_size(cfg.batch_size, device))
     return Plan(cfg, specs, patches, device, precision, positions, nominal, notes)
 
 
@@ -230,6 +232,7 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         log: Callable[[str], None] = lambda s: None) -> RunResult:
     progress = progress or _Silent()
     p = plan(cfg)
+    cfg = dataclasses.replace(cfg, batch_size=p.config.batch_size)  # auto (0) resolved for this device
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)
     previous = results.prepare(cfg, force)
@@ -279,7 +282,12 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         layer_specs = [spec.entry.layer(l) for l in spec.layers]
         extra = {l for cls in _analyses_for(cfg) for l in cls.extra_layers(spec.entry.logits_layer)}
         layer_specs += [spec.entry.layer(l) for l in sorted(extra) if l not in spec.layers]
-        extractor = FeatureExtractor(model, layer_specs, spec.entry.normalisation, p.device, p.precision)
+        images = sum(p.positions[size] for size, _ in todo)
+        compiled = resolve_compile(cfg.compile, p.device, images)
+        extractor = FeatureExtractor(model, layer_specs, spec.entry.normalisation, p.device, p.precision,
+                                     compile=compiled, pad_to=cfg.batch_size)
+        if compiled:
+            log(f"{spec.key}: compiling the forward pass (torch.compile) for {images:,} images")
         for size in cfg.sizes:
             size_todo = [patch for s, patch in todo if s == size]
             if not size_todo:
@@ -300,7 +308,15 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
             info["timings"][f"{spec.key}/p{size}"] = {"seconds": round(seconds, 3), "images": images,
                                                      "images_per_s": round(images / seconds, 2)}
             results.write_run(info)
+        info["models"][spec.key]["compiled"] = extractor.compiled
+        if extractor.compile_error:
+            note = f"{spec.key}: torch.compile failed, ran eager instead ({extractor.compile_error})"
+            info["notes"].append(note)
+            log(note)
+        results.write_run(info)
         extractor.taps.close()
+        if extractor.compiled:
+            torch._dynamo.reset()  # drop the compiled graph and its frozen copy of the weights
         del extractor, model
     tables, written = build_outputs(results, cfg, order, info)
     info["status"] = "complete"

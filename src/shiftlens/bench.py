@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -57,7 +57,8 @@ class Settings:
     device: str = "auto"
     models: tuple[str, ...] = MODELS
     precisions: tuple[str, ...] | None = None  # None: all for the device
-    batch_size: int = 64
+    batch_size: int = 0  # 0: the run's auto batch size for the device (stream.AUTO_BATCH), used by every section
+    compile: bool = True  # compile the pipeline and the bare forward alike, as long runs do (`--compile auto`)
     rounds: int = 3
     unit_seconds: float = 4.0  # target duration of one timed pipeline unit (one patch's grid)
     patch_size: int = 75
@@ -234,6 +235,8 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
     flops = flops_per_image(model, torch.device("cpu"))
     # no taps: the bare network, batch-norm folded as the pipeline's FeatureExtractor folds it
     bare = fold_batchnorm(copy.deepcopy(model).eval(), []).to(device).to(memory_format=torch.channels_last).eval()
+    if st.compile:  # compiled like the pipeline's extractor, so the ratio compares like with like
+        bare = torch.compile(bare, dynamic=False, options={"freezing": True}, isolate_recompiles=True)
     layer_specs = [spec.entry.layer(l) for l in spec.layers]
     bs = st.batch_size
     out: dict[str, Any] = {"weights": prov["label"], "layers": list(spec.layers), "flops_per_image": flops,
@@ -241,7 +244,8 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
     grid_n = None
     maps: dict[str, dict[str, np.ndarray]] = {}
     for prec in precisions:
-        extractor = FeatureExtractor(model, layer_specs, spec.entry.normalisation, device, prec)
+        extractor = FeatureExtractor(model, layer_specs, spec.entry.normalisation, device, prec, compile=st.compile,
+                                     pad_to=bs)
         if grid_n is None:  # one unit grid for every precision, sized from the fp32 speed
             rgba0 = patch.resized(st.patch_size)
             x = extractor.renderer(rgba0, 224, (255, 255, 255)).render(np.zeros(bs, int), np.zeros(bs, int)).clone()
@@ -250,6 +254,7 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
                 with torch.inference_mode(), autocast(device, prec):
                     bare(x)
 
+            bare_fwd()
             bare_fwd()
             ips0 = bs / timed(bare_fwd, device)[0]
             grid_n = unit_side(bs, ips0 * st.unit_seconds)
@@ -282,11 +287,14 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
         p_ips = max(images / r["pipeline_s"] for r in rounds)
         ratio = statistics.median(r["forward_s"] / r["pipeline_s"] for r in rounds)
         out["precisions"][prec] = {"forward_ips": round(f_ips, 2), "pipeline_ips": round(p_ips, 2),
+                                   "compiled": extractor.compiled, "compile_error": extractor.compile_error,
                                    "pipeline_vs_forward": round(ratio, 3),
                                    "gflops": round(flops * f_ips / 1e9, 1) if flops else None, "rounds": rounds}
         log(f"{name} {prec}: forward {f_ips:,.1f} img/s, pipeline {p_ips:,.1f} img/s, ratio {ratio:.2f}")
         extractor.taps.close()
         del extractor
+        if st.compile:
+            torch._dynamo.reset()
     ids = [(patch.id, size)]
     out["precision_error"] = {prec: map_table_error([maps["fp32"]], [maps[prec]], ids)
                               for prec in precisions if prec != "fp32" and "fp32" in maps}
@@ -306,15 +314,23 @@ def precision_error_real(st: Settings, device: torch.device, precisions: list[st
     arrays: dict[str, list] = {}
     ids = [(p.id, s) for p in patches for s in st.error_sizes]
     t0 = time.perf_counter()
-    for prec in precisions:
-        ex = FeatureExtractor(model, [spec.entry.layer(l) for l in spec.layers], spec.entry.normalisation, device, prec)
+    # The reference is eager fp32; every other variant runs as the pipeline runs it (compiled when st.compile), and
+    # "fp32+compile" shows what compiling alone changes.
+    variants = [("fp32", "fp32", False)] + ([("fp32+compile", "fp32", True)] if st.compile else []) + \
+        [(prec, prec, st.compile) for prec in precisions if prec != "fp32"]
+    for key, prec, comp in variants:
+        ex = FeatureExtractor(model, [spec.entry.layer(l) for l in spec.layers], spec.entry.normalisation, device, prec,
+                              compile=comp, pad_to=st.batch_size)
         cfg = unit_config(spec.key, st.error_sizes[0], st.error_stride, st.batch_size, device.type, str(results.root))
-        arrays[prec] = [pipeline_unit(ex, spec, prov["label"], p, p.resized(s), cfg, results, f"err{prec}")
-                        for p, s in ((p, s) for p in patches for s in st.error_sizes)]
+        arrays[key] = [pipeline_unit(ex, spec, prov["label"], p, p.resized(s), cfg, results, f"err{key}")
+                       for p, s in ((p, s) for p in patches for s in st.error_sizes)]
         ex.taps.close()
+        if comp:
+            torch._dynamo.reset()
     out = {"model": "efficientnet_lite0", "weights": prov["label"], "layers": list(spec.layers), "patches": source,
            "n_patches": len(patches), "sizes": list(st.error_sizes), "stride": st.error_stride,
-           "errors": {prec: map_table_error(arrays["fp32"], arrays[prec], ids) for prec in precisions if prec != "fp32"},
+           "reference": "fp32, eager", "compiled": st.compile,
+           "errors": {key: map_table_error(arrays["fp32"], arrays[key], ids) for key, _, _ in variants if key != "fp32"},
            "seconds": round(time.perf_counter() - t0, 1)}
     for prec, e in out["errors"].items():
         log(f"precision error efficientnet_lite0 {prec}: map {e['map']:.2e}, table {e['table']:.2e}")
@@ -433,10 +449,11 @@ def run_bench(st: Settings, log: Callable[[str], None] = lambda s: None) -> dict
     from shiftlens.api import device_name, versions
     from shiftlens.models.registry import resolve_device
     from shiftlens.store import ResultsDir
-    from shiftlens.stream import AUTO_PRECISION, resolve_precision
+    from shiftlens.stream import AUTO_PRECISION, resolve_batch_size, resolve_precision
 
     t_start = time.perf_counter()
     device = resolve_device(st.device)
+    st = replace(st, batch_size=resolve_batch_size(st.batch_size, device))
     precisions = [p for p in (st.precisions or precisions_for(device)) if p in precisions_for(device)]
     if "fp32" not in precisions:
         precisions = ["fp32", *precisions]
@@ -596,7 +613,7 @@ def report(info: dict[str, Any]):
     peak = info.get("matmul_peak_gflops", {})
     dev = info["device"]
     t = Table(title=f"shiftlens bench{' --quick' if info['quick'] else ''} on {dev['name']} "
-                    f"(batch {info['settings']['batch_size']}; load avg at start {info.get('load_average_start', ['?'])[0]:.1f})")
+                    f"(batch {info['settings']['batch_size']}, {'compiled' if info['settings'].get('compile') else 'eager'}; load avg at start {info.get('load_average_start', ['?'])[0]:.1f})")
     for col in ("model", "weights", "precision", "forward img/s", "pipeline img/s", "pipeline/forward", "GFLOP/s",
                 "% matmul peak", "PNG baseline img/s", "speedup vs PNG", "max map err", "max table err"):
         t.add_column(col, justify="right" if col not in ("model", "weights", "precision") else "left")

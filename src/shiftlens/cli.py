@@ -94,7 +94,8 @@ def run(
     weights: Annotated[Optional[str], typer.Option(help="imagenet | random | PATH to a checkpoint")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
     precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (0 = auto: 16 on a CPU, 128 on CUDA)")] = None,
+    compile: Annotated[Optional[str], typer.Option("--compile", help="torch.compile each model: auto (runs of 3,000+ images per model), on or off")] = None,
     out: Annotated[Optional[str], typer.Option(help="results folder")] = None,
     analyses: Annotated[Optional[str], typer.Option(help="comma-separated: similarity,separability,location,invariance,consistency")] = None,
     max_patches: Annotated[Optional[int], typer.Option("--max-patches", help="use only the first N patches")] = None,
@@ -111,7 +112,7 @@ def run(
 
     try:
         cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
-                           device=device, precision=precision, batch_size=batch_size, out=out, analyses=analyses,
+                           device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
                            site=site, seed=seed)
         if dry_run:
@@ -208,14 +209,15 @@ def bench_cmd(
     out: Annotated[str, typer.Option(help="where to write the results JSON")] = "benchmarks/results.json",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     models: Annotated[Optional[str], typer.Option(help="comma-separated subset of alexnet,resnet50,mobilenet_v2,efficientnet_lite0")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (default 64)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (default: the run's auto size for the device)")] = None,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the pipeline and the bare forward alike")] = True,
     baseline: Annotated[Optional[str], typer.Option(help="path of benchmarks/png_baseline.py (found from the repo root by default)")] = None,
 ) -> None:
     """Measure speed against the network's own forward pass and the paper's PNG pipeline; write results JSON."""
     from shiftlens import bench
 
     try:
-        st = bench.Settings.preset(quick, device=device, batch_size=batch_size, baseline=baseline,
+        st = bench.Settings.preset(quick, device=device, batch_size=batch_size, baseline=baseline, compile=compile,
                                    models=tuple(config_mod.split_list(models)) if models else None)
         info = bench.run_bench(st, log=lambda s: console.print(s, highlight=False))
         path = Path(out)

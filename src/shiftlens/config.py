@@ -41,7 +41,8 @@ class RunConfig:
     weights: str = "imagenet"
     device: str = "auto"
     precision: str = "auto"
-    batch_size: int = 64
+    batch_size: int = 0  # 0 = auto: the size measured fastest on the device (stream.AUTO_BATCH)
+    compile: str = "auto"  # auto | on | off: torch.compile each model (auto: runs of COMPILE_MIN_IMAGES or more)
     analyses: list[str] = field(default_factory=lambda: ["similarity"])
     svm: str = "auto"
     seed: int = 0
@@ -49,7 +50,7 @@ class RunConfig:
     site: bool = True
 
     # Fields that do not change any number in the results; everything else is fingerprinted.
-    _NOT_FINGERPRINTED = ("device", "batch_size", "out", "site", "svm")
+    _NOT_FINGERPRINTED = ("device", "batch_size", "compile", "out", "site", "svm")
 
     def fingerprint(self) -> str:
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in self._NOT_FINGERPRINTED}
@@ -80,8 +81,10 @@ class RunConfig:
             raise ShiftlensError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.device not in DEVICES:
             raise ShiftlensError(f"unknown device {self.device!r}: use one of {', '.join(DEVICES)}")
-        if self.batch_size < 1:
-            raise ShiftlensError(f"batch size {self.batch_size} is invalid: use 1 or more")
+        if self.batch_size < 0:
+            raise ShiftlensError(f"batch size {self.batch_size} is invalid: use 1 or more (0 = auto)")
+        if self.compile not in ("auto", "on", "off"):
+            raise ShiftlensError(f"unknown compile mode {self.compile!r}: use auto, on or off")
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
             raise ShiftlensError(f"unknown analysis {unknown[0]!r}: choose from {', '.join(ANALYSES)}")
@@ -164,7 +167,7 @@ def _typed(cfg: RunConfig, source: str) -> RunConfig:
     expected = {
         "models": list, "sizes": list, "analyses": list, "background": list, "coco_categories": list,
         "stride": int, "canvas": int, "batch_size": int, "per_category": int, "seed": int,
-        "patches": str, "weights": str, "device": str, "precision": str, "out": str, "svm": str,
+        "patches": str, "weights": str, "device": str, "precision": str, "out": str, "svm": str, "compile": str,
         "keep_aspect": bool, "square_crop": bool, "site": bool,
     }
     for name, typ in expected.items():
