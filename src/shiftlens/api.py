@@ -66,6 +66,10 @@ class Plan:
     def __post_init__(self) -> None:
         self.n_patches = self.n_patches or len(self.patches)
 
+    def batch_for(self, spec: ModelSpec) -> int:
+        """Images per forward pass for this model: the config's, or for 0 (auto) the one measured fastest here."""
+        return resolve_batch_size(self.config.batch_size, self.device, spec.entry.auto_batch)
+
     @property
     def images_per_model(self) -> int:
         return sum(self.positions.values()) * self.n_patches
@@ -126,7 +130,6 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
                 f"cross-validation, but {size}px patches at stride {cfg.stride} give {fewest}: use a smaller --stride "
                 f"or leave out --analyses {','.join(cross_validated)}"
             )
-    cfg = dataclasses.replace(cfg, batch_size=resolve_batch_size(cfg.batch_size, device))
     return Plan(cfg, specs, patches, device, precision, positions, nominal, notes)
 
 
@@ -232,7 +235,6 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         log: Callable[[str], None] = lambda s: None) -> RunResult:
     progress = progress or _Silent()
     p = plan(cfg)
-    cfg = dataclasses.replace(cfg, batch_size=p.config.batch_size)  # auto (0) resolved for this device
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)
     previous = results.prepare(cfg, force)
@@ -284,8 +286,10 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         layer_specs += [spec.entry.layer(l) for l in sorted(extra) if l not in spec.layers]
         images = sum(p.positions[size] for size, _ in todo)
         compiled = resolve_compile(cfg.compile, p.device, images)
+        mcfg = dataclasses.replace(cfg, batch_size=p.batch_for(spec))
+        info["models"][spec.key]["batch_size"] = mcfg.batch_size
         extractor = FeatureExtractor(model, layer_specs, spec.entry.normalisation, p.device, p.precision,
-                                     compile=compiled, pad_to=cfg.batch_size)
+                                     compile=compiled, pad_to=mcfg.batch_size)
         if compiled:
             log(f"{spec.key}: compiling the forward pass (torch.compile) for {images:,} images")
         for size in cfg.sizes:
@@ -296,7 +300,7 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
             progress.start(f"{spec.key} {size}px", images)
             t0 = time.perf_counter()
             for patch in size_todo:
-                arrays = run_patch(extractor, spec, prov["label"], patch, patch.resized(size, cfg.keep_aspect), cfg,
+                arrays = run_patch(extractor, spec, prov["label"], patch, patch.resized(size, cfg.keep_aspect), mcfg,
                                    progress.advance)
                 meta = {"model": spec.key, "weights": prov["label"], "untrained": prov["untrained"], "patch_size": size,
                         "patch_id": patch.id, "category": patch.category, "n": int(round(np.sqrt(p.positions[size]))),
@@ -338,7 +342,7 @@ def estimate(p: Plan, warmup_batches: int = 2) -> dict[str, float]:
         size = p.config.sizes[0]
         renderer = extractor.renderer(patch.resized(size), p.config.canvas, p.config.background)
         ys, xs = grid(p.config.canvas, size, p.config.stride)
-        bs = min(p.config.batch_size, len(ys))
+        bs = min(p.batch_for(spec), len(ys))
         sel = np.arange(bs) % len(ys)
         extractor(renderer.render(ys[sel], xs[sel]))  # warm-up
         t0 = time.perf_counter()

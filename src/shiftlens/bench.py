@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -182,6 +182,14 @@ def flops_per_image(model: torch.nn.Module, device: torch.device) -> float:
     return float(counter.get_total_flops())
 
 
+def batch_for(st: Settings, name: str, device: torch.device) -> int:
+    """The batch size a run would use for this model (`--batch-size 0` = the model's auto size on the device)."""
+    from shiftlens.models import parse_spec
+    from shiftlens.stream import resolve_batch_size
+
+    return resolve_batch_size(st.batch_size, device, parse_spec(name).entry.auto_batch)
+
+
 def unit_config(model: str, size: int, stride: int, batch_size: int, device: str, out: str):
     from shiftlens.config import RunConfig
 
@@ -238,9 +246,9 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
     if st.compile:  # compiled like the pipeline's extractor, so the ratio compares like with like
         bare = torch.compile(bare, dynamic=False, options={"freezing": True}, isolate_recompiles=True)
     layer_specs = [spec.entry.layer(l) for l in spec.layers]
-    bs = st.batch_size
+    bs = batch_for(st, name, device)
     out: dict[str, Any] = {"weights": prov["label"], "layers": list(spec.layers), "flops_per_image": flops,
-                           "precisions": {}}
+                           "batch_size": bs, "precisions": {}}
     grid_n = None
     maps: dict[str, dict[str, np.ndarray]] = {}
     for prec in precisions:
@@ -310,6 +318,7 @@ def precision_error_real(st: Settings, device: torch.device, precisions: list[st
 
     spec = parse_spec("efficientnet_lite0")
     model, prov = build_with_weights(spec.entry, "imagenet", 0)
+    bs = batch_for(st, spec.key, device)
     patches, source = bench_patches(st.error_patches)
     arrays: dict[str, list] = {}
     ids = [(p.id, s) for p in patches for s in st.error_sizes]
@@ -320,8 +329,8 @@ def precision_error_real(st: Settings, device: torch.device, precisions: list[st
         [(prec, prec, st.compile) for prec in precisions if prec != "fp32"]
     for key, prec, comp in variants:
         ex = FeatureExtractor(model, [spec.entry.layer(l) for l in spec.layers], spec.entry.normalisation, device, prec,
-                              compile=comp, pad_to=st.batch_size)
-        cfg = unit_config(spec.key, st.error_sizes[0], st.error_stride, st.batch_size, device.type, str(results.root))
+                              compile=comp, pad_to=bs)
+        cfg = unit_config(spec.key, st.error_sizes[0], st.error_stride, bs, device.type, str(results.root))
         arrays[key] = [pipeline_unit(ex, spec, prov["label"], p, p.resized(s), cfg, results, f"err{key}")
                        for p, s in ((p, s) for p in patches for s in st.error_sizes)]
         ex.taps.close()
@@ -351,7 +360,7 @@ def png_baseline(name: str, module, st: Settings, device: torch.device, patch, w
     layers = [spec.entry.layer(l).module for l in spec.layers]
     res = module.run_baseline(model, layers, rgba, ys[sel], xs[sel], workdir / f"png_{name}",
                               mean=spec.entry.normalisation.mean, std=spec.entry.normalisation.std,
-                              batch_size=st.batch_size, device=str(device))
+                              batch_size=batch_for(st, name, device), device=str(device))
     log(f"{name} png baseline: {res['images_per_s']:.1f} img/s")
     return res
 
@@ -378,7 +387,7 @@ def svm_bench(st: Settings, device: torch.device, log: Callable[[str], None]) ->
     n = st.svm_grid
     feats = torch.empty(n * n, 1280, device=device)
     ren = ex.renderer(patches[0].resized(size), 224, (255, 255, 255))
-    for idx, f in stream(ex, ren, ys, xs, stream_order(n * n, []), st.batch_size):
+    for idx, f in stream(ex, ren, ys, xs, stream_order(n * n, []), batch_for(st, spec.key, device)):
         feats[idx] = f["pool"]
     ex.taps.close()
     rows, cols = np.divmod(np.arange(n * n), n)
@@ -449,11 +458,10 @@ def run_bench(st: Settings, log: Callable[[str], None] = lambda s: None) -> dict
     from shiftlens.api import device_name, versions
     from shiftlens.models.registry import resolve_device
     from shiftlens.store import ResultsDir
-    from shiftlens.stream import AUTO_PRECISION, resolve_batch_size, resolve_precision
+    from shiftlens.stream import AUTO_PRECISION, resolve_precision
 
     t_start = time.perf_counter()
     device = resolve_device(st.device)
-    st = replace(st, batch_size=resolve_batch_size(st.batch_size, device))
     precisions = [p for p in (st.precisions or precisions_for(device)) if p in precisions_for(device)]
     if "fp32" not in precisions:
         precisions = ["fp32", *precisions]
@@ -613,15 +621,15 @@ def report(info: dict[str, Any]):
     peak = info.get("matmul_peak_gflops", {})
     dev = info["device"]
     t = Table(title=f"shiftlens bench{' --quick' if info['quick'] else ''} on {dev['name']} "
-                    f"(batch {info['settings']['batch_size']}, {'compiled' if info['settings'].get('compile') else 'eager'}; load avg at start {info.get('load_average_start', ['?'])[0]:.1f})")
-    for col in ("model", "weights", "precision", "forward img/s", "pipeline img/s", "pipeline/forward", "GFLOP/s",
+                    f"(batch {info['settings']['batch_size'] or 'auto'}, {'compiled' if info['settings'].get('compile') else 'eager'}; load avg at start {info.get('load_average_start', ['?'])[0]:.1f})")
+    for col in ("model", "weights", "batch", "precision", "forward img/s", "pipeline img/s", "pipeline/forward", "GFLOP/s",
                 "% matmul peak", "PNG baseline img/s", "speedup vs PNG", "max map err", "max table err"):
-        t.add_column(col, justify="right" if col not in ("model", "weights", "precision") else "left")
+        t.add_column(col, justify="right" if col not in ("model", "weights", "batch", "precision") else "left")
     for name, m in info["models"].items():
         for i, (prec, v) in enumerate(m["precisions"].items()):
             err = m.get("precision_error", {}).get(prec)
             png = m.get("png_baseline_ips")
-            t.add_row(name if i == 0 else "", m["weights"] if i == 0 else "", prec, f"{v['forward_ips']:,.1f}",
+            t.add_row(name if i == 0 else "", m["weights"] if i == 0 else "", str(m.get("batch_size", "")) if i == 0 else "", prec, f"{v['forward_ips']:,.1f}",
                       f"{v['pipeline_ips']:,.1f}", f"{v['pipeline_vs_forward']:.2f}",
                       f"{v['gflops']:,.0f}" if v.get("gflops") else "",
                       f"{100 * v['gflops'] / peak[prec]:.0f}%" if v.get("gflops") and peak.get(prec) else "",

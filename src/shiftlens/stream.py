@@ -7,6 +7,7 @@ The anchors go first, so the similarity analysis gets their features from the sa
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -38,8 +39,12 @@ AUTO_BATCH: dict[str, int] = {"cpu": 16, "cuda": 128}
 COMPILE_MIN_IMAGES = 3000
 
 
-def resolve_batch_size(batch_size: int, device: torch.device) -> int:
-    return batch_size if batch_size > 0 else AUTO_BATCH.get(device.type, 16)
+def resolve_batch_size(batch_size: int, device: torch.device, auto: dict[str, int] | None = None) -> int:
+    """`batch_size`, or for 0 the model's own measured choice on this device (ModelEntry.auto_batch), else
+    AUTO_BATCH."""
+    if batch_size > 0:
+        return batch_size
+    return (auto or {}).get(device.type) or AUTO_BATCH.get(device.type, 16)
 
 
 def resolve_compile(mode: str, device: torch.device, images: int) -> bool:
@@ -87,6 +92,8 @@ class FeatureExtractor:
         self._pool: dict = {}  # one canvas buffer recycled by this extractor's renderers (one patch at a time)
         self._compiled = None
         if self.compile:
+            # inductor imports cpp_extension, which warns about CUDA_HOME on machines without CUDA: noise here
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self._compiled = torch.compile(self._eager, dynamic=False, options={"freezing": True},
                                            isolate_recompiles=True)  # its own cache: one per extractor
 

@@ -44,6 +44,9 @@ class ModelEntry:
     logits_layer: str | None = None
     input_size: int = 224
     extra: dict = field(default_factory=dict)
+    auto_batch: dict[str, int] = field(default_factory=dict)
+    """Batch size for `--batch-size 0` (auto) per device type where this network measured faster than the default
+    (stream.AUTO_BATCH)."""
 
     def layer(self, name: str) -> LayerSpec:
         if name not in self.layers:

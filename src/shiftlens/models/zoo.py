@@ -93,6 +93,10 @@ _RESNET_LAYERS = {
     "fc": LayerSpec("fc", "fc", "logits, 1000 ImageNet classes (pre-softmax)"),
     "class": CLASS_LAYER,
 }
+# AlexNet's cost is mostly its 58M fc weights: small batches re-read them per image. On the 2-core CPU, bf16
+# AlexNet did 256 img/s at batch 16 and 455 at 64 (the conv nets prefer 16; stream.AUTO_BATCH).
+_AUTO_BATCH = {"alexnet": {"cpu": 64}}
+
 _MOBILENET_LAYERS = {
     "pool": LayerSpec("pool", "classifier", "1280-d global-average-pooled feature (classifier input)", capture="input"),
     "fc": LayerSpec("fc", "classifier.1", "logits, 1000 ImageNet classes (pre-softmax)"),
@@ -120,6 +124,7 @@ for _name, _desc, _layers, _default, _logits in [
             imagenet=_imagenet,
             weights_source=f"torchvision {_name} IMAGENET1K_V1 (torchvision weights API, torch hub cache)",
             logits_layer=_logits,
+            auto_batch=_AUTO_BATCH.get(_name, {}),
         )
     )
 
@@ -145,6 +150,7 @@ for _base, _desc, _layers, _default, _logits in [
                 weights_source=f"antialiased-cnns release {_url.rsplit('/', 1)[1]} (torch hub cache)" if _url
                 else "none released for this filter size",
                 logits_layer=_logits,
+                auto_batch=_AUTO_BATCH.get(_base, {}),
                 extra={"filter_size": _size, "variant_of": f"{_base}_aa" if _k else None},
             )
         )
