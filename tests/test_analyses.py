@@ -97,18 +97,21 @@ def svm_objective(X, y01, train, w, b, C=1.0):
     return 0.5 * w @ w + C * np.maximum(0, 1 - margins).sum()
 
 
-@pytest.mark.parametrize("n,d", [(120, 400), (600, 20)])
-def test_torch_svm_minimises_the_svc_objective(n, d):
+# one subset; the low-rank path; several rounds of shrinking the subset to the support vectors and adding violators
+@pytest.mark.parametrize("n,d,noise", [(120, 400, 2.0), (600, 20, 2.0), (1000, 300, 0.3)])
+def test_torch_svm_minimises_the_svc_objective(n, d, noise):
     from sklearn.svm import SVC
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(n, d)) * 3 + rng.normal(size=d) * 10
-    y01 = (X[:, 0] + X[:, 1] + rng.normal(size=n) * 2 > np.median(X[:, 0] + X[:, 1])).astype(int)
+    y01 = (X[:, 0] + X[:, 1] + rng.normal(size=n) * noise > np.median(X[:, 0] + X[:, 1])).astype(int)
     train = np.ones(n, bool)
     Xc = torch.tensor(X) - torch.tensor(X).mean(0)
     y = torch.tensor(2.0 * y01 - 1).unsqueeze(0)
     w, b = svm.fit_working_set(Xc, y, torch.tensor(train).unsqueeze(0), torch.ones(1, d, dtype=torch.float64), 1.0)
     ours = svm_objective(Xc.numpy(), y01, train, w[0].numpy(), float(b[0]))
+    if n == 1000:
+        assert svm.LAST_ROUNDS > 3  # the shrinking rounds ran
     ref = SVC(kernel="linear", C=1.0, tol=1e-6).fit(Xc.numpy(), y01)
     theirs = svm_objective(Xc.numpy(), y01, train, ref.coef_[0], float(ref.intercept_[0]))
     # Any (w, b) bounds the optimum from above, so ours can only be lower than libsvm's (tol-limited) solution.
@@ -277,9 +280,11 @@ def test_invariance_without_similarity_is_refused():
 
 
 def test_auto_solver_is_the_measured_faster_one_per_device_and_all_choices_agree():
-    from shiftlens.analyses.separability import AUTO_SOLVER, cv_accuracies
+    from shiftlens.analyses.separability import auto_solver, cv_accuracies
 
-    assert AUTO_SOLVER == {"cpu": "sklearn", "cuda": "torch"}
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert auto_solver(cpu, 361) == "sklearn" and auto_solver(cpu, 1444) == "torch"  # measured crossover ~1,000
+    assert auto_solver(cuda, 16) == "torch" and auto_solver(torch.device("mps"), 10 ** 6) == "sklearn"
     n = 8
     rng = np.random.default_rng(3)
     ys, xs = np.divmod(np.arange(n * n), n)

@@ -15,10 +15,16 @@ from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analy
 from shiftlens.analyses.folds import PROTOCOLS, TASKS, task_labels, fold_masks
 
 
-# `--svm auto`: the solver measured faster on each device. On a 2-core CPU libsvm beat the batched torch solver at
-# every size tried (361 to 5,625 samples, 2-10x; identical accuracies), so the CPU uses scikit-learn; the batched
-# solver fits all folds and tasks of a patch in one set of GPU kernels.
-AUTO_SOLVER = {"cpu": "sklearn", "cuda": "torch"}
+# `--svm auto`: the solver measured faster on each device. On the 2-core CPU (EfficientNet-Lite0 features, 2 tasks x 5
+# folds, identical accuracies) the batched solver took 0.23 s vs libsvm's 0.35 s at 1,444 positions, 0.5-1.1 s vs
+# 3.7-4.9 s at 5,625 and ~2 s vs ~21 s at 22,500 (stride 1), but libsvm is as fast or faster below ~1,000 positions.
+# The batched solver fits all folds and tasks of a patch in one set of kernels, which is what a GPU wants.
+AUTO_TORCH_MIN_POSITIONS = {"cpu": 1000, "cuda": 0}
+
+
+def auto_solver(device: torch.device, n_positions: int) -> str:
+    least = AUTO_TORCH_MIN_POSITIONS.get(device.type)
+    return "torch" if least is not None and n_positions >= least else "sklearn"
 
 
 def cv_accuracies(X: torch.Tensor, n: int, protocol: str, seed: int, solver: str) -> np.ndarray:
@@ -27,7 +33,7 @@ def cv_accuracies(X: torch.Tensor, n: int, protocol: str, seed: int, solver: str
     masks = fold_masks(labels, protocol, seed)
     standardize = protocol == "shuffled"
     if solver == "auto":
-        solver = AUTO_SOLVER.get(X.device.type, "sklearn")
+        solver = auto_solver(X.device, X.shape[0])
     if solver == "sklearn":
         return svm.sklearn_cv(X.cpu().numpy(), labels, masks, C=1.0, standardize=standardize)
     acc = svm.fit_predict_cv(X, torch.as_tensor(labels, device=X.device), torch.as_tensor(masks, device=X.device),
