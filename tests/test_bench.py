@@ -91,5 +91,15 @@ def test_svm_row_is_skipped_or_measured(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "shiftlens.analyses.svm", None)  # as if the solver did not exist yet
-    res = bench.svm_bench(bench.Settings(svm_grid=10), torch.device("cpu"), lambda s: None)
+    res = bench.svm_bench(bench.Settings(svm_grids=(10,)), torch.device("cpu"), lambda s: None)
     assert res["available"] is False and "not available" in res["note"]
+
+
+def test_svm_bench_compares_both_solvers_on_sub_grids_of_one_feature_grid():
+    st = bench.Settings(svm_grids=(15, 19, 38), compile=False)  # strides 10 (not a sub-grid: skipped), 8 and 4
+    res = bench.svm_bench(st, torch.device("cpu"), lambda s: None)
+    assert [x["samples"] for x in res["sizes"]] == [361, 1444] and [x["stride"] for x in res["sizes"]] == [8, 4]
+    assert res["samples"] == 1444 and res["svm_speedup"] == res["sizes"][-1]["svm_speedup"] > 0
+    assert res["svm_acc_diff"] <= 1.0
+    for x in res["sizes"]:
+        assert x["acc_torch"] == pytest.approx(x["acc_sklearn"], abs=0.01)
