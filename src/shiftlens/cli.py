@@ -230,7 +230,7 @@ def bench_cmd(
 
 
 def print_plan(p, ips: dict[str, float]) -> None:
-    table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short warm-up with random weights")
+    table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short eager warm-up with random weights")
     for col in ("model", "layers", "patches", "sizes", "positions/patch", "images", "img/s", "estimated time"):
         table.add_column(col)
     total_s = 0.0
@@ -243,6 +243,11 @@ def print_plan(p, ips: dict[str, float]) -> None:
                       _duration(seconds))
     out_console.print(table)
     out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
+    from shiftlens.stream import resolve_compile
+
+    if resolve_compile(p.config.compile, p.device, p.images_per_model):
+        out_console.print("models are compiled for this run (--compile auto): expect up to ~2x less on a CPU "
+                          "(measured 1.1-2x), plus 2-20 s of compiling per model")
 
 
 def _duration(seconds: float) -> str:
