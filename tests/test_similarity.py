@@ -69,6 +69,7 @@ def test_compiled_run_matches_eager_and_pads_the_last_batch(constant_model, patc
                         analyses=["similarity"])
         result = api.run(cfg)
         assert result.info["models"][constant_model]["compiled"] is (mode == "on")
+        assert result.info["models"][constant_model]["batch_size"] == 3
         maps[mode] = {p.patch_id: p.get("similarity", "spatial", "maps") for p in api.ResultsDir(cfg.out).parts()}
     assert maps["on"].keys() == maps["off"].keys()
     for pid in maps["off"]:
@@ -99,5 +100,11 @@ def test_auto_batch_and_compile_resolve_per_device():
 
     cpu = torch.device("cpu")
     assert resolve_batch_size(0, cpu) == 16 and resolve_batch_size(5, cpu) == 5
+    from shiftlens.models import parse_spec
+
+    for name in ("alexnet", "alexnet_aa", "alexnet_aa3"):  # fc-heavy: measured fastest at 64 on the CPU
+        assert resolve_batch_size(0, cpu, parse_spec(name).entry.auto_batch) == 64
+        assert resolve_batch_size(8, cpu, parse_spec(name).entry.auto_batch) == 8
+    assert resolve_batch_size(0, cpu, parse_spec("resnet50").entry.auto_batch) == 16
     assert resolve_compile("auto", cpu, COMPILE_MIN_IMAGES) and not resolve_compile("auto", cpu, COMPILE_MIN_IMAGES - 1)
     assert resolve_compile("on", cpu, 1) and not resolve_compile("off", cpu, 10 ** 9)
