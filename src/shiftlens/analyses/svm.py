@@ -15,7 +15,7 @@ with an unregularised bias b. The torch solver fits every (task, fold) problem o
 
 Subsets larger than 2 D solve each Newton system through a D x D matrix instead (solve_lowrank). Measured on 2 CPU
 cores against libsvm (real EfficientNet-Lite0 pool features, 10 problems of one patch, identical accuracies): about
-as fast at 144-361 positions, 1.5x faster at 1,444, 5-7x at 5,625 and ~12x at 22,500 (the paper's stride-1 grid).
+as fast at 144-1,444 positions (1.0-1.5x), 4-7x at 5,625 and 14x at 22,500 (the paper's stride-1 grid).
 
 Rows outside a problem's subset are padding with a zero mask, so all problems of a patch share one shape. Centring
 the features is exact (the free bias absorbs any shift) and is done once, in float64.
