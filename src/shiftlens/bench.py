@@ -235,7 +235,7 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
                 log: Callable[[str], None]) -> dict[str, Any]:
     """forward_ips and pipeline_ips per precision, interleaved round by round, plus FLOPs and precision error."""
     from shiftlens.models import build_with_weights, parse_spec
-    from shiftlens.stream import FeatureExtractor, autocast
+    from shiftlens.stream import FeatureExtractor, autocast, compile_for_inference
 
     spec = parse_spec(name)
     weights = "imagenet" if name in REAL_WEIGHTS else "random"
@@ -244,7 +244,7 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
     # no taps: the bare network, batch-norm folded as the pipeline's FeatureExtractor folds it
     bare = fold_batchnorm(copy.deepcopy(model).eval(), []).to(device).to(memory_format=torch.channels_last).eval()
     if st.compile:  # compiled like the pipeline's extractor, so the ratio compares like with like
-        bare = torch.compile(bare, dynamic=False, options={"freezing": True}, isolate_recompiles=True)
+        bare = compile_for_inference(bare)
     layer_specs = [spec.entry.layer(l) for l in spec.layers]
     bs = batch_for(st, name, device)
     out: dict[str, Any] = {"weights": prov["label"], "layers": list(spec.layers), "flops_per_image": flops,

@@ -39,6 +39,13 @@ AUTO_BATCH: dict[str, int] = {"cpu": 16, "cuda": 128}
 COMPILE_MIN_IMAGES = 3000
 
 
+def compile_for_inference(fn):
+    """torch.compile as shiftlens uses it: inductor with frozen weights, one static shape, its own recompile cache."""
+    # inductor imports cpp_extension, which warns about CUDA_HOME on machines without CUDA: noise here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return torch.compile(fn, dynamic=False, options={"freezing": True}, isolate_recompiles=True)
+
+
 def resolve_batch_size(batch_size: int, device: torch.device, auto: dict[str, int] | None = None) -> int:
     """`batch_size`, or for 0 the model's own measured choice on this device (ModelEntry.auto_batch), else
     AUTO_BATCH."""
@@ -92,10 +99,7 @@ class FeatureExtractor:
         self._pool: dict = {}  # one canvas buffer recycled by this extractor's renderers (one patch at a time)
         self._compiled = None
         if self.compile:
-            # inductor imports cpp_extension, which warns about CUDA_HOME on machines without CUDA: noise here
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            self._compiled = torch.compile(self._eager, dynamic=False, options={"freezing": True},
-                                           isolate_recompiles=True)  # its own cache: one per extractor
+            self._compiled = compile_for_inference(self._eager)
 
     @property
     def compiled(self) -> bool:
