@@ -284,14 +284,14 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         layer_specs = [spec.entry.layer(l) for l in spec.layers]
         extra = {l for cls in _analyses_for(cfg) for l in cls.extra_layers(spec.entry.logits_layer)}
         layer_specs += [spec.entry.layer(l) for l in sorted(extra) if l not in spec.layers]
-        images = sum(p.positions[size] for size, _ in todo)
-        compiled = resolve_compile(cfg.compile, p.device, images)
+        model_images = sum(p.positions[size] for size, _ in todo)
+        compiled = resolve_compile(cfg.compile, p.device, model_images)
         mcfg = dataclasses.replace(cfg, batch_size=p.batch_for(spec))
         info["models"][spec.key]["batch_size"] = mcfg.batch_size
         extractor = FeatureExtractor(model, layer_specs, spec.entry.normalisation, p.device, p.precision,
                                      compile=compiled, pad_to=mcfg.batch_size)
         if compiled:
-            log(f"{spec.key}: compiling the forward pass (torch.compile) for {images:,} images")
+            log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images")
         for size in cfg.sizes:
             size_todo = [patch for s, patch in todo if s == size]
             if not size_todo:

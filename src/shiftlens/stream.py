@@ -31,7 +31,8 @@ AUTO_PRECISION: dict[str, str] = {"cpu": "fp32", "cuda": "fp32"}
 
 
 # Images per forward pass when the config says 0 (auto). On the 2-core CPU, small batches stay in cache: fp32
-# EfficientNet-Lite0 35 img/s at 64 -> 72 at 16, ResNet-50 25 -> 36 (AlexNet, mostly fc layers, is within 10%).
+# EfficientNet-Lite0 35 img/s at 64 -> 72 at 16, ResNet-50 25 -> 36. AlexNet, mostly fc weights, goes the other way
+# and sets its own (ModelEntry.auto_batch).
 AUTO_BATCH: dict[str, int] = {"cpu": 16, "cuda": 128}
 
 # `--compile auto` compiles a model (torch.compile, inductor with frozen weights) when it will see at least this many
