@@ -376,8 +376,7 @@ def svm_bench(st: Settings, device: torch.device, log: Callable[[str], None]) ->
         ref = svm_mod.sklearn_cv
     except (ImportError, AttributeError) as exc:
         return {"available": False, "note": f"batched solver not available in this version ({exc.__class__.__name__}: {exc})"}
-    from sklearn.model_selection import StratifiedKFold
-
+    from shiftlens.analyses.folds import fold_masks, task_labels
     from shiftlens.canvases import grid as grid_fn
     from shiftlens.models import build_with_weights, parse_spec
     from shiftlens.stream import FeatureExtractor, stream, stream_order
@@ -409,12 +408,8 @@ def svm_bench(st: Settings, device: torch.device, log: Callable[[str], None]) ->
             continue  # not a sub-grid of the finest one
         pick = (np.arange(n)[:, None] * step * fine + np.arange(n)[None, :] * step).ravel()
         X = feats[torch.as_tensor(pick, device=device)]
-        rows, cols = np.divmod(np.arange(n * n), n)
-        labels = np.stack([(rows < n / 2), (cols < n / 2)]).astype(np.int64)  # top/bottom, left/right
-        folds = np.zeros((2, 5, n * n), bool)
-        for t in range(2):
-            for k, (_, te) in enumerate(StratifiedKFold(5, shuffle=False).split(np.zeros(n * n), labels[t])):
-                folds[t, k, te] = True
+        labels = task_labels(n)  # the separability analysis's own tasks and paper-protocol folds
+        folds = fold_masks(labels, "paper", 0)
         lab_t, fold_t = torch.as_tensor(labels, device=device), torch.as_tensor(folds, device=device)
         fit(X, lab_t, fold_t)  # warm-up
         reps = 2 if n * n <= 6000 else 1
@@ -431,7 +426,7 @@ def svm_bench(st: Settings, device: torch.device, log: Callable[[str], None]) ->
             f"accuracy diff {diff:.2f} points")
     top = sizes[-1]
     return {"available": True, "features": f"efficientnet_lite0 pool (imagenet, {prec}), 75 px patch {patches[0].id} ({source})",
-            "dims": 1280, "problems": "2 tasks x 5 folds (StratifiedKFold, no shuffle)", "sizes": sizes,
+            "dims": 1280, "problems": "2 tasks x 5 folds (the paper protocol: StratifiedKFold, no shuffle)", "sizes": sizes,
             "samples": top["samples"], "svm_speedup": top["svm_speedup"],
             "svm_acc_diff": max(x["svm_acc_diff"] for x in sizes)}
 
