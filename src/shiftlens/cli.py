@@ -101,7 +101,7 @@ def run(
     max_patches: Annotated[Optional[int], typer.Option("--max-patches", help="use only the first N patches")] = None,
     keep_aspect: Annotated[Optional[bool], typer.Option("--keep-aspect/--square", help="keep the patch's aspect ratio (pad) instead of the paper's square stretch")] = None,
     square_crop: Annotated[Optional[bool], typer.Option("--square-crop/--bbox-crop", help="COCO: reproduce the original scripts' square crop (w = h)")] = None,
-    svm: Annotated[Optional[str], typer.Option(help="separability solver: auto (batched torch on CUDA, and on CPU from 1,000 positions; else sklearn), torch or sklearn")] = None,
+    svm: Annotated[Optional[str], typer.Option(help="separability solver: auto (the batched torch solver on CPU and CUDA, where it measured faster; else sklearn), torch or sklearn")] = None,
     site: Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,

@@ -16,11 +16,11 @@ from shiftlens.analyses.folds import PROTOCOLS, TASKS, task_labels, fold_masks
 
 
 # `--svm auto`: the solver measured faster on each device. On the 2-core CPU (EfficientNet-Lite0 features, 2 tasks x 5
-# folds, identical accuracies) the batched solver took 0.23-0.27 s vs libsvm's 0.27-0.35 s at 1,444 positions, 0.57-1.1 s
-# vs 3.7-4.9 s at 5,625 and 1.9 s vs 26.8 s at 22,500 (stride 1, `shiftlens bench`); below ~1,000 positions libsvm is
-# as fast or faster.
+# folds, identical accuracies) the batched solver took 0.012 s vs libsvm's 0.015 s at 100 positions, 0.04 vs 0.04-0.06 s
+# at 361, 0.11 vs 0.33 s at 1,444, 0.30-0.37 vs 3.7-4.3 s at 5,625 and ~1.2 s vs ~27 s at 22,500 (stride 1; see
+# `shiftlens bench`): it is the faster one at every size, on both protocols.
 # The batched solver fits all folds and tasks of a patch in one set of kernels, which is what a GPU wants.
-AUTO_TORCH_MIN_POSITIONS = {"cpu": 1000, "cuda": 0}
+AUTO_TORCH_MIN_POSITIONS = {"cpu": 0, "cuda": 0}
 
 
 def auto_solver(device: torch.device, n_positions: int) -> str:
