@@ -125,7 +125,6 @@ def _initial_set(Xs_f: torch.Tensor, y: torch.Tensor, train: torch.Tensor, size:
     return chosen & train
 
 
-
 def fit_working_set(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, scale: torch.Tensor, C: float,
                     tol: float = 1e-8, max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (P, D) in the scaled feature space x * scale and biases (P,) of P SVMs sharing X (N, D)."""
