@@ -236,12 +236,12 @@ def solve_active(Q: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, al
     ok = torch.zeros(P, dtype=torch.bool, device=Q.device)
     act = torch.arange(P, device=Q.device)  # problems still iterating; their Q is gathered when the batch shrinks
     Qa = Q
-    eye = torch.eye(n, dtype=torch.bool, device=Q.device)
+    eye = torch.eye(n, dtype=dt, device=Q.device)
     for _ in range(max_iter):
         fr, upa, ma, aa, mfa = free[act], up[act], m[act], a[act], mf[act]
         ff, uu = fr.to(dt), upa.to(dt)
         # Free block of Q, the identity elsewhere, so every problem keeps one shape.
-        M = torch.where(fr.unsqueeze(2) & fr.unsqueeze(1), Qa, eye.to(dt))
+        M = torch.where(fr.unsqueeze(2) & fr.unsqueeze(1), Qa, eye)
         M.diagonal(dim1=1, dim2=2).add_(jitter[act].unsqueeze(1) * ff)
         L, info = torch.linalg.cholesky_ex(M)
         any_up = bool(upa.any())
