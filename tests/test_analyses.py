@@ -97,6 +97,12 @@ def svm_objective(X, y01, train, w, b, C=1.0):
     return 0.5 * w @ w + C * np.maximum(0, 1 - margins).sum()
 
 
+def dual_objective(X, y01, y, m, alpha, b):
+    """svm_objective of one problem's dual solution: w = sum_i alpha_i y_i x_i over its unmasked rows."""
+    w = ((alpha * y * m).unsqueeze(1) @ X.unsqueeze(0)).squeeze(1)[0].numpy()
+    return svm_objective(X.numpy(), y01, m[0].numpy(), w, float(b[0]))
+
+
 # one subset; the low-rank path; several rounds of shrinking the subset to the support vectors and adding violators
 @pytest.mark.parametrize("n,d,noise", [(120, 400, 2.0), (600, 20, 2.0), (1000, 300, 0.3)])
 def test_torch_svm_minimises_the_svc_objective(n, d, noise):
@@ -131,10 +137,7 @@ def test_low_rank_newton_systems_reach_the_kernel_solvers_optimum():
     a_low, b_low = svm.solve_lowrank(X.unsqueeze(0), y, m, 1.0)
     a_ker, b_ker = svm.solve_kernel((X @ X.T).unsqueeze(0), y, m, 1.0)
     train = m[0].numpy()
-    objs = []
-    for a, b in ((a_low, b_low), (a_ker, b_ker)):
-        w = ((a * y * m).unsqueeze(1) @ X.unsqueeze(0)).squeeze(1)[0].numpy()
-        objs.append(svm_objective(X.numpy(), y01, train, w, float(b[0])))
+    objs = [dual_objective(X, y01, y, m, a, b) for a, b in ((a_low, b_low), (a_ker, b_ker))]
     assert abs(objs[0] - objs[1]) <= 1e-6 * objs[1]
     # and through the working-set loop, with the low-rank path forced on every round
     old = svm.LOWRANK_RATIO
@@ -144,7 +147,6 @@ def test_low_rank_newton_systems_reach_the_kernel_solvers_optimum():
     finally:
         svm.LOWRANK_RATIO = old
     assert svm_objective(X.numpy(), y01, train, w[0].numpy(), float(b[0])) <= objs[1] * (1 + 1e-6)
-
 
 
 def noisy_problem(n: int, d: int, seed: int, duplicates: int = 0, scale: float = 2.0):
@@ -168,11 +170,7 @@ def test_active_set_solver_reaches_the_interior_point_optimum(duplicates):
     assert bool(ok.all())
     assert int((a_act[0] >= 1.0).sum()) > 0 and int(((a_act[0] > 0) & (a_act[0] < 1.0)).sum()) > 0  # both kinds of SV
     assert float(a_act[0, -5:].abs().max()) == 0.0  # padding rows get no weight
-    train = m[0].numpy()
-    objs = []
-    for a, b in ((a_ipm, b_ipm), (a_act, b_act)):
-        w = ((a * y * m).unsqueeze(1) @ X.unsqueeze(0)).squeeze(1)[0].numpy()
-        objs.append(svm_objective(X.numpy(), y01, train, w, float(b[0])))
+    objs = [dual_objective(X, y01, y, m, a, b) for a, b in ((a_ipm, b_ipm), (a_act, b_act))]
     assert abs(objs[1] - objs[0]) <= 1e-7 * objs[0]
 
 
