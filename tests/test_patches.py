@@ -150,3 +150,127 @@ def test_coco_bad_inputs(tmp_path):
     (images / "000000000005.jpg").write_bytes(b"garbage")
     with pytest.raises(ShiftlensError, match="000000000005.jpg cannot be read"):
         load_coco(ann, images, ["dog"])
+
+
+# --- ids, formats and limits (issue 16) ----------------------------------------------------------------------
+
+
+def save_blob(path: Path, size: int = 40, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(blob_rgba(size, seed), "RGBA").save(path)
+
+
+def test_patch_ids_are_the_relative_paths_so_they_never_collide(tmp_path):
+    names = ["cat 1.png", "cat_1.png", "a/b.png", "a_b.png", "猫.png", "犬.png"]
+    for i, name in enumerate(names):
+        save_blob(tmp_path / name, 40 + 2 * i, seed=i)
+    patches = load_patches(cfg(f"folder:{tmp_path}"))
+    assert sorted(p.id for p in patches) == sorted(["cat 1", "cat_1", "a/b", "a_b", "猫", "犬"])
+    assert len({p.digest() for p in patches}) == len(names)  # each id holds its own file's pixels
+    assert {p.id: p.category for p in patches}["a/b"] == "a"
+
+
+def test_bundled_sample_keeps_its_manifest_ids():
+    manifest = json.loads((SAMPLE_DIR / "manifest.json").read_text())
+    ids = [p.id for p in load_patches(cfg("sample"))]
+    assert ids == sorted(e["id"] for e in manifest["patches"]) and ids[0] == "cat_01"
+
+
+def test_two_files_with_one_id_are_refused_naming_both(tmp_path):
+    save_blob(tmp_path / "dog.png")
+    save_blob(tmp_path / "dog.webp", seed=1)
+    with pytest.raises(ShiftlensError, match="'dog'") as err:
+        load_patches(cfg(f"folder:{tmp_path}"))
+    assert str(tmp_path / "dog.png") in str(err.value) and str(tmp_path / "dog.webp") in str(err.value)
+    other = tmp_path / "m"
+    save_blob(other / "one.png")
+    save_blob(other / "two.png", seed=1)
+    (other / "manifest.json").write_text(json.dumps({"patches": [{"file": "one.png", "id": "x"}, {"file": "two.png", "id": "x"}]}))
+    with pytest.raises(ShiftlensError, match="'x'") as err:
+        load_patches(cfg(f"folder:{other}"))
+    assert str(other / "one.png") in str(err.value) and str(other / "two.png") in str(err.value)
+
+
+def test_digest_follows_the_pixels_and_the_shape():
+    rgba = blob_rgba(16)
+    a = Patch("a", "thing", rgba, "test")
+    assert a.digest() == Patch("b", "other", rgba.copy(), "elsewhere").digest()
+    assert len(a.digest()) == 16 and int(a.digest(), 16) >= 0
+    changed = rgba.copy()
+    changed[8, 8, 0] ^= 1
+    assert Patch("a", "thing", changed, "test").digest() != a.digest()
+    assert Patch("a", "thing", rgba.reshape(8, 32, 4), "test").digest() != a.digest()
+
+
+def test_transparent_palette_and_grey_alpha_pngs_are_accepted(tmp_path):
+    rgba = blob_rgba(40)
+    inside = rgba[..., 3] > 0
+    pal = Image.fromarray(rgba[..., :3]).quantize(15)
+    index = np.asarray(pal).copy()
+    index[~inside] = 15
+    single = Image.fromarray(index, "P")
+    colours = pal.getpalette()[: 15 * 3]
+    single.putpalette(colours + [0, 0, 0])  # entry 15: the background
+    single.save(tmp_path / "pal_1.png", transparency=15)  # one transparent palette entry (tRNS)
+    single.save(tmp_path / "pal_2.png", transparency=bytes([255] * 15 + [0]))  # an alpha per palette entry
+    Image.fromarray(np.stack([rgba[..., 0], rgba[..., 3]], axis=-1), "LA").save(tmp_path / "grey_1.png")
+    grey = np.where(inside, np.maximum(rgba[..., 0], 1), 0).astype(np.uint8)
+    Image.fromarray(grey, "L").save(tmp_path / "grey_2.png", transparency=0)  # grey colour key
+    patches = {p.id: p for p in load_patches(cfg(f"folder:{tmp_path}"))}
+    assert set(patches) == {"pal_1", "pal_2", "grey_1", "grey_2"}
+    ys, xs = np.nonzero(inside)
+    expected = inside[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    for p in patches.values():
+        np.testing.assert_array_equal(p.rgba[..., 3] > 0, expected)
+
+
+def test_an_image_over_pillows_size_limit_is_refused_with_its_size(tmp_path, monkeypatch):
+    save_blob(tmp_path / "big.png", 40)  # 1,600 pixels
+    for limit in (1000, 500):  # Pillow warns above its limit and raises above twice it: both are refused
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(ShiftlensError, match="1,600 pixels") as err:
+            load_patches(cfg(f"folder:{tmp_path}"))
+        assert str(tmp_path / "big.png") in str(err.value) and "downscale" in str(err.value)
+
+
+def test_max_patches_reads_only_the_first_files(tmp_path):
+    for i in range(3):
+        save_blob(tmp_path / f"ok_{i}.png", seed=i)
+    (tmp_path / "zz_broken.png").write_bytes(b"not a png")
+    assert [p.id for p in load_patches(cfg(f"folder:{tmp_path}", max_patches=2))] == ["ok_0", "ok_1"]
+    assert len(load_patches(cfg(f"folder:{tmp_path}", max_patches=3))) == 3
+    (tmp_path / "aa_broken.png").write_bytes(b"not a png")  # within the first two: still a clear error
+    with pytest.raises(ShiftlensError, match="aa_broken.png cannot be read"):
+        load_patches(cfg(f"folder:{tmp_path}", max_patches=2))
+
+
+def test_coco_max_patches_reads_only_the_selected_images(tmp_path):
+    ann, images = make_coco(tmp_path)
+    (images / "000000000009.jpg").write_bytes(b"garbage")  # the third dog's image
+    spec = f"coco:{ann}:{images}"
+    patches = load_patches(cfg(spec, coco_categories=["dog", "cat"], per_category=3, max_patches=2))
+    assert [p.provenance["image_id"] for p in patches] == [5, 7]
+    with pytest.raises(ShiftlensError, match="000000000009.jpg cannot be read"):
+        load_patches(cfg(spec, coco_categories=["dog", "cat"], per_category=3, max_patches=3))
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d.pop("categories"), "no 'categories' list"),
+        (lambda d: d.pop("images"), "no 'images' list"),
+        (lambda d: d["annotations"][0].pop("segmentation"), "annotation 101 has no segmentation"),
+        (lambda d: d["annotations"][0].update(segmentation=[]), "annotation 101 has no segmentation"),
+        (lambda d: d["annotations"][0].update(segmentation=[[]]), "annotation 101 has a polygon with fewer than 3 points"),
+        (lambda d: d["annotations"][0].update(segmentation={"counts": "x"}), "annotation 101 has an RLE"),
+        (lambda d: d["annotations"][0].pop("bbox"), "annotation 101 has no valid bbox"),
+    ],
+)
+def test_coco_json_with_missing_parts_is_one_clear_error(tmp_path, mutate, expected):
+    ann, images = make_coco(tmp_path)
+    data = json.loads(ann.read_text())
+    mutate(data)
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ShiftlensError, match=expected) as err:
+        load_coco(ann, images, ["dog"])
+    assert str(ann) in str(err.value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +30,13 @@ class Patch:
             raise ShiftlensError(f"patch {self.id}: expected an RGBA uint8 image, got shape {self.rgba.shape}")
         if not (self.rgba[..., 3] > 0).any():
             raise ShiftlensError(f"patch {self.id} ({self.source}): its mask is empty; give an object with a non-empty mask")
+
+    def digest(self) -> str:
+        """A short hash of the pixels (shape and RGBA bytes): a part whose patch image changed under the same id
+        can be recognised and recomputed."""
+        h = hashlib.sha256(repr(self.rgba.shape).encode())
+        h.update(np.ascontiguousarray(self.rgba).tobytes())
+        return h.hexdigest()[:16]
 
     def resized(self, size: int, keep_aspect: bool = False) -> np.ndarray:
         """The patch as a (size, size, 4) uint8 array with binary alpha.
@@ -55,18 +65,47 @@ class Patch:
         Image.fromarray(arr, "RGBA").save(path)
 
 
-def read_image(path: Path, mode: str | None = None) -> np.ndarray:
-    """Read an image file, turning a missing or corrupt file into one clear error."""
+def _load(path: Path, mode: str | None = None) -> Image.Image:
+    """Open and decode an image file (converted to `mode` if given), turning every failure into one clear error."""
     if not path.is_file():
         raise ShiftlensError(f"image {path} does not exist: check the path")
     try:
-        with Image.open(path) as im:
-            im.load()
-            if mode is not None:
-                im = im.convert(mode)
-            return np.asarray(im)
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; either way the file is refused before decoding.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im if mode is None else im.convert(mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else str(exc)
+        raise ShiftlensError(
+            f"image {path} is too large to read safely ({size}, over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}): "
+            "downscale it or crop it to the object first"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ShiftlensError(f"image {path} cannot be read ({exc.__class__.__name__}): replace or remove the file") from None
+
+
+def read_image(path: Path, mode: str | None = None) -> np.ndarray:
+    """Read an image file, turning a missing, corrupt or oversized file into one clear error."""
+    return np.asarray(_load(path, mode))
+
+
+def has_transparency(im: Image.Image) -> bool:
+    """An alpha channel, or a transparent colour (a PNG tRNS chunk: palette, grey or RGB colour key)."""
+    return im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info
+
+
+def read_rgba(path: Path) -> np.ndarray | None:
+    """The image as RGBA if the file carries transparency in any form, else None (the caller needs a mask)."""
+    im = _load(path)
+    if not has_transparency(im):
+        return None
+    try:
+        return np.asarray(im.convert("RGBA"))
+    except ValueError as exc:  # a mode Pillow cannot convert, e.g. 16-bit grey with a tRNS chunk
+        raise ShiftlensError(f"image {path} cannot be converted to RGBA ({exc}): save it as an 8-bit RGBA PNG") from None
 
 
 def rgba_from(rgb: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
