@@ -6,12 +6,15 @@ The fingerprint of the fields that change results lets a results folder refuse a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from shiftlens.errors import ShiftlensError
 
@@ -60,6 +63,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "RunConfig":
+        check_types(self.to_dict(), "config")
         if not self.models:
             raise ShiftlensError("no models given: pass --models, e.g. --models efficientnet_lite0")
         if self.stride < 1:
@@ -68,12 +72,22 @@ class RunConfig:
             raise ShiftlensError(f"canvas {self.canvas} is invalid: use a positive canvas size such as 224")
         if not self.sizes:
             raise ShiftlensError("no patch sizes given: pass --sizes, e.g. --sizes 75,125")
+        repeated = sorted({s for s in self.sizes if self.sizes.count(s) > 1})
+        if repeated:
+            raise ShiftlensError(f"patch size {repeated[0]} is given twice in {self.sizes}: give each size once")
         for s in self.sizes:
             if s < 1:
                 raise ShiftlensError(f"patch size {s} is invalid: sizes must be positive, e.g. --sizes 75,125")
             if s > self.canvas:
                 raise ShiftlensError(
                     f"patch size {s} is larger than the {self.canvas}px canvas: use sizes up to {self.canvas}"
+                )
+            if s + self.stride > self.canvas:  # (canvas - s) // stride + 1 positions per axis
+                fix = (f"use --stride {self.canvas - s} or less" if s < self.canvas
+                       else f"use patch sizes below the {self.canvas}px canvas")
+                raise ShiftlensError(
+                    f"{s}px patches at stride {self.stride} have one position on the {self.canvas}px canvas, so "
+                    f"nothing can shift and every similarity would be 1.0: {fix} (2+ positions per axis)"
                 )
         if len(self.background) != 3 or not all(0 <= int(c) <= 255 for c in self.background):
             raise ShiftlensError(f"background {self.background} is invalid: give three values 0-255, e.g. [255, 255, 255]")
@@ -128,17 +142,69 @@ def _field_names() -> set[str]:
     return {f.name for f in dataclasses.fields(RunConfig)}
 
 
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Each field's type, read from RunConfig's annotations so that a new field is checked without more code."""
+    hints = typing.get_type_hints(RunConfig)
+    return {name: hints[name] for name in _field_names()}
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_PLURALS = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return f"a list of {_PLURALS.get(args[0], _describe(args[0]))}"
+    if origin in (typing.Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        described = " or ".join(_describe(a) for a in kept)
+        return f"{described} (or left out)" if len(kept) < len(args) else described
+    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _conform(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(whether `value` has type `hint`, the value with integers made floats where a float is expected)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        items = [_conform(v, args[0]) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            ok, conformed = _conform(value, arg)
+            if ok:
+                return True, conformed
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if isinstance(value, bool) and hint is not bool:  # True is an int to Python, not to a config
+        return False, value
+    if hint is float and isinstance(value, int):
+        return True, float(value)
+    return isinstance(value, hint), value
+
+
+def check_types(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check each value against its RunConfig field's type; the values back, integers made floats where a float
+    is expected. A mismatch is one line naming the source, the key, the expected type and the value."""
+    types_ = _field_types()
+    checked = {}
+    for key, value in values.items():
+        if key not in types_:
+            raise ShiftlensError(f"{source}: unknown key {key!r}; valid keys are {', '.join(sorted(types_))}")
+        ok, checked[key] = _conform(value, types_[key])
+        if not ok:
+            raise ShiftlensError(f"{source}: {key} should be {_describe(types_[key])}, got {value!r}")
+    return checked
+
+
 def from_mapping(values: dict[str, Any], source: str) -> RunConfig:
-    """Build a config from a preset or a parsed TOML table, rejecting keys that do not exist."""
-    unknown = sorted(set(values) - _field_names())
-    if unknown:
-        raise ShiftlensError(
-            f"{source}: unknown key {unknown[0]!r}; valid keys are {', '.join(sorted(_field_names()))}"
-        )
-    try:
-        return RunConfig(**values)
-    except TypeError as exc:  # pragma: no cover - dataclass signature mismatch
-        raise ShiftlensError(f"{source}: {exc}") from None
+    """Build a config from a preset or a parsed TOML table, rejecting keys that do not exist and values of the
+    wrong type."""
+    return RunConfig(**check_types(values, source))
 
 
 def load(preset_or_file: str) -> RunConfig:
@@ -147,40 +213,36 @@ def load(preset_or_file: str) -> RunConfig:
         return from_mapping(dict(PRESETS[preset_or_file]), f"preset {preset_or_file}")
     path = Path(preset_or_file)
     if path.suffix.lower() == ".toml" or path.exists():
+        if path.is_dir():
+            raise ShiftlensError(f"config file {path} is a folder: give a preset ({', '.join(PRESETS)}) or a TOML file")
         if not path.is_file():
             raise ShiftlensError(f"config file {path} does not exist: give a preset ({', '.join(PRESETS)}) or a TOML file")
         try:
             values = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ShiftlensError(f"config file {path} is not valid TOML ({exc}): fix the file or start from `shiftlens config`") from None
+            raise ShiftlensError(f"config file {path} is not valid TOML ({exc}): fix the file or start from "
+                                 "the output of `shiftlens config`") from None
         values = values.get("run", values)
+        if not isinstance(values, dict):
+            raise ShiftlensError(f"config file {path}: [run] should be a table of settings: start from `shiftlens config`")
         base = values.pop("preset", "quick")
-        if base not in PRESETS:
+        if not isinstance(base, str) or base not in PRESETS:
             raise ShiftlensError(f"config file {path}: unknown preset {base!r}; use one of {', '.join(PRESETS)}")
-        merged = {**PRESETS[base], **values}
-        return _typed(from_mapping(merged, f"config file {path}"), f"config file {path}")
+        return from_mapping({**PRESETS[base], **values}, f"config file {path}")
     raise ShiftlensError(f"unknown preset {preset_or_file!r}: use one of {', '.join(PRESETS)} or a path to a .toml file")
 
 
-def _typed(cfg: RunConfig, source: str) -> RunConfig:
-    """Check the types a TOML file can get wrong (a string where a list belongs, and so on)."""
-    expected = {
-        "models": list, "sizes": list, "analyses": list, "background": list, "coco_categories": list,
-        "stride": int, "canvas": int, "batch_size": int, "per_category": int, "seed": int,
-        "patches": str, "weights": str, "device": str, "precision": str, "out": str, "svm": str, "compile": str,
-        "keep_aspect": bool, "square_crop": bool, "site": bool,
-    }
-    for name, typ in expected.items():
-        value = getattr(cfg, name)
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ShiftlensError(f"{source}: {name} should be a {typ.__name__}, got {value!r}")
-    return cfg
-
-
 def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:
-    """Apply CLI flags that were given (None means: not given)."""
+    """Apply CLI flags that were given (None means: not given), checked like a config file's values."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(cfg, **given)
+    return dataclasses.replace(cfg, **check_types(given, "override"))
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """The config as a TOML file that `load` reads back to the same config (unset optional fields left out)."""
+    import tomli_w
+
+    return tomli_w.dumps({k: v for k, v in cfg.to_dict().items() if v is not None})
 
 
 def split_list(text: str) -> list[str]:
