@@ -5,12 +5,15 @@ Every ShiftlensError ends the command with its one-line message and exit code 2,
 
 from __future__ import annotations
 
+import errno
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -55,9 +58,38 @@ def _group() -> None:
     """shiftlens: measure and show how shift-invariant the features of a convolutional network are."""
 
 
-def fail(exc: ShiftlensError) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+def fail(exc: ShiftlensError | str) -> None:
+    """One line on stderr and exit code 2: how every command reports bad input."""
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+# Refusals to write that a user fixes by choosing another place (a file where a folder belongs included).
+WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+                errno.EEXIST, errno.EFBIG, errno.ENAMETOOLONG}
+
+
+def _within(path: Path, root: Path) -> bool:
+    """Whether `path` is `root`, inside it, or one of the folders above it (made on the way to it)."""
+    path, root = path.resolve(), root.resolve()
+    return path == root or root in path.parents or path in root.parents
+
+
+@contextmanager
+def one_line_errors(out: Path | None = None, hint: str = "choose a writable --out"):
+    """End the command with one line and exit code 2 on bad input (ShiftlensError) or when the system refuses to
+    write the results; an OSError about anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except ShiftlensError as exc:
+        fail(exc)
+    except OSError as exc:
+        path = exc.filename if exc.filename is not None else out
+        if out is not None and path is not None and _within(Path(path), out):
+            fail(f"cannot write {path}: {exc.strerror or exc}: {hint}")
+        if exc.errno in WRITE_ERRNOS and path is not None:
+            fail(f"cannot use {path}: {exc.strerror or exc}")
+        raise
 
 
 def similarity_table(df) -> Table:
@@ -73,7 +105,8 @@ def similarity_table(df) -> Table:
     return table
 
 
-def build_config(preset: str, **overrides):
+def build_config(preset: str, **overrides) -> config_mod.RunConfig:
+    """The preset or TOML file with the flags that were given applied on top, validated."""
     cfg = config_mod.load(preset)
     if overrides.get("models"):
         overrides["models"] = config_mod.parse_models(";".join(overrides["models"]))
@@ -84,57 +117,106 @@ def build_config(preset: str, **overrides):
     return config_mod.with_overrides(cfg, **overrides).validate()
 
 
+# The flags `run` and `config` share: the config's field names (help kept short enough for an 80-column terminal).
+PresetArg = Annotated[str, typer.Argument(help="preset (quick, paper) or a TOML config file")]
+ModelsOpt = Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0 (repeat, or separate with ';')")]
+PatchesOpt = Annotated[Optional[str], typer.Option(help="sample, folder:DIR or coco:ANN.json:IMAGES (a COCO annotations file and its image folder)")]
+SizesOpt = Annotated[Optional[str], typer.Option(help="patch sides in pixels, e.g. 75,125")]
+StrideOpt = Annotated[Optional[int], typer.Option(help="pixels between positions (1 = every position)")]
+WeightsOpt = Annotated[Optional[str], typer.Option(help="imagenet | random | PATH to a checkpoint")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")]
+PrecisionOpt = Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (0 = auto: 16 on a CPU, 128 on CUDA)")]
+CompileOpt = Annotated[Optional[str], typer.Option("--compile", help="torch.compile each model: auto (runs of 3,000+ images per model), on or off")]
+OutOpt = Annotated[Optional[str], typer.Option(help="results folder")]
+AnalysesOpt = Annotated[Optional[str], typer.Option(help=f"comma-separated, from: {', '.join(config_mod.ANALYSES)}")]
+MaxPatchesOpt = Annotated[Optional[int], typer.Option("--max-patches", help="use only the first N patches")]
+KeepAspectOpt = Annotated[Optional[bool], typer.Option("--keep-aspect/--square", help="keep the patch's aspect ratio (pad) instead of the paper's square stretch")]
+SquareCropOpt = Annotated[Optional[bool], typer.Option("--square-crop/--bbox-crop", help="COCO: reproduce the original scripts' square crop (w = h)")]
+SvmOpt = Annotated[Optional[str], typer.Option(help="separability solver: auto (the batched torch solver on CPU and CUDA, where it measured faster; else sklearn), torch or sklearn")]
+SiteOpt = Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")]
+
+
 @app.command()
 def run(
-    preset: Annotated[str, typer.Argument(help="preset (quick, paper) or a TOML config file")] = "quick",
-    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0 (repeat or separate with ';')")] = None,
-    patches: Annotated[Optional[str], typer.Option(help="sample | folder:DIR | coco:ANNOTATIONS.json:IMAGES_DIR")] = None,
-    sizes: Annotated[Optional[str], typer.Option(help="patch sides in pixels, e.g. 75,125")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="pixels between positions (1 = every position)")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="imagenet | random | PATH to a checkpoint")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (0 = auto: 16 on a CPU, 128 on CUDA)")] = None,
-    compile: Annotated[Optional[str], typer.Option("--compile", help="torch.compile each model: auto (runs of 3,000+ images per model), on or off")] = None,
-    out: Annotated[Optional[str], typer.Option(help="results folder")] = None,
-    analyses: Annotated[Optional[str], typer.Option(help="comma-separated: similarity,separability,location,invariance,consistency")] = None,
-    max_patches: Annotated[Optional[int], typer.Option("--max-patches", help="use only the first N patches")] = None,
-    keep_aspect: Annotated[Optional[bool], typer.Option("--keep-aspect/--square", help="keep the patch's aspect ratio (pad) instead of the paper's square stretch")] = None,
-    square_crop: Annotated[Optional[bool], typer.Option("--square-crop/--bbox-crop", help="COCO: reproduce the original scripts' square crop (w = h)")] = None,
-    svm: Annotated[Optional[str], typer.Option(help="separability solver: auto (the batched torch solver on CPU and CUDA, where it measured faster; else sklearn), torch or sklearn")] = None,
-    site: Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")] = None,
+    preset: PresetArg = "quick",
+    models: ModelsOpt = None,
+    patches: PatchesOpt = None,
+    sizes: SizesOpt = None,
+    stride: StrideOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    batch_size: BatchOpt = None,
+    compile: CompileOpt = None,
+    out: OutOpt = None,
+    analyses: AnalysesOpt = None,
+    max_patches: MaxPatchesOpt = None,
+    keep_aspect: KeepAspectOpt = None,
+    square_crop: SquareCropOpt = None,
+    svm: SvmOpt = None,
+    site: SiteOpt = None,
+    seed: SeedOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace results of a different config in --out")] = False,
 ) -> None:
     """Run the measurement: patches -> shifted canvases -> features -> analyses -> tables, figures, store."""
-    from shiftlens import api
-
-    try:
+    with one_line_errors():
         cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
                            device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
                            site=site, seed=seed)
+    from shiftlens import api
+
+    with one_line_errors(Path(cfg.out)):
         if dry_run:
             p = api.plan(cfg, dry_run=True)
             print_plan(p, api.estimate(p))
             return
         result = api.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
         if cfg.site:
-            try:
-                from shiftlens.site import build as build_site
-            except ImportError:
-                build_site = None
-            if build_site is not None:
-                build_site(result.out)
-    except ShiftlensError as exc:
-        fail(exc)
+            from shiftlens.site import build as build_site
+
+            build_site(result.out)
     out_console.print(f"results: {result.out.resolve()}  ({result.computed} parts computed, {result.skipped} resumed)")
     if "similarity" in result.tables:
         out_console.print(similarity_table(result.tables["similarity"]))
     for name in ("separability", "location", "consistency"):
         if name in result.tables:
             out_console.print(f"tables/{name}.csv: {len(result.tables[name])} rows")
+
+
+@app.command("config")
+def config_cmd(
+    preset: PresetArg = "quick",
+    models: ModelsOpt = None,
+    patches: PatchesOpt = None,
+    sizes: SizesOpt = None,
+    stride: StrideOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    batch_size: BatchOpt = None,
+    compile: CompileOpt = None,
+    out: OutOpt = None,
+    analyses: AnalysesOpt = None,
+    max_patches: MaxPatchesOpt = None,
+    keep_aspect: KeepAspectOpt = None,
+    square_crop: SquareCropOpt = None,
+    svm: SvmOpt = None,
+    site: SiteOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Print the effective config (preset or file plus flags) as TOML: save it, edit it, `shiftlens run FILE.toml`."""
+    with one_line_errors():
+        cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
+                           device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
+                           max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
+                           site=site, seed=seed)
+    typer.echo(f"# shiftlens run config (fingerprint {cfg.fingerprint()}): save as a .toml file and pass it to "
+               "`shiftlens run`")
+    typer.echo(config_mod.to_toml(cfg), nl=False)
 
 
 @app.command("models")
@@ -171,10 +253,8 @@ def report_cmd(
     """Build the static results website RESULTS_DIR/site/ (open its index.html, or copy it to any web host)."""
     from shiftlens.site import build as build_site
 
-    try:
+    with one_line_errors(Path(results_dir), hint="make the results folder writable, or copy it somewhere writable"):
         site = build_site(results_dir)
-    except ShiftlensError as exc:
-        fail(exc)
     typer.echo(f"site: {site.resolve()}  (open {(site / 'index.html').resolve().as_uri()})")
 
 
@@ -184,15 +264,15 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = 8000,
 ) -> None:
     """Serve RESULTS_DIR/site on http://127.0.0.1:PORT for a local look (builds the site first if missing)."""
+    if not 0 <= port <= 65535:  # checked before the site is built
+        fail(f"port {port} is invalid: use 0-65535 (0 picks a free one)")
     from shiftlens.site import build as build_site, make_server
 
-    try:
+    with one_line_errors(Path(results_dir), hint="make the results folder writable, or copy it somewhere writable"):
         site = Path(results_dir) / "site"
         if not (site / "index.html").is_file():
             site = build_site(results_dir)
         server = make_server(site, port)
-    except ShiftlensError as exc:
-        fail(exc)
     host, bound = server.server_address[:2]
     typer.echo(f"serving {site.resolve()} on http://{host}:{bound}/  (Ctrl+C to stop)")
     try:
@@ -264,7 +344,7 @@ def main() -> None:
     try:
         app()
     except ShiftlensError as exc:  # raised outside a command's own handler
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

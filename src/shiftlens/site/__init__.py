@@ -316,9 +316,19 @@ def make_server(site_dir: Path | str, port: int = 8000, host: str = "127.0.0.1")
     if not (site_dir / "index.html").is_file():
         raise ShiftlensError(f"{site_dir} holds no site: build it with `shiftlens report RESULTS_DIR`")
 
+    if not 0 <= port <= 65535:
+        raise ShiftlensError(f"port {port} is invalid: use 0-65535 (0 picks a free one)")
+
     class Handler(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args) -> None:  # quiet: one line per request is noise here
             pass
+
+        def send_head(self):
+            try:
+                return super().send_head()
+            except ValueError:  # a path no file can have (a NUL byte, e.g. /%00): a bad request, not a crash
+                self.send_error(400, "Bad request path")
+                return None
 
     handler = functools.partial(Handler, directory=str(site_dir))
     try:
