@@ -107,7 +107,7 @@ def register_analysis(cls: type[Analysis]) -> type[Analysis]:
 
 
 def anchors(n: int) -> dict[str, int]:
-    """The five anchors as flat row-major indices into the n x n grid (protocol.md, Experiment 1).
+    """The five anchors as flat row-major indices into the n x n grid (docs/protocol.md, Experiment 1).
 
     TL (0, 0), TR (0, n-1), C (floor((n-1)/2), floor((n-1)/2)), BL (n-1, 0), BR (n-1, n-1).
     """

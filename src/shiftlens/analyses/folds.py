@@ -1,8 +1,11 @@
 """The two cross-validation protocols shared by separability and the location probe.
 
 `paper`: StratifiedKFold(5, shuffle=False) over the row-major order, as `cross_val_score(cv=5)` does for a classifier
-(protocol.md, Experiment 2): contiguous bands of rows, so a top/bottom test fold lies outside its training rows.
-`shuffled`: StratifiedKFold(5, shuffle=True, random_state=seed), features standardised on the training folds.
+(docs/protocol.md, Experiment 2): contiguous bands of rows. For top/bottom, fold k holds the k-th band of top rows
+and the k-th band of bottom rows, so the first and the last fold take a band at the midline out of the training rows
+and the max-margin boundary falls inside it (docs/protocol.md works out what that costs).
+`shuffled`: StratifiedKFold(5, shuffle=True, random_state=seed), features standardised on the training folds: the
+second protocol that shiftlens adds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from shiftlens.errors import ShiftlensError
 PROTOCOLS = ("paper", "shuffled")
 N_FOLDS = 5
 TASKS = ("left_right", "top_bottom")
-"""Task labels: 1 = left (x index < n/2) and 1 = top (y index < n/2)."""
+"""Task labels: 1 = left (x index < n/2) and 1 = top (y index < n/2); for odd n the middle column is left and the
+middle row is top."""
 
 
 def task_labels(n: int) -> np.ndarray:

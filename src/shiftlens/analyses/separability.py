@@ -15,26 +15,16 @@ from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analy
 from shiftlens.analyses.folds import PROTOCOLS, TASKS, task_labels, fold_masks
 
 
-# `--svm auto`: the solver measured faster on each device. On the 2-core CPU (EfficientNet-Lite0 features, 2 tasks x 5
-# folds, identical accuracies) the batched solver took 0.012 s vs libsvm's 0.015 s at 100 positions, 0.04 vs 0.04-0.06 s
-# at 361, 0.11 vs 0.33 s at 1,444, 0.30-0.37 vs 3.7-4.3 s at 5,625 and ~1.2 s vs ~27 s at 22,500 (stride 1; see
-# `shiftlens bench`): it is the faster one at every size, on both protocols.
-# The batched solver fits all folds and tasks of a patch in one set of kernels, which is what a GPU wants.
-AUTO_TORCH_MIN_POSITIONS = {"cpu": 0, "cuda": 0}
-
-
-def auto_solver(device: torch.device, n_positions: int) -> str:
-    least = AUTO_TORCH_MIN_POSITIONS.get(device.type)
-    return "torch" if least is not None and n_positions >= least else "sklearn"
-
-
 def cv_accuracies(X: torch.Tensor, n: int, protocol: str, seed: int, solver: str) -> np.ndarray:
-    """(T, K) fold accuracies of both tasks for one protocol."""
+    """(T, K) fold accuracies of both tasks for one protocol.
+
+    `solver`: "auto" and "torch" are the batched solver (`svm.fit_predict_cv`: every task and fold of the patch in
+    one batch, on the features' device); "sklearn" is the reference, `SVC(kernel='linear')` one problem at a time.
+    Both minimise the same objective; their speeds are compared in docs/performance.md.
+    """
     labels = task_labels(n)
     masks = fold_masks(labels, protocol, seed)
     standardize = protocol == "shuffled"
-    if solver == "auto":
-        solver = auto_solver(X.device, X.shape[0])
     if solver == "sklearn":
         return svm.sklearn_cv(X.cpu().numpy(), labels, masks, C=1.0, standardize=standardize)
     acc = svm.fit_predict_cv(X, torch.as_tensor(labels, device=X.device), torch.as_tensor(masks, device=X.device),

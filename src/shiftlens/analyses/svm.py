@@ -6,20 +6,19 @@ with an unregularised bias b. The torch solver fits every (task, fold) problem o
 - an outer working-set loop (decomposition): solve on a subset of the training rows, keep its support vectors, add
   the rows that violate the optimality condition (margin y f < 1 with alpha = 0) and solve again; when no row
   violates it, the subset's optimum is the optimum of the whole problem. Position features are nearly separable, so
-  the subset stays near the number of support vectors (~100-450 of up to 18,000 training rows), and problems that
-  are done drop out of the batch;
+  the subset stays near the number of support vectors, a small share of the training rows, and problems that are
+  done drop out of the batch;
 - an inner solver of the subset's dual QP
       min_a 0.5 a'Qa - 1'a   s.t.  y'a = 0,  0 <= a <= C,   Q = (y x)(y x)'
   batched over problems: a primal-dual active-set method (solve_active) started from the previous round's alphas,
   one Cholesky of the free rows' block per iteration, exact once the sets settle; where it does not settle (a
   singular or cycling subset) the problem goes to a primal-dual interior-point method (solve_kernel, Mehrotra
-  predictor-corrector, relative duality gap ~1e-8 in 10-15 Newton steps whatever the conditioning). libsvm's SMO
-  stops at a KKT tolerance of 1e-3.
+  predictor-corrector to a relative duality gap `tol`, in a number of Newton steps that hardly depends on the
+  conditioning). libsvm's SMO stops at a KKT tolerance of 1e-3.
 
 Subsets larger than the feature dimension D cannot have a full-rank kernel and go straight to the interior-point
-method; those larger than 2 D solve each Newton system through a D x D matrix (solve_lowrank). Measured on 2 CPU cores
-against libsvm (real EfficientNet-Lite0 pool features, 10 problems of one patch, identical accuracies): as fast or
-faster from 100 positions, ~3x at 1,444, 10-13x at 5,625 and ~22x at 22,500 (the paper's stride-1 grid).
+method; those larger than 2 D solve each Newton system through a D x D matrix (solve_lowrank). Its speed against
+libsvm is measured by `shiftlens bench` (docs/performance.md).
 
 Rows outside a problem's subset are padding with a zero mask, so all problems of a patch share one shape. Centring
 the features is exact (the free bias absorbs any shift) and is done once, in float64.
@@ -27,14 +26,30 @@ the features is exact (the free bias absorbs any shift) and is done once, in flo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from shiftlens.errors import ShiftlensError
 
-_DEBUG = False
-LAST_ITERATIONS = LAST_ROUNDS = LAST_SET = LAST_FALLBACKS = 0
 THETA_FLOOR = 1e-12
+
+
+@dataclass(frozen=True)
+class SolverStats:
+    """What one `fit_working_set` call did: for tests (did a code path run?) and for tuning the constants below."""
+
+    rounds: int
+    """Working-set rounds (subset solves) until no training row violated optimality."""
+    working_set: int
+    """Rows in the largest problem's subset in the last round."""
+    fallbacks: int
+    """Problems handed from the active-set solver to the interior-point solver, summed over rounds."""
+    active_iterations: int
+    """Batched active-set iterations (one Cholesky each), summed over rounds."""
+    ipm_iterations: int
+    """Batched interior-point Newton steps, summed over rounds (0 when the active-set solver settled every subset)."""
 
 
 def _check(X, labels, folds) -> tuple[int, int, int]:
@@ -70,9 +85,12 @@ def train_scales(X: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
 
 
 def working_set(n: int) -> int:
-    """Rows per problem in the first subset, and the most violators added per round, for n positions: grows with
-    sqrt(n) (measured fastest: 32 at 1,444 positions, 64 at 5,625, 128 at 22,500; bigger sets cost more
-    factorisations per round than the rounds they save)."""
+    """Rows per problem in the first subset, and the most violators added per round, for n positions.
+
+    Grows with sqrt(n): on a grid of n positions the max-margin boundary of a position task runs along a grid line,
+    so the support vectors, and the rows that violate a round's solution, number a few grid lines, ~sqrt(n).
+    Bigger sets cost more factorisations per round than the rounds they save; the constant was tuned with
+    `shiftlens bench` (the sizes it picked are in docs/performance.md)."""
     return max(32, min(256, round(0.85 * n ** 0.5)))
 
 
@@ -84,8 +102,8 @@ SHRINK_ROUNDS = 12
 """Rounds during which rows with zero weight leave the subset (it stays near the support vectors); after these the
 subset only grows, which guarantees the loop ends."""
 SUPPORT_TOL = 1e-6
-"""A row is a support vector when its alpha exceeds SUPPORT_TOL * C (the interior-point solution leaves ~1e-9 on the
-others)."""
+"""A row is a support vector when its alpha exceeds SUPPORT_TOL * C (the interior-point solution leaves alphas of the
+order of its duality gap on the others)."""
 
 
 def fit_predict_cv(X: torch.Tensor, labels: torch.Tensor, folds: torch.Tensor, C: float = 1.0,
@@ -104,7 +122,7 @@ def fit_predict_cv(X: torch.Tensor, labels: torch.Tensor, folds: torch.Tensor, C
     y = (labels.to(dev).to(dt) * 2 - 1).unsqueeze(1).expand(t, k, n).reshape(t * k, n)
     train = ~test
     scale = train_scales(Xc, train) if standardize else torch.ones(t * k, Xc.shape[1], dtype=dt, device=dev)
-    w, b = fit_working_set(Xc, y, train, scale, C, tol, max_iter)
+    w, b, _ = fit_working_set(Xc, y, train, scale, C, tol, max_iter)
     f = (w * scale) @ Xc.T + b.unsqueeze(1)
     pred = torch.where(f > 0, 1.0, -1.0)
     correct = ((pred == y) & test).sum(1).to(dt)
@@ -126,8 +144,9 @@ def _initial_set(Xs_f: torch.Tensor, y: torch.Tensor, train: torch.Tensor, size:
 
 
 def fit_working_set(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, scale: torch.Tensor, C: float,
-                    tol: float = 1e-8, max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights (P, D) in the scaled feature space x * scale and biases (P,) of P SVMs sharing X (N, D)."""
+                    tol: float = 1e-8, max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor, SolverStats]:
+    """Weights (P, D) in the scaled feature space x * scale, biases (P,) and what the solver did, for P SVMs sharing
+    X (N, D); y (P, N) in {-1, 1}, train (P, N) bool, scale (P, D)."""
     P, N = y.shape
     w_tr = train.to(X.dtype)
     mean_diff = ((w_tr * (y > 0)) @ X) / (w_tr * (y > 0)).sum(1, keepdim=True).clamp_min(1) - \
@@ -136,13 +155,12 @@ def fit_working_set(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, scale
     mid = 0.5 * (torch.where(train & (y > 0), proj, torch.inf).amin(1) + torch.where(train & (y < 0), proj, -torch.inf).amax(1))
     add_n = working_set(N)
     inset = _initial_set(proj - mid.unsqueeze(1), y, train, add_n)
-    global LAST_ROUNDS, LAST_SET, LAST_FALLBACKS
     Xf = X.float()  # margins only decide which rows join the subset: single precision is plenty (KKT_TOL >> 1e-7)
     w = torch.zeros_like(scale)
     b = torch.zeros(P, dtype=X.dtype, device=X.device)
     alpha_all = torch.zeros_like(y)  # each row's alpha in the last solution: the next round's starting guess
     todo = torch.arange(P, device=X.device)  # problems whose subset is not yet optimal for all rows
-    size = fallbacks = 0
+    size = fallbacks = active_its = ipm_its = 0
     for rounds in range(1, 1000):
         ins, ys_, sc = inset[todo], y[todo], scale[todo]
         size = int(ins.sum(1).max())
@@ -151,18 +169,22 @@ def fit_working_set(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, scale
         yw = ys_.gather(1, idx)
         XW = X[idx] * sc.unsqueeze(1)  # (P', size, D) the subset's rows in each problem's scaled space
         if size > LOWRANK_RATIO * X.shape[1]:
-            alpha, bb = solve_lowrank(XW, yw, m, C, tol, max_iter)
-        else:  # float64 kernel: a float32 one measurably moves the optimum (3e-5 of the objective in a test)
+            alpha, bb, its = solve_lowrank(XW, yw, m, C, tol, max_iter)
+            ipm_its += its
+        else:  # float64 kernel: a float32 one moves the optimum measurably (docs/performance.md)
             K = XW @ XW.transpose(1, 2)
             if size <= X.shape[1]:  # a subset of at most D rows can have a non-singular kernel
                 warm = alpha_all[todo].gather(1, idx) * m
-                alpha, bb, ok = solve_active(yw.unsqueeze(2) * K * yw.unsqueeze(1), yw, m, C, warm, ACTIVE_ITER)
+                alpha, bb, ok, its = solve_active(yw.unsqueeze(2) * K * yw.unsqueeze(1), yw, m, C, warm, ACTIVE_ITER)
+                active_its += its
                 if not bool(ok.all()):  # rare: the active-set iteration cycled or met a singular subset
                     bad = (~ok).nonzero().squeeze(1)
-                    alpha[bad], bb[bad] = solve_kernel(K[bad], yw[bad], m[bad], C, tol, max_iter)
+                    alpha[bad], bb[bad], its = solve_kernel(K[bad], yw[bad], m[bad], C, tol, max_iter)
                     fallbacks += len(bad)
+                    ipm_its += its
             else:
-                alpha, bb = solve_kernel(K, yw, m, C, tol, max_iter)
+                alpha, bb, its = solve_kernel(K, yw, m, C, tol, max_iter)
+                ipm_its += its
         w[todo] = ((alpha * yw * m).unsqueeze(1) @ XW).squeeze(1)
         alpha_all[todo] = torch.zeros_like(alpha_all[todo]).scatter_(1, idx, alpha * m)
         b[todo] = bb
@@ -174,8 +196,6 @@ def fit_working_set(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, scale
         else:
             support = ins  # from here on the subset only grows: no cycling
         viol = train[todo] & ~support & (margin < 1 - KKT_TOL)
-        if _DEBUG:
-            print("round", rounds, "set", ins.sum(1).tolist(), "sv", support.sum(1).tolist(), "viol", viol.sum(1).tolist())
         worst = torch.where(viol, margin, torch.inf)
         add = worst.topk(min(add_n, N), dim=1, largest=False).indices
         new = torch.zeros_like(ins).scatter_(1, add, True) & viol
@@ -184,13 +204,14 @@ def fit_working_set(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, scale
         if not bool(left.any()):
             break
         todo = todo[left]  # problems already optimal are not solved again
-    LAST_ROUNDS, LAST_SET, LAST_FALLBACKS = rounds, size, fallbacks
-    return w, b
+    return w, b, SolverStats(rounds=rounds, working_set=size, fallbacks=fallbacks, active_iterations=active_its,
+                             ipm_iterations=ipm_its)
 
 
 def solve_kernel(K: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, tol: float = 1e-8,
-                 max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SVC dual of P problems from their kernels K (P, n, n): alphas (P, n) and biases (P,).
+                 max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The SVC dual of P problems from their kernels K (P, n, n): alphas (P, n), biases (P,) and the number of
+    batched Newton steps taken.
 
     y (P, n) in {-1, 1}; m (P, n) bool, False for padding rows (they get no weight).
     """
@@ -208,21 +229,23 @@ def solve_kernel(K: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, to
 
 
 ACTIVE_ITER = 30
-"""Most active-set iterations before a subset is handed to the interior-point solver (measured: 1-11 from the
-previous round's support vectors)."""
+"""Most active-set iterations before a subset is handed to the interior-point solver: well above what a warm start
+from the previous round's support vectors needs (docs/performance.md), so only a cycling subset reaches it."""
 
 
 def solve_active(Q: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, alpha0: torch.Tensor,
-                 max_iter: int = ACTIVE_ITER, eps: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 max_iter: int = ACTIVE_ITER, eps: float = 1e-9
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """The SVC dual of P problems by a primal-dual active-set method (semismooth Newton on the KKT conditions):
     guess which alphas sit at 0, at C or in between, solve the equality-constrained system of the free ones exactly
     (one Cholesky), and move the rows whose alpha left [0, C] or whose gradient has the wrong sign; stop when no row
-    moves. Started from the previous round's alphas it needs a handful of factorisations where the interior-point
-    method needs 10-15, and its answer is exact for the final sets rather than within a duality gap.
+    moves. Started from the previous round's alphas it needs a few factorisations where the interior-point method
+    needs a full path of Newton steps with three solves each, and its answer is exact for the final sets rather than
+    within a duality gap.
 
     Q (P, n, n) the signed kernel (y y' K); y (P, n); m (P, n) False on padding; alpha0 (P, n) the starting guess.
-    Returns alphas (P, n), biases (P,) and ok (P,): False where it did not settle (cycling, a singular free set);
-    those problems need `solve_kernel`.
+    Returns alphas (P, n), biases (P,), ok (P,): False where it did not settle (cycling, a singular free set), those
+    problems need `solve_kernel`; and the number of batched iterations run.
     """
     P, n = y.shape
     dt = Q.dtype
@@ -237,7 +260,8 @@ def solve_active(Q: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, al
     act = torch.arange(P, device=Q.device)  # problems still iterating; their Q is gathered when the batch shrinks
     Qa = Q
     eye = torch.eye(n, dtype=dt, device=Q.device)
-    for _ in range(max_iter):
+    its = 0
+    for its in range(1, max_iter + 1):
         fr, upa, ma, aa, mfa = free[act], up[act], m[act], a[act], mf[act]
         ff, uu = fr.to(dt), upa.to(dt)
         # Free block of Q, the identity elsewhere, so every problem keeps one shape.
@@ -270,14 +294,15 @@ def solve_active(Q: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, al
             break
         if int(going.sum()) < len(act):
             act, Qa = act[going], Qa[going]
-    return alpha.clamp(0, C) * mf, nu, ok
+    return alpha.clamp(0, C) * mf, nu, ok, its
 
 
 def solve_lowrank(XW: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, tol: float = 1e-8,
-                  max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+                  max_iter: int = 80) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The same dual from the rows XW (P, n, D) themselves, for n > D: Q = Z Z' with Z = (y x) is never formed, and
     each Newton system (Theta + Z Z') p = r is solved through the D x D matrix I + Z' Theta^-1 Z (Sherman-Morrison-
-    Woodbury), one refinement step against the exact residual: O(n D^2) per step instead of O(n^3)."""
+    Woodbury), one refinement step against the exact residual: O(n D^2) per step instead of O(n^3). Returns alphas,
+    biases and Newton steps as `solve_kernel`."""
     a = m.to(XW.dtype) * y
     Z = a.unsqueeze(2) * XW
     Zt = Z.transpose(1, 2)
@@ -307,9 +332,9 @@ def solve_lowrank(XW: torch.Tensor, y: torch.Tensor, m: torch.Tensor, C: float, 
 
 
 def _dual_ipm(qmul, diag, newton, y: torch.Tensor, m: torch.Tensor, C: float, tol: float,
-              max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+              max_iter: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mehrotra predictor-corrector on min 0.5 a'Qa - 1'a s.t. y'a = 0, 0 <= a <= C, given Q v (qmul), diag(Q) and
-    newton(theta, floor) -> a solver of (Q + diag(theta)) p = r."""
+    newton(theta, floor) -> a solver of (Q + diag(theta)) p = r. Returns alphas, biases and the Newton steps taken."""
     P, N = y.shape
     dt = diag.dtype
     m = m.to(dt)
@@ -326,7 +351,8 @@ def _dual_ipm(qmul, diag, newton, y: torch.Tensor, m: torch.Tensor, C: float, to
     s = r0.clamp_min(0) + delta
     t = (-r0).clamp_min(0) + delta
     ntrain = m.sum(1)
-    for it in range(max_iter):
+    steps = 0
+    for _ in range(max_iter):
         Qa = qmul(alpha)
         rd = Qa - e + nu.unsqueeze(1) * a - s + t
         rp = (a * alpha).sum(1)
@@ -342,8 +368,6 @@ def _dual_ipm(qmul, diag, newton, y: torch.Tensor, m: torch.Tensor, C: float, to
         feas = rp.abs() / ntrain.clamp_min(1)
         dres = rd.abs().amax(1) / (1.0 + Qa.abs().amax(1))
         active = ~(((gap < tol) | (comp < tol)) & (feas < 1e-9) & (dres < 1e-9))
-        if _DEBUG:
-            print(it, gap.max().item(), comp.max().item(), dres.max().item(), int(active.sum()))
         if not bool(active.any()):
             break
         theta = s / alpha + t / w_up
@@ -386,9 +410,8 @@ def _dual_ipm(qmul, diag, newton, y: torch.Tensor, m: torch.Tensor, C: float, to
         nu = nu + step * dnu
         s = s + st * ds
         t = t + st * dt_
-    global LAST_ITERATIONS
-    LAST_ITERATIONS = it
-    return alpha, nu
+        steps += 1
+    return alpha, nu, steps
 
 
 def _cholesky(make):

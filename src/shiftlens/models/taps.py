@@ -1,7 +1,7 @@
 """Taps: forward hooks that copy a layer's value during one forward pass, before any activation.
 
 The copy matters: torchvision's AlexNet follows each Linear with `ReLU(inplace=True)`, which would overwrite an
-un-copied output with its rectified version (protocol.md).
+un-copied output with its rectified version (docs/protocol.md, "Models and layers").
 """
 
 from __future__ import annotations
