@@ -82,3 +82,12 @@ def tiny_config(tmp_path: Path, patch_dir: Path):
 
     return RunConfig(models=["efficientnet_lite0:pool,fc"], patches=f"folder:{patch_dir}", sizes=[96, 160], stride=32,
                      weights="random", out=str(tmp_path / "out"), batch_size=16, site=False, analyses=["similarity"])
+
+
+def part_meta(**fields):
+    """A part's metadata for tests that build parts by hand; any field can be overridden."""
+    from shiftlens.store import PartMeta
+
+    values = dict(model="m", weights="imagenet", untrained=False, patch_size=75, patch_id="p", category="cat", n=3,
+                  fingerprint="f", patch_digest="d", weights_digest="w", net_stride=32)
+    return PartMeta(**(values | fields))

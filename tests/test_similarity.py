@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from shiftlens import api
-from shiftlens.analyses.base import Part, anchors
+from conftest import part_meta
+from shiftlens.analyses.base import anchors
+from shiftlens.store import Part
 from shiftlens.analyses.similarity import Similarity, cosine
 from shiftlens.config import RunConfig
 
@@ -47,7 +49,7 @@ def test_position_independent_tap_gives_a_map_of_exactly_one(constant_model, pat
 
 def test_tables_are_the_mean_and_population_std_of_per_patch_means():
     rng = np.random.default_rng(0)
-    parts = [Part("m", "imagenet", 75, f"p{i}", "cat", 3, {"similarity/fc/maps": rng.random((5, 3, 3)).astype(np.float32)})
+    parts = [Part(part_meta(patch_id=f"p{i}"), {"similarity/fc/maps": rng.random((5, 3, 3)).astype(np.float32)})
              for i in range(4)]
     tables = Similarity.tables(parts, RunConfig())
     per_patch, summary = tables["similarity_per_patch"], tables["similarity"]
@@ -68,8 +70,8 @@ def test_compiled_run_matches_eager_and_pads_the_last_batch(constant_model, patc
                         weights="random", out=str(tmp_path / mode), batch_size=3, compile=mode, site=False,
                         analyses=["similarity"])
         result = api.run(cfg)
-        assert result.info["models"][constant_model]["compiled"] is (mode == "on")
-        assert result.info["models"][constant_model]["batch_size"] == 3
+        assert result.record.models[constant_model].compiled is (mode == "on")
+        assert result.record.models[constant_model].batch_size == 3
         maps[mode] = {p.patch_id: p.get("similarity", "spatial", "maps") for p in api.ResultsDir(cfg.out).parts()}
     assert maps["on"].keys() == maps["off"].keys()
     for pid in maps["off"]:
@@ -89,8 +91,8 @@ def test_compile_failure_falls_back_to_eager(constant_model, patch_dir, tmp_path
                     weights="random", out=str(tmp_path / "o"), batch_size=3, compile="on", site=False,
                     analyses=["similarity"])
     result = api.run(cfg)
-    assert result.info["models"][constant_model]["compiled"] is False
-    assert any("torch.compile failed" in n and "no C++ compiler" in n for n in result.info["notes"])
+    assert result.record.models[constant_model].compiled is False
+    assert any("torch.compile failed" in n and "no C++ compiler" in n for n in result.record.notes)
     part = next(iter(api.ResultsDir(cfg.out).parts()))
     assert (part.get("similarity", "const", "maps") == 1.0).all()
 

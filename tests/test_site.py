@@ -64,7 +64,7 @@ def results(tmp_path_factory) -> Path:
         if not any(k.startswith("class/") for k in part.arrays):
             arrays = dict(part.arrays)
             arrays["class/class/prob"] = rng.uniform(0.0, 0.9, (part.n, part.n)).astype(np.float32)
-            rd.save_part(part.model, part.patch_size, part.patch_id, arrays, part.meta)
+            rd.save_part(part.meta, arrays)
     result = CliRunner().invoke(app, ["report", str(rd.root)])
     assert result.exit_code == 0, result.output
     assert (rd.root / "site" / "index.html").is_file()

@@ -22,20 +22,21 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 from shiftlens import figures, maps
-from shiftlens.analyses import ANALYSIS_REGISTRY, PatchContext, anchors
+from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
 from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
-from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_specs
-from shiftlens.models.class_layer import CLASS_LAYER, ClassProbMap, class_prob_table
+from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spec, split_specs
 from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.registry import resolve_device
-from shiftlens.models.weights import load_checkpoint
+from shiftlens.models.weights import check_fits, load_checkpoint
 from shiftlens.patches import Patch, load_patches
-from shiftlens.store import ResultsDir
+from shiftlens.store import (SCHEMA_VERSION, DeviceRecord, ModelRecord, PartMeta, PatchRecord, ResultsDir, RunRecord,
+                             Timing, WeightsRecord, atomic_path, digest_bytes, file_key)
 from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_compile, resolve_precision, stream,
                               stream_order)
 
@@ -86,7 +87,7 @@ class RunResult:
     figures: list[Path]
     computed: int
     skipped: int
-    info: dict[str, Any] = field(default_factory=dict)
+    record: RunRecord
 
 
 def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
@@ -112,12 +113,21 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
         cfg = dataclasses.replace(cfg, patches="sample", max_patches=1)
     patches = load_patches(cfg)
     notes = []
-    if any(CLASS_LAYER in s.layers for s in specs):
+    for name in ("class", "consistency"):
+        lacking = [s.key for s in specs if s.entry.logits_layer is None]
+        if name in cfg.analyses and lacking:
+            raise ShiftlensError(f"model {lacking[0]} has no logits layer: the {name} analysis needs ImageNet class "
+                                 f"scores; drop {name} from --analyses or give a model with a logits layer")
+    if "class" in cfg.analyses:
         unmapped = [p.id for p in patches if not class_indices(p.category, p.provenance, f"patch {p.id}")]
         if unmapped:
-            notes.append(f"class layer: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
+            notes.append(f"class analysis: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
                          f"map ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''}); add "
                          "\"imagenet_classes\" to their manifest.json entries to include them")
+    if "invariance" in cfg.analyses:
+        for s in specs:
+            if s.entry.net_stride is None:
+                notes.append(f"{s.key}: grid share left out, its total stride is unknown ({s.entry.net_stride_note})")
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     positions = {s: len(grid(cfg.canvas, s, cfg.stride)[0]) for s in cfg.sizes}
@@ -149,8 +159,14 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _analyses_for(cfg: RunConfig):
+def _streaming(cfg: RunConfig) -> list[type[Analysis]]:
     return [ANALYSIS_REGISTRY[a] for a in cfg.analyses if ANALYSIS_REGISTRY[a].streams]
+
+
+def tapped_layers(spec: ModelSpec, cfg: RunConfig) -> list[LayerSpec]:
+    """The user's layers, then those the selected analyses add (e.g. the logits for consistency and class)."""
+    extra = {l for cls in _streaming(cfg) for l in cls.extra_layers(spec.entry.logits_layer)}
+    return [spec.entry.layer(l) for l in spec.layers] + [spec.entry.layer(l) for l in sorted(extra) if l not in spec.layers]
 
 
 def run_patch(
@@ -167,14 +183,11 @@ def run_patch(
     ys, xs = grid(cfg.canvas, size, cfg.stride)
     n = int(round(np.sqrt(len(ys))))
     anc = anchors(n)
-    # `class` is a per-position probability, stored as a map, not a feature for the analyses.
-    indices = class_indices(patch.category, patch.provenance, f"patch {patch.id}") if CLASS_LAYER in spec.layers else None
-    class_map = ClassProbMap(n, indices, extractor.device) if indices else None  # unmapped: noted by plan()
-    feature_layers = [l for l in spec.layers if l != CLASS_LAYER]
-    ctx = PatchContext(model=spec.key, weights=weights_label, layers=feature_layers, patch_id=patch.id,
+    ctx = PatchContext(model=spec.key, weights=weights_label, layers=list(spec.layers), patch_id=patch.id,
                        category=patch.category, patch_size=size, ys=ys, xs=xs, n=n, anchors=anc, config=cfg,
-                       device=extractor.device, logits_layer=spec.entry.logits_layer, extra={"patch": patch})
-    classes = _analyses_for(cfg)
+                       device=extractor.device, logits_layer=spec.entry.logits_layer,
+                       net_stride=spec.entry.net_stride, patch=patch)
+    classes = _streaming(cfg)
     analyses = [cls(ctx) for cls in classes]
     keep = any(cls.needs_features for cls in classes)
     features: dict[str, torch.Tensor] | None = None
@@ -183,28 +196,29 @@ def run_patch(
     n_anchors = len(set(anc.values()))
     for idx, feats in stream(extractor, renderer, ys, xs, order, cfg.batch_size, first=n_anchors):
         if keep:
-            if features is None:  # only the analysed layers: not `class` nor extra taps such as logits
+            if features is None:  # only the analysed layers, not extra taps such as the logits
                 features = {k: torch.empty((len(ys), feats[k].shape[1]), dtype=torch.float32, device=feats[k].device)
-                            for k in feature_layers}
-            for k in feature_layers:
+                            for k in spec.layers}
+            for k in spec.layers:
                 features[k][idx] = feats[k]
         for a in analyses:
             a.update(idx, feats)
-        if class_map is not None:
-            class_map.update(idx, feats[CLASS_LAYER])
         on_batch(len(idx))
-    arrays: dict[str, np.ndarray] = class_map.finish() if class_map is not None else {}
+    arrays: dict[str, np.ndarray] = {}
     for a in analyses:
         arrays.update(a.finish(features))
     return arrays
 
 
 def check_weights(specs: list[ModelSpec], weights: str) -> None:
-    """Fail on unavailable weights before the results folder is touched (offline downloads, bad checkpoint files)."""
+    """Fail on unavailable or unfitting weights before the results folder is touched: offline downloads, bad
+    checkpoint files, and a checkpoint of another architecture (checked against every model before any work)."""
     if weights == "random":
         return
     if weights != "imagenet":
-        load_checkpoint(Path(weights))
+        state = load_checkpoint(Path(weights))
+        for spec in specs:
+            check_fits(spec.entry, state, weights)
         return
     for spec in specs:
         if spec.entry.extra.get("given_module"):
@@ -214,21 +228,42 @@ def check_weights(specs: list[ModelSpec], weights: str) -> None:
         spec.entry.imagenet()  # downloads into the cache once, or raises the one-line offline error
 
 
-def build_outputs(results: ResultsDir, cfg: RunConfig, order: list[tuple[str, int, str]] | None, run_info: dict) -> tuple[dict[str, pd.DataFrame], list[Path]]:
+def weights_record(prov: dict[str, Any], model: torch.nn.Module) -> WeightsRecord:
+    """The typed provenance, with the digest a part's reuse is checked against."""
+    if prov.get("sha256"):
+        digest = prov["sha256"]
+    elif prov["source"] == "random":
+        digest = f"random:{prov['seed']}"
+    else:  # a given module, or library weights without a file of their own: hash the tensors themselves
+        digest = digest_bytes(*(t.detach().cpu().contiguous().numpy().tobytes() for t in model.state_dict().values()))
+    return WeightsRecord(digest=digest, **prov)
+
+
+def build_outputs(results: ResultsDir, record: RunRecord, order: list[tuple[str, int, str]] | None) -> tuple[dict[str, pd.DataFrame], list[Path]]:
     """Tables, zarr store and figures, from the parts alone."""
+    cfg = record.config
     parts = results.parts(order)
     tables: dict[str, pd.DataFrame] = {}
     for name in cfg.analyses:
         tables.update(ANALYSIS_REGISTRY[name].tables(parts, cfg))
-    class_prob = class_prob_table(parts)
-    if class_prob is not None:
-        tables["class_prob"] = class_prob
     for name, df in tables.items():
         results.write_table(name, df)
     if "similarity" in cfg.analyses and parts:
         maps.write(parts, results.maps_zarr, cfg.canvas, cfg.stride)
-    written = figures.make_all(parts, results.figures_dir, run_info) if parts else []
+    written = figures.make_all(parts, results.figures_dir, record) if parts else []
     return tables, written
+
+
+def _write_patch_pngs(results: ResultsDir, p: Plan) -> dict[tuple[int, str], str]:
+    """The exact resized patches (the site composes its images from them); returns each one's pixel digest."""
+    digests = {}
+    for patch in p.patches:
+        for size in p.config.sizes:
+            rgba = patch.resized(size, p.config.keep_aspect)
+            digests[(size, patch.id)] = digest_bytes(str(rgba.shape).encode(), rgba.tobytes())
+            with atomic_path(results.patch_png(size, patch.id)) as tmp:
+                Image.fromarray(rgba, "RGBA").save(tmp, format="PNG")
+    return digests
 
 
 def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
@@ -237,98 +272,97 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
     p = plan(cfg)
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)
+    with results.lock():
+        return _run_locked(p, results, force, progress, log)
+
+
+def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
+                log: Callable[[str], None]) -> RunResult:
+    cfg = p.config
     previous = results.prepare(cfg, force)
-    info: dict[str, Any] = {
-        "shiftlens_run": 1,
-        "fingerprint": cfg.fingerprint(),
-        "config": cfg.to_dict(),
-        "versions": versions(),
-        "device": {"type": p.device.type, "name": device_name(p.device)},
-        "precision": p.precision,
-        "models": {},
-        "patches": [
-            {"id": x.id, "category": x.category, "source": x.source, "licence": x.licence, "provenance": x.provenance}
-            for x in p.patches
-        ],
-        "positions": {str(k): v for k, v in p.positions.items()},
-        "timings": (previous or {}).get("timings", {}),
-        "started": (previous or {}).get("started", datetime.now(timezone.utc).isoformat()),
-        "status": "running",
-        "notes": p.notes,
-    }
+    fingerprint = cfg.fingerprint()
+    record = RunRecord(
+        schema_version=SCHEMA_VERSION, fingerprint=fingerprint, config=cfg, versions=versions(),
+        device=DeviceRecord(type=p.device.type, name=device_name(p.device)), precision=p.precision, models={},
+        patches=[PatchRecord(id=x.id, category=x.category, source=x.source, licence=x.licence,
+                             provenance=x.provenance, file=file_key(x.id)) for x in p.patches],
+        positions=p.positions, timings=previous.timings if previous else {},
+        started=previous.started if previous else datetime.now(timezone.utc).isoformat(),
+        status="running", notes=list(p.notes),
+    )
     for note in p.notes:
         log(note)
-    results.write_run(info)
-    for patch in p.patches:
-        for size in cfg.sizes:
-            png = results.patch_png(size, patch.id)
-            if not png.is_file():
-                png.parent.mkdir(parents=True, exist_ok=True)
-                tmp = png.with_name(f".{png.name}.tmp.png")
-                patch.to_png(tmp, size, cfg.keep_aspect)
-                tmp.replace(png)
+    results.write_run(record)
+    digests = _write_patch_pngs(results, p)
     computed = skipped = 0
     order: list[tuple[str, int, str]] = []
     for spec in p.models:
-        todo = [(size, patch) for size in cfg.sizes for patch in p.patches
-                if not results.has_part(spec.key, size, patch.id)]
-        order += [(spec.key, size, patch.id) for size in cfg.sizes for patch in p.patches]
-        skipped += len(cfg.sizes) * len(p.patches) - len(todo)
         model, prov = build_with_weights(spec.entry, cfg.weights, cfg.seed)
-        info["models"][spec.key] = {"layers": spec.layers, "description": spec.entry.description, "weights": prov,
-                                    "normalisation": {"mean": spec.entry.normalisation.mean, "std": spec.entry.normalisation.std}}
-        results.write_run(info)
+        weights = weights_record(prov, model)
+        record.models[spec.key] = ModelRecord(layers=spec.layers, description=spec.entry.description, weights=weights,
+                                              mean=list(spec.entry.normalisation.mean),
+                                              std=list(spec.entry.normalisation.std), net_stride=spec.entry.net_stride)
+        todo: list[tuple[int, Patch, PartMeta]] = []
+        stale: dict[str, int] = {}
+        for size in cfg.sizes:
+            for patch in p.patches:
+                meta = PartMeta(model=spec.key, weights=weights.label, untrained=weights.untrained, patch_size=size,
+                                patch_id=patch.id, category=patch.category, n=int(round(np.sqrt(p.positions[size]))),
+                                fingerprint=fingerprint, patch_digest=digests[(size, patch.id)],
+                                weights_digest=weights.digest, net_stride=spec.entry.net_stride)
+                order.append((spec.key, size, patch.id))
+                reason = results.part_state(meta)
+                if reason is None:
+                    skipped += 1
+                    continue
+                todo.append((size, patch, meta))
+                if reason != "new":
+                    stale[reason] = stale.get(reason, 0) + 1
+        for reason, count in stale.items():
+            log(f"{spec.key}: {count} finished part(s) are recomputed: {reason}")
+        results.write_run(record)
         if not todo:
-            log(f"{spec.key}: all {skipped} parts already done, skipped")
+            log(f"{spec.key}: all {len(cfg.sizes) * len(p.patches)} parts already done, skipped")
             continue
-        layer_specs = [spec.entry.layer(l) for l in spec.layers]
-        extra = {l for cls in _analyses_for(cfg) for l in cls.extra_layers(spec.entry.logits_layer)}
-        layer_specs += [spec.entry.layer(l) for l in sorted(extra) if l not in spec.layers]
-        model_images = sum(p.positions[size] for size, _ in todo)
+        model_images = sum(p.positions[size] for size, _, _ in todo)
         compiled = resolve_compile(cfg.compile, p.device, model_images)
         mcfg = dataclasses.replace(cfg, batch_size=p.batch_for(spec))
-        info["models"][spec.key]["batch_size"] = mcfg.batch_size
-        extractor = FeatureExtractor(model, layer_specs, spec.entry.normalisation, p.device, p.precision,
-                                     compile=compiled, pad_to=mcfg.batch_size)
+        record.models[spec.key].batch_size = mcfg.batch_size
         if compiled:
             log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images")
-        for size in cfg.sizes:
-            size_todo = [patch for s, patch in todo if s == size]
-            if not size_todo:
-                continue
-            images = p.positions[size] * len(size_todo)
-            progress.start(f"{spec.key} {size}px", images)
-            t0 = time.perf_counter()
-            for patch in size_todo:
-                arrays = run_patch(extractor, spec, prov["label"], patch, patch.resized(size, cfg.keep_aspect), mcfg,
-                                   progress.advance)
-                meta = {"model": spec.key, "weights": prov["label"], "untrained": prov["untrained"], "patch_size": size,
-                        "patch_id": patch.id, "category": patch.category, "n": int(round(np.sqrt(p.positions[size]))),
-                        "fingerprint": cfg.fingerprint()}
-                results.save_part(spec.key, size, patch.id, arrays, meta)
-                computed += 1
-            seconds = time.perf_counter() - t0
-            progress.stop()
-            info["timings"][f"{spec.key}/p{size}"] = {"seconds": round(seconds, 3), "images": images,
-                                                     "images_per_s": round(images / seconds, 2)}
-            results.write_run(info)
-        info["models"][spec.key]["compiled"] = extractor.compiled
-        if extractor.compile_error:
-            note = f"{spec.key}: torch.compile failed, ran eager instead ({extractor.compile_error})"
-            info["notes"].append(note)
-            log(note)
-        results.write_run(info)
-        extractor.taps.close()
-        if extractor.compiled:
-            torch._dynamo.reset()  # drop the compiled graph and its frozen copy of the weights
-        del extractor, model
-    tables, written = build_outputs(results, cfg, order, info)
-    info["status"] = "complete"
-    info["finished"] = datetime.now(timezone.utc).isoformat()
-    info["tables"] = sorted(tables)
-    info["figures"] = [str(w.relative_to(results.root)) for w in written]
-    results.write_run(info)
-    return RunResult(results.root, tables, written, computed, skipped, info)
+        with FeatureExtractor(model, tapped_layers(spec, cfg), spec.entry.normalisation, p.device, p.precision,
+                              compile=compiled, pad_to=mcfg.batch_size) as extractor:
+            for size in cfg.sizes:
+                size_todo = [(patch, meta) for s, patch, meta in todo if s == size]
+                if not size_todo:
+                    continue
+                images = p.positions[size] * len(size_todo)
+                progress.start(f"{spec.key} {size}px", images)
+                t0 = time.perf_counter()
+                for patch, meta in size_todo:
+                    arrays = run_patch(extractor, spec, weights.label, patch, patch.resized(size, cfg.keep_aspect),
+                                       mcfg, progress.advance)
+                    results.save_part(meta, arrays)
+                    computed += 1
+                seconds = time.perf_counter() - t0
+                progress.stop()
+                record.timings[f"{spec.key}/p{size}"] = Timing(seconds=round(seconds, 3), images=images,
+                                                               images_per_s=round(images / seconds, 2))
+                results.write_run(record)
+            record.models[spec.key].compiled = extractor.compiled
+            if extractor.compile_error:
+                note = f"{spec.key}: torch.compile failed, ran eager instead ({extractor.compile_error})"
+                record.notes.append(note)
+                log(note)
+        results.write_run(record)
+        del model
+    tables, written = build_outputs(results, record, order)
+    record.status = "complete"
+    record.finished = datetime.now(timezone.utc).isoformat()
+    record.tables = sorted(tables)
+    record.figures = [str(w.relative_to(results.root)) for w in written]
+    results.write_run(record)
+    return RunResult(results.root, tables, written, computed, skipped, record)
 
 
 def estimate(p: Plan, warmup_batches: int = 2) -> dict[str, float]:
@@ -337,18 +371,16 @@ def estimate(p: Plan, warmup_batches: int = 2) -> dict[str, float]:
     patch = p.patches[0]
     for spec in p.models:
         model, prov = build_with_weights(spec.entry, "random", 0)
-        extractor = FeatureExtractor(model, [spec.entry.layer(l) for l in spec.layers], spec.entry.normalisation,
-                                     p.device, p.precision)
-        size = p.config.sizes[0]
-        renderer = extractor.renderer(patch.resized(size), p.config.canvas, p.config.background)
-        ys, xs = grid(p.config.canvas, size, p.config.stride)
-        bs = min(p.batch_for(spec), len(ys))
-        sel = np.arange(bs) % len(ys)
-        extractor(renderer.render(ys[sel], xs[sel]))  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(warmup_batches):
-            extractor(renderer.render(ys[sel], xs[sel]))
-        ips = warmup_batches * bs / (time.perf_counter() - t0)
-        extractor.taps.close()
-        out[spec.key] = ips
+        with FeatureExtractor(model, [spec.entry.layer(l) for l in spec.layers], spec.entry.normalisation,
+                              p.device, p.precision) as extractor:
+            size = p.config.sizes[0]
+            renderer = extractor.renderer(patch.resized(size), p.config.canvas, p.config.background)
+            ys, xs = grid(p.config.canvas, size, p.config.stride)
+            bs = min(p.batch_for(spec), len(ys))
+            sel = np.arange(bs) % len(ys)
+            extractor(renderer.render(ys[sel], xs[sel]))  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(warmup_batches):
+                extractor(renderer.render(ys[sel], xs[sel]))
+            out[spec.key] = warmup_batches * bs / (time.perf_counter() - t0)
     return out

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from shiftlens.errors import ShiftlensError
 
-ANALYSES = ("similarity", "separability", "location", "invariance", "consistency")
+ANALYSES = ("similarity", "separability", "location", "invariance", "consistency", "class")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -27,7 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 class RunConfig:
     """Everything that defines a run. Field names are the TOML keys and the CLI flags."""
 
-    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc,class"])
+    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc"])
     patches: str = "sample"
     sizes: list[int] = field(default_factory=lambda: [75, 125])
     stride: int = 8

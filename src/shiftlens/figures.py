@@ -15,12 +15,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shiftlens.analyses.base import ANCHORS, Part  # noqa: E402
+from shiftlens.analyses.base import ANCHORS  # noqa: E402
 from shiftlens.canvases import offsets  # noqa: E402
 from shiftlens.models.weights import UNTRAINED  # noqa: E402
+from shiftlens.store import Part, RunRecord, atomic_path  # noqa: E402
 
-FIGURE_MAKERS: list[Callable[[list[Part], Path, dict], list[Path]]] = []
-"""Each analysis can add a maker: (parts, figures_dir, run_info) -> written paths."""
+FIGURE_MAKERS: list[Callable[[list[Part], Path, RunRecord], list[Path]]] = []
+"""Each analysis can add a maker: (parts, figures_dir, run record) -> written paths."""
 
 
 def register_figure(fn):
@@ -35,20 +36,17 @@ def weights_note(weights: set[str]) -> str:
 
 
 def save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
 @register_figure
-def similarity_grids(parts: list[Part], out: Path, run: dict) -> list[Path]:
+def similarity_grids(parts: list[Part], out: Path, run: RunRecord) -> list[Path]:
     """One figure per patch size: rows = model/layer, columns = anchors, shared colour scale up to 1."""
     written = []
-    cfg = run.get("config", {})
-    canvas, stride = cfg.get("canvas", 224), cfg.get("stride", 1)
+    canvas, stride = run.config.canvas, run.config.stride
     for size in sorted({p.patch_size for p in parts}):
         rows: dict[tuple[str, str], list[np.ndarray]] = {}
         weights: set[str] = set()
@@ -95,7 +93,7 @@ def _analysis_table(parts: list[Part], analysis: str, fn) -> dict[tuple, list]:
 
 
 @register_figure
-def separability_bars(parts: list[Part], out: Path, run: dict) -> list[Path]:
+def separability_bars(parts: list[Part], out: Path, run: RunRecord) -> list[Path]:
     """Mean fold accuracy per model/layer and task, one panel per protocol, one figure per patch size."""
     from shiftlens.analyses.folds import PROTOCOLS, TASKS
 
@@ -126,7 +124,7 @@ def separability_bars(parts: list[Part], out: Path, run: dict) -> list[Path]:
 
 
 @register_figure
-def invariance_tau_curves(parts: list[Part], out: Path, run: dict) -> list[Path]:
+def invariance_tau_curves(parts: list[Part], out: Path, run: RunRecord) -> list[Path]:
     """Share of positions with similarity >= tau, as a curve over tau, per model/layer and anchor."""
     from shiftlens.analyses.invariance import TAUS
 
@@ -134,7 +132,7 @@ def invariance_tau_curves(parts: list[Part], out: Path, run: dict) -> list[Path]
     curves = _analysis_table(parts, "similarity", lambda p, l: (p.get("similarity", l, "maps")[..., None]
                                                                 >= taus).mean(axis=(1, 2)))
     written = []
-    if "invariance" not in run.get("config", {}).get("analyses", ["invariance"]):
+    if "invariance" not in run.config.analyses:
         return written
     for size in sorted({k[0] for k in curves}):
         keys = [k for k in curves if k[0] == size]
@@ -156,13 +154,12 @@ def invariance_tau_curves(parts: list[Part], out: Path, run: dict) -> list[Path]
 
 
 @register_figure
-def location_error_maps(parts: list[Part], out: Path, run: dict) -> list[Path]:
+def location_error_maps(parts: list[Part], out: Path, run: RunRecord) -> list[Path]:
     """Location-probe error (px) at each patch position, mean over patches; rows = model/layer, columns = protocol."""
     from shiftlens.analyses.folds import PROTOCOLS
 
     errs = _analysis_table(parts, "location", lambda p, l: [p.get("location", l, f"err_{pr}") for pr in PROTOCOLS])
-    cfg = run.get("config", {})
-    canvas, stride = cfg.get("canvas", 224), cfg.get("stride", 1)
+    canvas, stride = run.config.canvas, run.config.stride
     written = []
     for size in sorted({k[0] for k in errs}):
         keys = [k for k in errs if k[0] == size]
@@ -189,7 +186,7 @@ def location_error_maps(parts: list[Part], out: Path, run: dict) -> list[Path]:
     return written
 
 
-def make_all(parts: list[Part], out: Path, run: dict) -> list[Path]:
+def make_all(parts: list[Part], out: Path, run: RunRecord) -> list[Path]:
     written = []
     for maker in FIGURE_MAKERS:
         written += maker(parts, out, run)

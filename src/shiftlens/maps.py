@@ -8,16 +8,15 @@ swapped in, so a reader never sees half a store.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from shiftlens.analyses.base import ANCHORS, Part
+from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import offsets
-from shiftlens.store import swap_in_dir
+from shiftlens.store import Part, swap_in_dir, temp_dir
 
 
 def groups(parts: list[Part]) -> dict[tuple[str, str, int], list[Part]]:
@@ -42,12 +41,12 @@ def dataset(parts: list[Part], model: str, layer: str, size: int, canvas: int, s
             "x": o,
         },
         attrs={"model": model, "layer": layer, "patch_size": size, "weights": first.weights,
-               "untrained": bool(first.meta.get("untrained", False)), "stride": stride, "canvas": canvas},
+               "untrained": first.untrained, "stride": stride, "canvas": canvas},
     )
 
 
 def write(parts: list[Part], path: Path, canvas: int, stride: int) -> None:
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".maps.", suffix=".zarr"))
+    tmp = temp_dir(path.parent, prefix=".maps.", suffix=".zarr")
     try:
         with warnings.catch_warnings():
             # zarr 3 warns that fixed-width unicode (the patch and anchor labels) is not yet in its v3 spec;

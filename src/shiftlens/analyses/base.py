@@ -7,7 +7,7 @@ position's feature at once (separability, location) set `needs_features` and get
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 
 from shiftlens.config import RunConfig
+from shiftlens.patches.patch import Patch
+from shiftlens.store import PART_COLUMNS, Part  # noqa: F401  (re-exported for the analyses)
 
 
 @dataclass
@@ -34,41 +36,10 @@ class PatchContext:
     config: RunConfig
     device: torch.device
     logits_layer: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
-PART_COLUMNS = ["model", "layer", "weights", "patch_size", "patch", "category"]
-"""The identity columns that open every per-patch table, in this order."""
-
-
-@dataclass
-class Part:
-    """A finished unit loaded back from the store: its identity and arrays keyed `analysis/layer/name`."""
-
-    model: str
-    weights: str
-    patch_size: int
-    patch_id: str
-    category: str
-    n: int
-    arrays: dict[str, np.ndarray]
-    meta: dict = field(default_factory=dict)
-
-    def row(self, layer: str, **values) -> dict:
-        """A per-patch table row: the part's identity (PART_COLUMNS) followed by `values`."""
-        return dict(model=self.model, layer=layer, weights=self.weights, patch_size=self.patch_size,
-                    patch=self.patch_id, category=self.category, **values)
-
-    def get(self, analysis: str, layer: str, name: str) -> np.ndarray | None:
-        return self.arrays.get(f"{analysis}/{layer}/{name}")
-
-    def layers(self, analysis: str) -> list[str]:
-        seen = []
-        for key in self.arrays:
-            a, layer, _ = key.split("/", 2)
-            if a == analysis and layer not in seen:
-                seen.append(layer)
-        return seen
+    net_stride: int | None = None
+    """The network's total downsampling in pixels; None where it could not be measured."""
+    patch: Patch | None = None
+    """The patch itself, for analyses that need its provenance (e.g. its manifest's ImageNet classes)."""
 
 
 class Analysis:

@@ -6,7 +6,8 @@ patch and anchor; the table averages each number over patches. Definitions (S = 
 - frac_ge_T: share of positions with S >= T (global invariance), for T in TAUS.
 - local_dx, local_dy: mean |S[i, j+1] - S[i, j]| and mean |S[i+1, j] - S[i, j]| (neighbours one stride apart).
 - grid_share: share of the detrended map's energy in the component periodic with the network's total stride
-  (NET_STRIDE px, which includes its harmonics at 16 and 8 px): see `grid_share`.
+  (its `net_stride` in pixels, which includes the harmonics at half and a quarter of it): see `grid_share`. Left
+  out (NaN) for a network whose stride could not be measured.
 - drop_h, drop_v: mean similarity lost per pixel of shift along the anchor's row / column,
   mean over j != c of (S[a] - S[r, j]) / (|j - c| s); anisotropy = drop_h / drop_v.
 """
@@ -20,11 +21,6 @@ from shiftlens.analyses.base import ANCHORS, Analysis, Part, register_analysis
 from shiftlens.errors import ShiftlensError
 
 TAUS = (0.80, 0.90, 0.95, 0.99)
-NET_STRIDE = 32
-"""Total downsampling of the built-in networks' last feature map (EfficientNet-Lite0, AlexNet ~32, ResNet-50,
-MobileNetV2): a feature can repeat with this period in the patch position."""
-
-
 def tau_column(tau: float) -> str:
     return f"frac_ge_{tau:.2f}"
 
@@ -37,7 +33,7 @@ def _moving_average(m: np.ndarray, period: int, axis: int) -> np.ndarray:
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="valid"), axis, m)
 
 
-def grid_share(m: np.ndarray, stride: int, period_px: int = NET_STRIDE) -> float:
+def grid_share(m: np.ndarray, stride: int, period_px: int | None) -> float:
     """Share of the detrended map's energy explained by a pattern periodic in x and y with `period_px` pixels.
 
     With P = period_px / stride samples: trend = 2xP moving average along both axes; r = map - trend (valid region);
@@ -45,7 +41,7 @@ def grid_share(m: np.ndarray, stride: int, period_px: int = NET_STRIDE) -> float
     grid_share = sum grid^2 / sum (r - mean r)^2. NaN when the period is not a whole number of >= 2 samples or the
     valid region holds fewer than two periods.
     """
-    if period_px % stride or period_px // stride < 2:
+    if period_px is None or period_px % stride or period_px // stride < 2:
         return float("nan")
     P = period_px // stride
     n = m.shape[0]
@@ -77,12 +73,12 @@ def falloff(m: np.ndarray, anchor_rc: tuple[int, int], stride: int) -> tuple[flo
     return drop_h, drop_v
 
 
-def map_numbers(m: np.ndarray, anchor_rc: tuple[int, int], stride: int) -> dict[str, float]:
+def map_numbers(m: np.ndarray, anchor_rc: tuple[int, int], stride: int, net_stride: int | None) -> dict[str, float]:
     m = m.astype(np.float64)
     out = {tau_column(t): float((m >= t).mean()) for t in TAUS}
     out["local_dx"] = float(np.abs(np.diff(m, axis=1)).mean())
     out["local_dy"] = float(np.abs(np.diff(m, axis=0)).mean())
-    out["grid_share"] = grid_share(m, stride)
+    out["grid_share"] = grid_share(m, stride, net_stride)
     drop_h, drop_v = falloff(m, anchor_rc, stride)
     out["drop_h"], out["drop_v"] = drop_h, drop_v
     out["anisotropy"] = drop_h / drop_v if drop_v != 0 else float("nan")
@@ -107,7 +103,7 @@ class Invariance(Analysis):
                 maps = part.get("similarity", layer, "maps")
                 rc = anchor_rc(maps.shape[-1])
                 for a, name in enumerate(ANCHORS):
-                    rows.append(part.row(layer, anchor=name, **map_numbers(maps[a], rc[name], stride)))
+                    rows.append(part.row(layer, anchor=name, **map_numbers(maps[a], rc[name], stride, part.net_stride)))
         return pd.DataFrame(rows)
 
     @classmethod

@@ -84,11 +84,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def load_into(model: nn.Module, state: dict, source: str) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise ShiftlensError(f"weights {source} do not fit this model ({first}): use a checkpoint of the same architecture") from None
+    problem = mismatch({k: v.shape for k, v in model.state_dict().items()}, state)
+    if problem:
+        raise ShiftlensError(f"weights {source} do not fit model {type(model).__name__} ({problem}): use a checkpoint "
+                             "of the same architecture")
+    model.load_state_dict(state, strict=True)
 
 
 def build_with_weights(entry: ModelEntry, weights: str, seed: int = 0) -> tuple[nn.Module, dict]:
@@ -132,3 +132,33 @@ def _given_module(entry: ModelEntry, weights: str, seed: int) -> tuple[nn.Module
     load_into(model, load_checkpoint(path), str(path))
     return model.eval(), {"source": "file", "file": str(path), "sha256": sha256(path), "untrained": False,
                           "label": f"file:{path.name}"}
+
+
+def mismatch(expected: dict[str, torch.Size], state: dict) -> str | None:
+    """What keeps `state` from loading into a model whose state dict has `expected` shapes: the first few missing,
+    unexpected and wrongly shaped keys, then counts; None when it fits."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} key(s) of another shape, e.g. " + ", ".join(
+            f"{k} {tuple(state[k].shape)} vs {tuple(expected[k])}" for k in shapes[:3]))
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {', '.join(unexpected[:3])}")
+    return "; ".join(parts) or None
+
+
+def check_fits(entry: ModelEntry, state: dict, source: str) -> None:
+    """Refuse a checkpoint of another architecture before any work, naming the model and what does not fit."""
+    if entry.extra.get("given_module"):
+        reference = entry.build().state_dict()
+    else:
+        with torch.device("meta"):
+            reference = entry.build().state_dict()
+    problem = mismatch({k: v.shape for k, v in reference.items()}, state)
+    if problem:
+        raise ShiftlensError(f"weights {source} do not fit model {entry.name} ({problem}): give a checkpoint of "
+                             f"{entry.name}'s architecture, or run that model separately")

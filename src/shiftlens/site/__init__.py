@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import numpy as np
 from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import offsets
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ResultsDir, safe_name, swap_in_dir
+from shiftlens.store import ResultsDir, RunRecord, file_key, swap_in_dir, temp_dir
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -115,28 +114,23 @@ def _colormaps() -> dict[str, str]:
     return out
 
 
-def _summary(run: dict[str, Any]) -> dict[str, Any]:
-    cfg = run.get("config", {})
-    models = []
-    for key, m in (run.get("models") or {}).items():
-        w = m.get("weights") or {}
-        models.append({"model": key, "layers": m.get("layers", []), "description": m.get("description", ""),
-                       "weights": w.get("label", w.get("source", "")), "untrained": bool(w.get("untrained", False)),
-                       "source": w.get("source", ""), "sha256": w.get("sha256")})
-    timings = [{"unit": k, **v} for k, v in (run.get("timings") or {}).items()]
+def _summary(run: RunRecord) -> dict[str, Any]:
+    models = [{"model": key, "layers": m.layers, "description": m.description, "weights": m.weights.label,
+               "untrained": m.weights.untrained, "source": m.weights.source, "sha256": m.weights.sha256}
+              for key, m in run.models.items()]
     return {
         "models": models,
-        "untrained": any(m["untrained"] for m in models),
-        "device": run.get("device", {}),
-        "precision": run.get("precision"),
-        "timings": timings,
-        "versions": run.get("versions", {}),
-        "status": run.get("status"),
-        "started": run.get("started"),
-        "finished": run.get("finished"),
-        "fingerprint": run.get("fingerprint"),
-        "config": {k: cfg.get(k) for k in ("patches", "sizes", "stride", "canvas", "background", "keep_aspect",
-                                           "weights", "analyses", "seed", "max_patches") if k in cfg},
+        "untrained": run.untrained,
+        "device": run.device.model_dump(),
+        "precision": run.precision,
+        "timings": [{"unit": k, **v.model_dump()} for k, v in run.timings.items()],
+        "versions": run.versions,
+        "status": run.status,
+        "started": run.started,
+        "finished": run.finished,
+        "fingerprint": run.fingerprint,
+        "config": {k: getattr(run.config, k) for k in ("patches", "sizes", "stride", "canvas", "background",
+                                                        "keep_aspect", "weights", "analyses", "seed", "max_patches")},
     }
 
 
@@ -152,20 +146,20 @@ def build(results_dir: Path | str) -> Path:
     run = rd.read_run()
     if run is None:
         raise ShiftlensError(f"{rd.root} holds no run.json: give a results folder made by `shiftlens run`")
-    site = rd.root / "site"
-    tmp = Path(tempfile.mkdtemp(dir=rd.root, prefix=".site."))
-    try:
-        _build_into(rd, run, tmp)
-        swap_in_dir(tmp, site)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return site
+    with rd.lock():
+        tmp = temp_dir(rd.root, prefix=".site.")
+        try:
+            _build_into(rd, run, tmp)
+            swap_in_dir(tmp, rd.site_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return rd.site_dir
 
 
-def _build_into(rd: ResultsDir, run: dict[str, Any], site: Path) -> None:
-    cfg = run.get("config", {})
-    canvas, stride = int(cfg.get("canvas", 224)), int(cfg.get("stride", 1))
+def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
+    cfg = run.config
+    canvas, stride = cfg.canvas, cfg.stride
     data = site / "data"
     _copy_assets(site)
 
@@ -176,21 +170,21 @@ def _build_into(rd: ResultsDir, run: dict[str, Any], site: Path) -> None:
     def patch_no(pid: str, category: str) -> int:
         if pid not in pindex:
             pindex[pid] = len(patches)
-            patches.append({"id": pid, "category": category, "file": safe_name(pid), "sizes": []})
+            patches.append({"id": pid, "category": category, "file": file_key(pid), "sizes": []})
         return pindex[pid]
 
-    for p in run.get("patches") or []:
-        patch_no(p["id"], p.get("category", ""))
+    for p in run.patches:
+        patch_no(p.id, p.category)
 
     groups: dict[tuple[str, str, str, int], _Group] = {}
     part_files = sorted((rd.root / "parts").glob("*/p*/*.npz"))
     by_unit: dict[tuple[str, str], list[Path]] = {}
     for path in part_files:
         by_unit.setdefault((path.parent.parent.name, path.parent.name), []).append(path)
-    model_order = list((run.get("models") or {}).keys())
+    model_order = list(run.models)
 
     def unit_key(k: tuple[str, str]) -> tuple:
-        names = [safe_name(m) for m in model_order]
+        names = [file_key(m) for m in model_order]
         return (names.index(k[0]) if k[0] in names else len(names), k[0], int(k[1][1:]) if k[1][1:].isdigit() else 0)
 
     sizes: set[int] = set()
@@ -267,7 +261,7 @@ def _build_into(rd: ResultsDir, run: dict[str, Any], site: Path) -> None:
         "summary": _summary(run),
         "canvas": canvas,
         "stride": stride,
-        "background": list(cfg.get("background", [255, 255, 255])),
+        "background": list(cfg.background),
         "anchors": list(ANCHORS),
         "sizes": sorted(sizes),
         "offsets": {str(s): offsets(canvas, s, stride).tolist() for s in sorted(sizes)},
