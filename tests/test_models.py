@@ -1,4 +1,5 @@
-"""Built-in models, their layers, the class layer and the weights handling (local files, random, offline)."""
+"""Built-in models (parametrised over the registry, as timm's tests are), their layers, strides and forward passes,
+the extractor's teardown, the ImageNet class table and the weights handling (local files, random, offline)."""
 
 from __future__ import annotations
 
@@ -6,40 +7,73 @@ import json
 from pathlib import Path
 from urllib.error import URLError
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from shiftlens.analyses.base import Part
 from shiftlens.errors import ShiftlensError
-from shiftlens.models import UNTRAINED, build_with_weights, parse_spec
-from shiftlens.models.class_layer import ARRAY_KEY, ClassProbMap, class_prob_table
+from shiftlens.models import REGISTRY, UNTRAINED, build_with_weights, parse_spec
 from shiftlens.models.imagenet_classes import CATEGORY_CLASSES, class_indices, class_names, require_class_indices
-from shiftlens.models.registry import REGISTRY
+from shiftlens.models.shapes import build_for_shapes
+from shiftlens.models.stride import probe_net_stride
 from shiftlens.models.summary import feature_sizes
+from shiftlens.stream import FeatureExtractor
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-BUILTINS = ["efficientnet_lite0", "alexnet", "resnet50", "mobilenet_v2", "alexnet_aa", "resnet50_aa", "mobilenet_v2_aa"]
+# Taken when the module is collected, before any test registers its own models.
+BUILTINS = sorted(n for n, e in REGISTRY.items() if not e.extra.get("variant_of"))
+ALL_BUILTINS = sorted(REGISTRY)
 PAPER_CATEGORIES = ["car", "airplane", "boat", "dog", "bird", "zebra", "orange", "banana", "clock", "laptop"]
 
 
-# --- layers ----------------------------------------------------------------------------------------------------
+def test_the_registry_holds_the_documented_builtins():
+    assert BUILTINS == ["alexnet", "alexnet_aa", "efficientnet_lite0", "mobilenet_v2", "mobilenet_v2_aa", "resnet50",
+                        "resnet50_aa"]
+    assert {f"resnet50_aa{k}" for k in range(1, 8)} <= set(ALL_BUILTINS)
+
+
+# --- every built-in, from the registry ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_every_builtin_lists_described_layers_with_pool_and_class(name):
-    entry = parse_spec(name).entry
-    assert {"pool", "class"} <= set(entry.layers)
+def test_builtin_declares_described_layers_a_logits_layer_and_its_defaults(name):
+    entry = REGISTRY[name]
+    assert "pool" in entry.layers and entry.logits_layer in entry.layers
+    assert set(entry.default_layers) <= set(entry.layers) and parse_spec(name).layers == list(entry.default_layers)
     assert all(spec.description and "\n" not in spec.description for spec in entry.layers.values())
-    assert entry.logits_layer in entry.layers and entry.layers["class"].post == "softmax"
+    assert all(spec.post in ("none", "relu") for spec in entry.layers.values())
+    assert entry.imagenet is not None and entry.weights_source
+
+
+@pytest.mark.parametrize("name", ALL_BUILTINS)
+def test_builtin_declared_net_stride_is_the_measured_one(name):
+    entry = REGISTRY[name]
+    model = build_for_shapes(entry.build)
+    probe = probe_net_stride(lambda size: model)
+    assert (entry.net_stride, probe.stride) == (32, 32), probe.note
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtin_forward_pass_gives_every_layer_at_its_size(name):
+    """One real forward pass (random weights, one image, the run's extractor with folded batch norms) taps every
+    declared layer at the size `shiftlens models` reports, and the logits layer gives the 1000 ImageNet classes."""
+    entry = REGISTRY[name]
+    sizes = feature_sizes(entry)
+    assert None not in sizes.values() and sizes[entry.logits_layer] == 1000
+    model, prov = build_with_weights(entry, "random", 0)
+    assert prov["untrained"]
+    x = torch.rand(1, 3, entry.input_size, entry.input_size)
+    with FeatureExtractor(model, list(entry.layers.values()), entry.normalisation, torch.device("cpu"), "fp32") as ex:
+        out = ex(x.contiguous(memory_format=torch.channels_last))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {k: (1, d) for k, d in sizes.items()}
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in out.values())
+    assert out[entry.logits_layer].std() > 0
 
 
 def test_layer_feature_sizes_on_the_meta_device():
     assert feature_sizes(REGISTRY["alexnet"]) == {"pool": 9216, "fc6": 4096, "fc6relu": 4096, "fc7": 4096,
-                                                   "fc7relu": 4096, "fc8": 1000, "class": 1000}
+                                                   "fc7relu": 4096, "fc8": 1000}
     assert feature_sizes(REGISTRY["resnet50_aa"])["pool"] == 2048
     assert feature_sizes(REGISTRY["mobilenet_v2_aa"])["pool"] == 1280
 
@@ -50,13 +84,11 @@ def test_alexnet_relu_variants_are_the_rectified_pre_activations():
     torch.manual_seed(0)
     entry = parse_spec("alexnet").entry
     model = entry.build().eval()
-    taps = Taps(model, [entry.layer(n) for n in ("fc6", "fc6relu", "fc7", "fc7relu", "fc8", "class")])
-    with torch.no_grad():
+    with Taps(model, [entry.layer(n) for n in ("fc6", "fc6relu", "fc7", "fc7relu", "fc8")]) as taps, torch.no_grad():
         out = taps(torch.rand(1, 3, 224, 224))
     assert (out["fc6"] < 0).any(), "pre-ReLU fc6 must keep its negative entries"
     torch.testing.assert_close(out["fc6relu"], out["fc6"].clamp_min(0))
     torch.testing.assert_close(out["fc7relu"], out["fc7"].clamp_min(0))
-    torch.testing.assert_close(out["class"], out["fc8"].softmax(1))
 
 
 def test_unknown_model_and_layer_name_the_choices():
@@ -66,7 +98,76 @@ def test_unknown_model_and_layer_name_the_choices():
         parse_spec("alexnet:fc9")
 
 
-# --- class layer -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec, instead", [
+    ("efficientnet_lite0:pool,fc,class", "use efficientnet_lite0:pool,fc and"),
+    ("alexnet:class", "use alexnet and"),
+    ("torchvision:squeezenet1_1:classifier.1,class", "use torchvision:squeezenet1_1:classifier.1 and"),
+])
+def test_the_class_layer_points_to_the_class_analysis(spec, instead):
+    with pytest.raises(ShiftlensError, match="class probability is an analysis") as err:
+        parse_spec(spec)
+    assert instead in str(err.value) and "--analyses similarity,class" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# --- spec strings ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given, specs", [
+    ("alexnet:fc6,fc7,resnet50", ["alexnet:fc6,fc7", "resnet50"]),
+    ("alexnet,fc6 ; resnet50", ["alexnet:fc6", "resnet50"]),
+    (["alexnet:fc6", "fc7", "mobilenet_v2_aa3"], ["alexnet:fc6,fc7", "mobilenet_v2_aa3"]),
+    ("torchvision:squeezenet1_1:classifier.1,features.12 timm:resnet10t:fc", [
+        "torchvision:squeezenet1_1:classifier.1,features.12", "timm:resnet10t:fc"]),
+    ("  ;; ", []),
+])
+def test_specs_are_split_in_one_place(given, specs):
+    from shiftlens.config import parse_models
+    from shiftlens.models.specs import split_specs
+
+    assert split_specs(given) == specs
+    assert split_specs(split_specs(given)) == specs  # the CLI splits, then api.plan splits again
+    if isinstance(given, str):
+        assert parse_models(given) == specs
+
+
+def test_a_spec_without_layers_gets_the_defaults():
+    assert parse_spec("alexnet").layers == parse_spec("alexnet:").layers == ["fc6", "fc7", "fc8"]
+    assert parse_spec(" resnet50:pool , fc ").layers == ["pool", "fc"]
+
+
+# --- the extractor -----------------------------------------------------------------------------------------------
+
+
+def test_extractor_close_removes_the_hooks_and_the_compiled_graph_once(monkeypatch):
+    from shiftlens import stream
+
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(stream, "compile_for_inference", lambda fn: fn)  # "compiled" without the compiler's cost
+    entry = REGISTRY["mobilenet_v2"]
+    model, _ = build_with_weights(entry, "random")
+    with FeatureExtractor(model, [entry.layer("fc")], entry.normalisation, torch.device("cpu"), "fp32",
+                          compile=True) as ex:
+        assert ex.compiled and ex(torch.rand(1, 3, 64, 64))["fc"].shape == (1, 1000)
+        hooked = ex.model.get_submodule(entry.layer("fc").module)
+        assert hooked._forward_hooks
+    assert not hooked._forward_hooks and not ex.compiled and resets == [1]
+    ex.close()  # again: nothing
+    assert resets == [1]
+    with pytest.raises(RuntimeError, match="closed"):
+        ex(torch.rand(1, 3, 64, 64))
+
+
+def test_eager_extractor_close_leaves_dynamo_alone(monkeypatch):
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: pytest.fail("an eager extractor reset dynamo"))
+    entry = REGISTRY["mobilenet_v2"]
+    ex = FeatureExtractor(entry.build(), [entry.layer("fc")], entry.normalisation, torch.device("cpu"), "fp32")
+    ex.close()
+    assert not ex.model.get_submodule("classifier.1")._forward_hooks
+
+
+# --- ImageNet classes --------------------------------------------------------------------------------------------
 
 
 def test_category_table_covers_the_paper_and_uses_real_class_names():
@@ -101,63 +202,6 @@ def test_bundled_sample_patches_all_have_a_mapping():
         assert require_class_indices(patch.category, patch.provenance, patch.id)
 
 
-def test_class_map_sums_the_class_set_per_position():
-    cmap = ClassProbMap(2, [0, 2], torch.device("cpu"))
-    probs = torch.zeros(4, 1000)
-    probs[:, 0], probs[:, 2] = 0.25, torch.tensor([0.0, 0.1, 0.2, 0.3])
-    cmap.update(torch.tensor([3, 0]), probs[[3, 0]])
-    cmap.update(torch.tensor([1, 2]), probs[[1, 2]])
-    m = cmap.finish()[ARRAY_KEY]
-    assert m.dtype == np.float32 and m.shape == (2, 2)
-    np.testing.assert_allclose(m.ravel(), [0.25, 0.35, 0.45, 0.55], rtol=1e-6)
-    with pytest.raises(ShiftlensError, match="1000 ImageNet class scores"):
-        cmap.update(torch.tensor([0]), torch.zeros(1, 10))
-
-
-def test_class_prob_table_only_when_maps_exist():
-    part = Part("alexnet", UNTRAINED, 75, "dog_01", "dog", 2, {ARRAY_KEY: np.array([[0.1, 0.2], [0.3, 0.4]], np.float32)})
-    df = class_prob_table([part, Part("alexnet", UNTRAINED, 75, "x", "x", 2, {})])
-    assert list(df.columns) == ["model", "layer", "weights", "patch_size", "patch", "category", "mean_prob",
-                                "min_prob", "max_prob"]
-    assert len(df) == 1 and df.mean_prob[0] == pytest.approx(0.25) and df.max_prob[0] == pytest.approx(0.4)
-    assert class_prob_table([]) is None
-
-
-def test_class_layer_notes_unmapped_patches_and_skips_only_their_class_map(tiny_config, tmp_path):
-    from shiftlens import api
-    from shiftlens.config import with_overrides
-    from shiftlens.store import ResultsDir
-    from tests.conftest import write_patch_dir
-
-    folder = write_patch_dir(tmp_path / "odd", n=2, categories=("gizmo", "dog"))
-    cfg = with_overrides(tiny_config, models=["mobilenet_v2:fc,class"], patches=f"folder:{folder}", sizes=[160])
-    plan = api.plan(cfg)
-    assert len(plan.notes) == 1 and "gizmo_00" in plan.notes[0] and "no ImageNet class mapping" in plan.notes[0]
-    logged = []
-    result = api.run(cfg, log=logged.append)
-    assert logged == plan.notes and result.info["notes"] == plan.notes
-    parts = {p.patch_id: p for p in ResultsDir(result.out).parts()}
-    assert parts["gizmo_00"].get("class", "class", "prob") is None
-    assert parts["gizmo_00"].get("similarity", "fc", "maps") is not None
-    assert parts["dog_01"].get("class", "class", "prob") is not None
-    assert list(result.tables["class_prob"].patch) == ["dog_01"]
-
-
-def test_run_stores_the_class_map_instead_of_similarity(tiny_config):
-    from shiftlens import api
-    from shiftlens.config import with_overrides
-    from shiftlens.store import ResultsDir
-
-    cfg = with_overrides(tiny_config, models=["mobilenet_v2_aa:fc,class"], sizes=[160], stride=32, max_patches=1)
-    result = api.run(cfg)
-    part = ResultsDir(result.out).parts()[0]
-    assert part.get("class", "class", "prob").shape == (part.n, part.n)
-    assert part.layers("similarity") == ["fc"]
-    df = pd.read_csv(result.out / "tables" / "class_prob.csv")
-    assert df.loc[0, "category"] == "cat" and df.loc[0, "weights"] == UNTRAINED
-    assert 0 < df.loc[0, "min_prob"] <= df.loc[0, "max_prob"] < 1
-
-
 # --- weights ---------------------------------------------------------------------------------------------------
 
 
@@ -184,7 +228,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
     with pytest.raises(ShiftlensError, match="does not exist"):
         build_with_weights(entry, str(tmp_path / "missing.pth"))
     torch.save(parse_spec("mobilenet_v2").entry.build().state_dict(), tmp_path / "plain_mnv2.pth")
-    with pytest.raises(ShiftlensError, match="do not fit this model") as err:
+    with pytest.raises(ShiftlensError, match="do not fit") as err:
         build_with_weights(entry, str(tmp_path / "plain_mnv2.pth"))
     assert "\n" not in str(err.value)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")

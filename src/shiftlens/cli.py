@@ -221,13 +221,13 @@ def config_cmd(
 
 @app.command("models")
 def models_cmd() -> None:
-    """List the built-in models, their layers (meaning, feature size) and where their weights come from."""
-    from shiftlens.models.registry import REGISTRY, _ensure_builtins
+    """List the built-in models, their layers (meaning, feature size), total stride and where their weights come
+    from."""
+    from shiftlens.models import REGISTRY
     from shiftlens.models.summary import feature_sizes
 
-    _ensure_builtins()
     table = Table(title="Built-in models (any torchvision or timm model also works through a prefixed spec)")
-    for col in ("model", "layer", "size", "meaning", "weights (imagenet)"):
+    for col in ("model", "layer", "size", "meaning", "stride", "weights (imagenet)"):
         table.add_column(col)
     for entry in REGISTRY.values():
         if entry.extra.get("variant_of"):
@@ -235,14 +235,14 @@ def models_cmd() -> None:
         sizes = feature_sizes(entry)
         for i, spec in enumerate(entry.layers.values()):
             default = " (default)" if spec.name in entry.default_layers else ""
-            size = "map" if spec.name == "class" else str(sizes.get(spec.name) or "?")
-            table.add_row(entry.name if i == 0 else "", spec.name + default, size, spec.description,
+            table.add_row(entry.name if i == 0 else "", spec.name + default, str(sizes.get(spec.name) or "?"),
+                          spec.description, f"{entry.net_stride or '?'} px" if i == 0 else "",
                           entry.weights_source if i == 0 else "")
     out_console.print(table)
     out_console.print("Anti-aliased filter sizes: NAME_aa1 .. NAME_aa7 (e.g. resnet50_aa3); NAME_aa is Bin-5; "
                       "ImageNet weights were released for sizes 2-5.")
     out_console.print("Any network: torchvision:NAME:MODULE[,MODULE] or timm:NAME:MODULE[,MODULE] "
-                      "(timm: pip install 'shiftlens[timm]'); a layer is a module path, plus logits and class. "
+                      "(timm: pip install 'shiftlens[timm]'); a layer is a module path, plus logits. "
                       "Python: shiftlens.models.custom(name, module, layers, mean, std).", markup=False)
 
 

@@ -257,6 +257,7 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def parse_models(text: str) -> list[str]:
-    """Model specs are separated by ';' or by a space, because ',' separates the layers of one model."""
-    parts = [p.strip() for chunk in text.split(";") for p in chunk.split()]
-    return [p for p in parts if p]
+    """`--models` text -> one string per spec (shiftlens.models.specs.split_specs, the one spec splitter)."""
+    from shiftlens.models.specs import split_specs  # torch loads only when models are given
+
+    return split_specs(text)

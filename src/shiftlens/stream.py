@@ -24,19 +24,17 @@ from shiftlens.models.taps import Taps
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # `--precision auto`: a faster precision only where `shiftlens bench` measured its largest similarity-map error
-# below 0.005 against fp32 (EfficientNet-Lite0 ImageNet weights, sample patches; benchmarks/results.json,
-# docs/performance.md); fp32 everywhere else. CPU bf16 measured ~1e-2 (over the limit) -> fp32; CUDA fp16/bf16 not
-# measured yet -> fp32 until a GPU run of the benchmark says otherwise.
+# below 0.005 against fp32 (EfficientNet-Lite0 ImageNet weights, sample patches; docs/performance.md); fp32
+# everywhere else: CPU bf16 measured over the limit, CUDA fp16/bf16 are not measured yet.
 AUTO_PRECISION: dict[str, str] = {"cpu": "fp32", "cuda": "fp32"}
 
 
-# Images per forward pass when the config says 0 (auto). On the 2-core CPU, small batches stay in cache: fp32
-# EfficientNet-Lite0 35 img/s at 64 -> 72 at 16, ResNet-50 25 -> 36. AlexNet, mostly fc weights, goes the other way
-# and sets its own (ModelEntry.auto_batch).
+# Images per forward pass when the config says 0 (auto): on a CPU small batches stay in cache and run faster
+# (docs/performance.md). AlexNet, mostly fc weights, goes the other way and sets its own (ModelEntry.auto_batch).
 AUTO_BATCH: dict[str, int] = {"cpu": 16, "cuda": 128}
 
 # `--compile auto` compiles a model (torch.compile, inductor with frozen weights) when it will see at least this many
-# images: compiling costs 2-20 s on the 2-core CPU and returns 1.1-2x images/s (EfficientNet-Lite0 fp32 2x).
+# images: below that, the seconds spent compiling outweigh the faster forward (docs/performance.md).
 COMPILE_MIN_IMAGES = 3000
 
 
@@ -53,6 +51,14 @@ def resolve_batch_size(batch_size: int, device: torch.device, auto: dict[str, in
     if batch_size > 0:
         return batch_size
     return (auto or {}).get(device.type) or AUTO_BATCH.get(device.type, 16)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ShiftlensError("--device cuda: no CUDA device is available here; use --device auto or cpu")
+    return torch.device(device)
 
 
 def resolve_compile(mode: str, device: torch.device, images: int) -> bool:
@@ -77,7 +83,11 @@ def autocast(device: torch.device, precision: str):
 
 @dataclass
 class FeatureExtractor:
-    """A model on its device with its taps, normalisation and precision."""
+    """A model on its device with its taps, normalisation and precision.
+
+    Use it as a context manager (or call `close()`): closing removes the taps' hooks and drops the compiled graph
+    with its frozen copy of the weights.
+    """
 
     model: nn.Module
     layers: list[LayerSpec]
@@ -99,12 +109,29 @@ class FeatureExtractor:
         self.taps = Taps(self.model, self.layers)
         self._pool: dict = {}  # one canvas buffer recycled by this extractor's renderers (one patch at a time)
         self._compiled = None
+        self._closed = False
         if self.compile:
             self._compiled = compile_for_inference(self._eager)
 
     @property
     def compiled(self) -> bool:
         return self._compiled is not None
+
+    def close(self) -> None:
+        """Remove the hooks and the compiled graph; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self.taps.close()
+        if self._compiled is not None:
+            self._compiled = None
+            torch._dynamo.reset()
+
+    def __enter__(self) -> "FeatureExtractor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @torch.inference_mode()
     def _eager(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -113,6 +140,8 @@ class FeatureExtractor:
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._closed:
+            raise RuntimeError("this FeatureExtractor is closed: make a new one")
         if self._compiled is not None:
             try:
                 return dict(self._compiled(batch))

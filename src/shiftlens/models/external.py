@@ -1,32 +1,27 @@
 """Any network: `torchvision:NAME:LAYER[,LAYER]`, `timm:NAME:LAYER[,LAYER]` and `custom(name, module, layers)`.
 
 A layer is a module path (`classifier.1`, `layer4.2.conv3`) and taps that module's output, before any activation
-that follows it. `logits` (the model's output) and `class` (the softmax of the patch's ImageNet classes, for
-1000-class models) are always available. Preprocessing comes from the library's own metadata: torchvision's
-weights transforms, timm's data config.
+that follows it; `logits` (the model's output) is always available. Preprocessing comes from the library's own
+metadata: torchvision's weights transforms, timm's data config. The network's stride is measured (stride.py).
+The resolvers register under their prefixes here; specs.py parses the spec strings.
 """
 
 from __future__ import annotations
 
 import difflib
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-import torch
 from torch import nn
 
 from shiftlens.canvases import Normalisation
 from shiftlens.errors import ShiftlensError
-from shiftlens.models.registry import SPEC_RESOLVERS, LayerSpec, ModelEntry, ModelSpec, register
+from shiftlens.models.registry import LayerSpec, ModelEntry, ModelSpec, register, register_resolver
+from shiftlens.models.shapes import build_for_shapes
+from shiftlens.models.stride import StrideProbe, built_at_size, probe_net_stride
 
 LOGITS = "logits"
-CLASS = "class"
-
-
-def _on_meta(build: Callable[[], nn.Module]) -> nn.Module:
-    """The architecture without memory or init cost, to check module paths and output shapes."""
-    with torch.device("meta"):
-        return build()
 
 
 def _paths_hint(model: nn.Module) -> str:
@@ -37,12 +32,9 @@ def _paths_hint(model: nn.Module) -> str:
 
 
 def module_layers(model: nn.Module, paths: Sequence[str], where: str) -> dict[str, LayerSpec]:
-    """LayerSpecs for module paths (plus `logits` and `class`); an unknown path names valid ones."""
+    """LayerSpecs for module paths (plus `logits`); an unknown path names valid ones."""
     valid = {n for n, _ in model.named_modules() if n}
-    layers = {
-        LOGITS: LayerSpec(LOGITS, "", "the model's output (logits, pre-softmax)"),
-        CLASS: LayerSpec(CLASS, "", "softmax probability summed over the patch's ImageNet classes", post="softmax"),
-    }
+    layers = {LOGITS: LayerSpec(LOGITS, "", "the model's output (logits, pre-softmax)")}
     if not paths:
         raise ShiftlensError(f"{where}: give the layers as module paths, e.g. {where}:{_last_leaf(model)}; "
                              f"module paths include {_paths_hint(model)}")
@@ -54,11 +46,6 @@ def module_layers(model: nn.Module, paths: Sequence[str], where: str) -> dict[st
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ShiftlensError(f"{where} has no module {path!r}: {hint}module paths include {_paths_hint(model)}")
         layers[path] = LayerSpec(path, path, f"output of module {path} ({type(model.get_submodule(path)).__name__})")
-    if CLASS in paths and next(model.parameters(), torch.empty(0, device="meta")).is_meta:
-        out = model(torch.zeros(1, 3, 224, 224, device="meta"))
-        if not (isinstance(out, torch.Tensor) and out.shape == (1, 1000)):
-            raise ShiftlensError(f"{where}: the class layer needs a 1000-class ImageNet classifier; this model's output "
-                                 f"is {tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
     return layers
 
 
@@ -67,15 +54,22 @@ def _last_leaf(model: nn.Module) -> str:
     return leaves[-1] if leaves else "MODULE"
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _stride_fields(probe: StrideProbe) -> dict:
+    return {"net_stride": probe.stride, "net_stride_note": probe.note}
 
 
-def torchvision_spec(rest: str) -> tuple[ModelEntry, list[str]]:
-    """`NAME:LAYER,...` for any torchvision classification model; weights = its DEFAULT ImageNet weights."""
+@lru_cache(maxsize=None)
+def _torchvision_stride(name: str) -> StrideProbe:
     import torchvision.models as tvm
 
-    name, _, layers_text = rest.partition(":")
+    return probe_net_stride(built_at_size(partial(tvm.get_model, name, weights=None), "image_size"))
+
+
+def torchvision_entry(name: str, paths: list[str]) -> ModelEntry:
+    """`torchvision:NAME:MODULE,...` for any torchvision classification model; weights = its DEFAULT ImageNet
+    weights."""
+    import torchvision.models as tvm
+
     known = tvm.list_models(module=tvm)
     if name not in known:
         close = difflib.get_close_matches(name, known, n=4)
@@ -84,22 +78,20 @@ def torchvision_spec(rest: str) -> tuple[ModelEntry, list[str]]:
     build = lambda: tvm.get_model(name, weights=None)  # noqa: E731
     weights = tvm.get_model_weights(name).DEFAULT
     transform = weights.transforms()
-    paths = _split(layers_text)
-    layers = module_layers(_on_meta(build), paths, f"torchvision:{name}")
+    layers = module_layers(build_for_shapes(build), paths, f"torchvision:{name}")
 
     def imagenet():
         from shiftlens.models.weights import download_state_dict
 
         return download_state_dict(weights.url, f"torchvision:{name}")
 
-    entry = ModelEntry(
+    return ModelEntry(
         name=f"torchvision-{name}", description=f"{name} (torchvision)", build=build,
         normalisation=Normalisation(tuple(transform.mean), tuple(transform.std)), layers=layers,
         default_layers=tuple(paths), imagenet=imagenet,
         weights_source=f"torchvision {weights} (torchvision weights API, torch hub cache)", logits_layer=LOGITS,
-        input_size=int(transform.crop_size[0]),
+        input_size=int(transform.crop_size[0]), **_stride_fields(_torchvision_stride(name)),
     )
-    return entry, paths
 
 
 def _timm():
@@ -143,21 +135,25 @@ def _timm_cached_file(cfg: dict) -> Path:
     return Path("timm-pretrained")
 
 
-def timm_spec(rest: str) -> tuple[ModelEntry, list[str]]:
-    """`NAME:LAYER,...` for any timm model; preprocessing from timm's data config; weights = timm pretrained."""
+@lru_cache(maxsize=None)
+def _timm_stride(name: str) -> StrideProbe:
+    return probe_net_stride(built_at_size(partial(_timm().create_model, name, pretrained=False), "img_size"))
+
+
+def timm_entry(name: str, paths: list[str]) -> ModelEntry:
+    """`timm:NAME:MODULE,...` for any timm model; preprocessing from timm's data config; weights = timm
+    pretrained."""
     timm = _timm()
     from timm.data import resolve_data_config
 
-    name, _, layers_text = rest.partition(":")
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=4)
         raise ShiftlensError(f"timm:{name} is not a timm model: "
                              f"{'did you mean ' + ', '.join(close) + '? ' if close else ''}see timm.list_models('*pattern*')")
     build = lambda: timm.create_model(name, pretrained=False)  # noqa: E731
-    meta = _on_meta(build)
+    meta = build_for_shapes(build)
     data = resolve_data_config({}, model=meta)
     pretrained_cfg = dict(getattr(meta, "pretrained_cfg", {}) or {})
-    paths = _split(layers_text)
     layers = module_layers(meta, paths, f"timm:{name}")
 
     def imagenet():
@@ -170,14 +166,13 @@ def timm_spec(rest: str) -> tuple[ModelEntry, list[str]]:
         return model.state_dict(), _timm_cached_file(pretrained_cfg)
 
     source = pretrained_cfg.get("hf_hub_id") or pretrained_cfg.get("url") or "timm"
-    entry = ModelEntry(
+    return ModelEntry(
         name=f"timm-{name}", description=f"{name} (timm)", build=build,
         normalisation=Normalisation(tuple(data["mean"]), tuple(data["std"])), layers=layers,
         default_layers=tuple(paths), imagenet=imagenet,
         weights_source=f"timm pretrained {source} (Hugging Face hub cache)", logits_layer=LOGITS,
-        input_size=int(data["input_size"][-1]),
+        input_size=int(data["input_size"][-1]), **_stride_fields(_timm_stride(name)),
     )
-    return entry, paths
 
 
 def custom(name: str, module: nn.Module, layers: Sequence[str],
@@ -199,11 +194,12 @@ def custom(name: str, module: nn.Module, layers: Sequence[str],
         build=lambda: module, normalisation=Normalisation(tuple(map(float, mean)), tuple(map(float, std))),
         layers=module_layers(module, paths, f"custom model {name!r}"), default_layers=tuple(paths),
         weights_source="the module given to shiftlens.models.custom", logits_layer=LOGITS,
+        **_stride_fields(probe_net_stride(lambda size: module)),
         extra={"given_module": True},
     )
     register(entry)
     return ModelSpec(entry, paths)
 
 
-SPEC_RESOLVERS["torchvision"] = torchvision_spec
-SPEC_RESOLVERS["timm"] = timm_spec
+register_resolver("torchvision", torchvision_entry)
+register_resolver("timm", timm_entry)

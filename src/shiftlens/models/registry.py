@@ -1,7 +1,8 @@
-"""A registry that turns a name into a model, its preprocessing and its named layers (after timm's registry).
+"""The model registry (after timm's): names to `ModelEntry`, prefixes to resolvers of prefixed specs.
 
-A spec string is `NAME` (the model's default layers) or `NAME:LAYER,LAYER`. Prefixed specs such as
-`torchvision:NAME:LAYER` are resolved by functions registered in `SPEC_RESOLVERS`.
+A leaf of the models package: it imports no other models module. The built-in models (zoo.py) and the
+`torchvision:` / `timm:` resolvers (external.py) register themselves when `shiftlens.models` is imported, which
+every import of a models module does first. Spec strings are parsed in specs.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from shiftlens.errors import ShiftlensError
 class LayerSpec:
     """A tap: the output (or input) of a module, optionally followed by a fixed function.
 
-    `post` is "none" (pre-activation, as the paper), "relu" (the post-ReLU variants) or "softmax".
+    `post` is "none" (pre-activation, as the paper) or "relu" (the post-ReLU variants).
     """
 
     name: str
@@ -38,11 +39,17 @@ class ModelEntry:
     normalisation: Normalisation
     layers: dict[str, LayerSpec]
     default_layers: tuple[str, ...]
-    imagenet: Callable[[], dict] | None = None
-    """Returns the ImageNet state dict (may download into the torch cache; raises ShiftlensError offline)."""
+    imagenet: Callable[[], tuple[dict, object]] | None = None
+    """Returns (ImageNet state dict, its file Path); may download into the torch cache, raises ShiftlensError
+    offline."""
     weights_source: str = ""
     logits_layer: str | None = None
     input_size: int = 224
+    net_stride: int | None = None
+    """Total stride in px: how far the input moves for the coarsest feature map to move one cell, the period of
+    the similarity maps' grid pattern. Declared by built-ins, measured by models/stride.py otherwise; None when
+    unknown, with the reason in `net_stride_note`."""
+    net_stride_note: str = ""
     extra: dict = field(default_factory=dict)
     auto_batch: dict[str, int] = field(default_factory=dict)
     """Batch size for `--batch-size 0` (auto) per device type where this network measured faster than the default
@@ -54,15 +61,6 @@ class ModelEntry:
                 f"unknown layer {name!r} for model {self.name}: valid layers are {', '.join(self.layers)}"
             )
         return self.layers[name]
-
-
-REGISTRY: dict[str, ModelEntry] = {}
-SPEC_RESOLVERS: dict[str, Callable[[str], tuple[ModelEntry, list[str]]]] = {}
-
-
-def register(entry: ModelEntry) -> ModelEntry:
-    REGISTRY[entry.name] = entry
-    return entry
 
 
 @dataclass
@@ -77,48 +75,27 @@ class ModelSpec:
         return self.entry.name
 
 
-def _ensure_builtins() -> None:
-    from shiftlens.models import external, zoo  # noqa: F401  (register the built-in models and spec resolvers)
+Resolver = Callable[[str, list[str]], ModelEntry]
+"""A prefixed spec's resolver: (model name, layer names) -> the entry, e.g. ("resnet18", ["layer4"])."""
+
+REGISTRY: dict[str, ModelEntry] = {}
+SPEC_RESOLVERS: dict[str, Resolver] = {}
 
 
-def parse_spec(spec: str) -> ModelSpec:
-    _ensure_builtins()
-    prefix, sep, rest = spec.partition(":")
-    if sep and prefix in SPEC_RESOLVERS:
-        entry, layers = SPEC_RESOLVERS[prefix](rest)
-        return ModelSpec(entry, layers)
-    name, layers_text = prefix, rest
-    if name not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY))
-        hint = f"; or use {' / '.join(p + ':NAME:LAYER' for p in SPEC_RESOLVERS)}" if SPEC_RESOLVERS else ""
-        raise ShiftlensError(f"unknown model {name!r}: choose one of {known}{hint}")
-    entry = REGISTRY[name]
-    layers = [l.strip() for l in layers_text.split(",") if l.strip()] if layers_text else list(entry.default_layers)
-    for layer in layers:
-        entry.layer(layer)
-    return ModelSpec(entry, layers)
+def register(entry: ModelEntry) -> ModelEntry:
+    REGISTRY[entry.name] = entry
+    return entry
 
 
-def split_specs(items: list[str]) -> list[str]:
-    """Split `--models` values: specs are separated by ';' or spaces, and a comma-separated token that names a
-    model (or has a ':') starts a new spec, so `alexnet:fc6,fc7,resnet50` is two models."""
-    _ensure_builtins()
-    specs: list[str] = []
-    for item in items:
-        for chunk in item.replace(";", " ").split():
-            for token in chunk.split(","):
-                token = token.strip()
-                if not token:
-                    continue
-                starts_new = ":" in token or token in REGISTRY or not specs
-                if starts_new:
-                    specs.append(token)
-                else:
-                    specs[-1] += ("," if ":" in specs[-1] else ":") + token
-    return specs
+def register_resolver(prefix: str, resolver: Resolver) -> Resolver:
+    """Make `PREFIX:NAME:LAYER,...` specs resolve through `resolver`."""
+    SPEC_RESOLVERS[prefix] = resolver
+    return resolver
 
 
 def resolve_device(device: str) -> torch.device:
+    """Transitional copy of stream.resolve_device for api.py and bench.py, which import it from here; delete it
+    once they import shiftlens.stream.resolve_device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

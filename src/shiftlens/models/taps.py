@@ -46,8 +46,6 @@ class Taps:
             value = value.clone()
         if spec.post == "relu":
             value = torch.relu(value)
-        elif spec.post == "softmax":
-            value = torch.softmax(value, dim=1)
         self._values[spec.name] = value
 
     def _hook(self, spec: LayerSpec):
@@ -71,6 +69,13 @@ class Taps:
         return self._values
 
     def close(self) -> None:
+        """Remove the hooks (again: nothing)."""
         for h in self._handles:
             h.remove()
         self._handles = []
+
+    def __enter__(self) -> "Taps":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

