@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from shiftlens import api
 from shiftlens.cli import app
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ResultsDir
+from shiftlens.store import ResultsDir, file_key
 
 
 def test_run_writes_every_output(tiny_config):
@@ -40,7 +40,7 @@ def test_run_writes_every_output(tiny_config):
     row = per[(per.layer == "pool") & (per.patch_size == 96) & (per.patch == patch) & (per.anchor == "C")]
     assert float(ds["similarity"].sel(patch=patch, anchor="C").mean()) == pytest.approx(row["mean"].item(), abs=1e-6)
     assert (out / "figures" / "similarity_p96.png").is_file() and (out / "figures" / "similarity_p160.png").is_file()
-    assert (out / "patches" / "p96" / f"{patch}.png").is_file()
+    assert (out / "patches" / "p96" / f"{file_key(patch)}.png").is_file()
     assert result.computed == 4 and result.skipped == 0
 
 

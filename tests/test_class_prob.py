@@ -1,0 +1,59 @@
+"""The class analysis: softmax probability of the patch's ImageNet classes at every position, from the logits tap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import part_meta
+from shiftlens.analyses.base import PatchContext, anchors
+from shiftlens.analyses.class_prob import ARRAY_KEY, ClassProb
+from shiftlens.canvases import grid
+from shiftlens.config import RunConfig
+from shiftlens.errors import ShiftlensError
+from shiftlens.models.imagenet_classes import class_indices
+from shiftlens.store import Part
+
+
+def ctx(category: str = "zebra", logits_layer: str | None = "fc") -> PatchContext:
+    ys, xs = grid(64, 40, 8)
+    n = int(round(np.sqrt(len(ys))))
+    return PatchContext(model="m", weights="w", layers=["pool"], patch_id="p", category=category, patch_size=40,
+                        ys=ys, xs=xs, n=n, anchors=anchors(n), config=RunConfig(), device=torch.device("cpu"),
+                        logits_layer=logits_layer)
+
+
+def test_map_is_the_summed_softmax_of_the_patch_classes_in_any_batch_order():
+    c = ctx()
+    n2 = c.n * c.n
+    logits = torch.randn(n2, 1000, generator=torch.Generator().manual_seed(0))
+    a = ClassProb(c)
+    order = torch.randperm(n2, generator=torch.Generator().manual_seed(1))
+    for chunk in order.split(7):
+        a.update(chunk, {"fc": logits[chunk]})
+    got = a.finish()[ARRAY_KEY]
+    want = torch.softmax(logits, 1)[:, class_indices("zebra")].sum(1).view(c.n, c.n).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert ClassProb.extra_layers("fc") == ["fc"] and ClassProb.extra_layers(None) == []
+
+
+def test_unmapped_category_gets_no_map_and_a_model_without_logits_is_refused():
+    a = ClassProb(ctx(category="widget"))
+    a.update(torch.arange(4), {"fc": torch.zeros(4, 1000)})
+    assert a.finish() == {}
+    with pytest.raises(ShiftlensError, match="no logits layer"):
+        ClassProb(ctx(logits_layer=None))
+    b = ClassProb(ctx())
+    with pytest.raises(ShiftlensError, match="1000 ImageNet class scores"):
+        b.update(torch.arange(4), {"fc": torch.zeros(4, 10)})
+
+
+def test_table_has_one_row_per_part_with_a_map():
+    m = np.array([[0.1, 0.2], [0.3, 0.4]], np.float32)
+    parts = [Part(part_meta(patch_id="a", n=2), {ARRAY_KEY: m}), Part(part_meta(patch_id="b", n=2), {})]
+    df = ClassProb.tables(parts, RunConfig())["class_prob"]
+    assert list(df.columns) == ["model", "layer", "weights", "patch_size", "patch", "category", "mean_prob",
+                                "min_prob", "max_prob"]
+    assert df.patch.tolist() == ["a"] and df.mean_prob.item() == pytest.approx(0.25)
+    assert ClassProb.tables([parts[1]], RunConfig()) == {}
