@@ -6,24 +6,31 @@
 3. the network runs eager in fp32 (default NCHW memory format), forward hooks copy the tapped layers;
 4. the features of every image are appended to a text CSV file per layer.
 
-`shiftlens bench` imports this file and calls `run_baseline`; it also runs alone:
+The benchmark calls `measure` (the speed-vs-PNG target's denominator); it also runs alone, from the repository root:
 
-    python benchmarks/png_baseline.py --model alexnet --images 128
+    python -m benchmarks.png_baseline --model alexnet --images 128
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
+
+from benchmarks.common import CANVAS, Log, Settings, batch_for, bench_patches, build
+from shiftlens.canvases import grid
+from shiftlens.patches import Patch
 
 
 def composite(rgba: np.ndarray, y: int, x: int, canvas: int = 224, background=(255, 255, 255)) -> np.ndarray:
@@ -101,27 +108,32 @@ def run_baseline(model: torch.nn.Module, layers: list[str], rgba: np.ndarray, ys
             "csv_mb": round(sum((workdir / f"features_{l.replace('.', '_')}.csv").stat().st_size for l in layers) / 2**20, 1)}
 
 
-def main() -> None:
-    from shiftlens.canvases import grid
-    from shiftlens.models import build_with_weights, parse_spec
+def measure(name: str, st: Settings, device: torch.device, patch: Patch, workdir: Path, log: Log) -> dict[str, Any]:
+    """The baseline on `st.png_images` positions of the bench's patch, spread over its stride-1 grid, with the model
+    and batch size the pipeline is timed with."""
+    built = build(name)
+    rgba = patch.resized(st.patch_size)
+    ys, xs = grid(CANVAS, st.patch_size, 1)
+    sel = np.linspace(0, len(ys) - 1, st.png_images).astype(int)
+    entry = built.spec.entry
+    res = run_baseline(built.model, [entry.layer(l).module for l in built.spec.layers], rgba, ys[sel], xs[sel],
+                       workdir / f"png_{name}", mean=entry.normalisation.mean, std=entry.normalisation.std,
+                       batch_size=batch_for(st, name, device), device=str(device))
+    log(f"{name} png baseline: {res['images_per_s']:.1f} img/s")
+    return res
 
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="alexnet")
     ap.add_argument("--images", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workdir", default="/tmp/shiftlens-png-baseline")
-    a = ap.parse_args()
-    spec = parse_spec(a.model)
-    model, _ = build_with_weights(spec.entry, "imagenet" if a.model == "efficientnet_lite0" else "random", 0)
-    yy, xx = np.mgrid[:75, :75] / 75
-    rgba = np.zeros((75, 75, 4), np.uint8)
-    rgba[..., :3] = np.random.default_rng(0).integers(0, 255, (75, 75, 3), dtype=np.uint8)
-    rgba[..., 3] = np.where((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.16, 255, 0)
-    ys, xs = grid(224, 75, 1)
-    sel = np.linspace(0, len(ys) - 1, a.images).astype(int)
-    res = run_baseline(model, [spec.entry.layer(l).module for l in spec.layers], rgba, ys[sel], xs[sel],
-                       Path(a.workdir), spec.entry.normalisation.mean, spec.entry.normalisation.std, a.batch_size)
-    print(res)
+    ap.add_argument("--batch-size", type=int, default=0, help="images per batch (0: the model's auto size)")
+    a = ap.parse_args(argv)
+    patch = bench_patches(1)[0][0]
+    with tempfile.TemporaryDirectory(prefix="shiftlens-png-baseline-") as tmp:
+        res = measure(a.model, Settings(png_images=a.images, batch_size=a.batch_size), torch.device("cpu"), patch,
+                      Path(tmp), print)
+    print(json.dumps(res))
 
 
 if __name__ == "__main__":

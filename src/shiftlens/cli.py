@@ -283,30 +283,17 @@ def serve_cmd(
         server.server_close()
 
 
-@app.command("bench")
-def bench_cmd(
-    quick: Annotated[bool, typer.Option("--quick", help="small sizes: about 2 minutes on a laptop CPU")] = False,
-    out: Annotated[str, typer.Option(help="where to write the results JSON")] = "benchmarks/results.json",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    models: Annotated[Optional[str], typer.Option(help="comma-separated subset of alexnet,resnet50,mobilenet_v2,efficientnet_lite0")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (default: the run's auto size for the device)")] = None,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the pipeline and the bare forward alike")] = True,
-    baseline: Annotated[Optional[str], typer.Option(help="path of benchmarks/png_baseline.py (found from the repo root by default)")] = None,
-) -> None:
-    """Measure speed against the network's own forward pass and the paper's PNG pipeline; write results JSON."""
-    from shiftlens import bench
+@app.command("bench", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_cmd(ctx: typer.Context) -> None:
+    """Run the repository's benchmark (`python -m benchmarks`, from the repository root); `--help` lists its options."""
+    import subprocess
 
-    try:
-        st = bench.Settings.preset(quick, device=device, batch_size=batch_size, baseline=baseline, compile=compile,
-                                   models=tuple(config_mod.split_list(models)) if models else None)
-        info = bench.run_bench(st, log=lambda s: console.print(s, highlight=False))
-        path = Path(out)
-        bench.write(info, path)
-    except ShiftlensError as exc:
-        fail(exc)
-    for item in bench.report(info):
-        out_console.print(item, highlight=False) if isinstance(item, str) else out_console.print(item)
-    out_console.print(f"written: {path}")
+    root = Path.cwd()
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        fail(ShiftlensError(f"shiftlens bench runs the benchmarks/ package of a source checkout, and {root} has none: "
+                            "run it from the repository root (or run `python -m benchmarks` there)"))
+    raise typer.Exit(subprocess.run([sys.executable, "-m", "benchmarks", *ctx.args], cwd=root).returncode)
 
 
 def print_plan(p, ips: dict[str, float]) -> None:
