@@ -58,6 +58,20 @@ def test_bad_torchvision_specs_are_one_line_errors():
         parse_spec("torchvision:resnet51:fc")
 
 
+def test_a_torchvision_net_whose_constructor_reads_tensors_parses_and_checks_checkpoints():
+    """RegNet's constructor computes its widths with tensors, which the meta device cannot read: its shapes come
+    from a CPU build instead of a traceback."""
+    import torchvision.models as tvm
+
+    from shiftlens.models.weights import check_fits
+
+    entry = parse_spec("torchvision:regnet_x_400mf:trunk_output").entry
+    assert entry.net_stride == 32 and set(entry.layers) == {"logits", "trunk_output"}
+    check_fits(entry, tvm.regnet_x_400mf().state_dict(), "regnet.pth")
+    with pytest.raises(ShiftlensError, match="do not fit model torchvision-regnet_x_400mf"):
+        check_fits(entry, tvm.resnet18().state_dict(), "resnet18.pth")
+
+
 def test_timm_spec_uses_timms_data_config():
     pytest.importorskip("timm")
     spec = parse_spec("timm:vit_tiny_patch16_224:blocks.11.mlp.fc2,head")

@@ -18,6 +18,7 @@ from torch import nn
 
 from shiftlens.errors import ShiftlensError
 from shiftlens.models.registry import ModelEntry
+from shiftlens.models.shapes import build_for_shapes
 
 UNTRAINED = "random (untrained)"
 
@@ -153,11 +154,7 @@ def mismatch(expected: dict[str, torch.Size], state: dict) -> str | None:
 
 def check_fits(entry: ModelEntry, state: dict, source: str) -> None:
     """Refuse a checkpoint of another architecture before any work, naming the model and what does not fit."""
-    if entry.extra.get("given_module"):
-        reference = entry.build().state_dict()
-    else:
-        with torch.device("meta"):
-            reference = entry.build().state_dict()
+    reference = build_for_shapes(entry.build).state_dict()  # a given module (custom()) is returned as it is
     problem = mismatch({k: v.shape for k, v in reference.items()}, state)
     if problem:
         raise ShiftlensError(f"weights {source} do not fit model {entry.name} ({problem}): give a checkpoint of "
