@@ -3,8 +3,8 @@
 Run it from the repository root: `python -m benchmarks --quick` (a few minutes) or `python -m benchmarks` (the full
 mode, with the paper's stride-1 SVM size); `shiftlens bench` runs the same command. It writes `benchmarks/results.json`.
 
-It measures shiftlens through its public API (`api.run_patch`, `api.run`, `store.ResultsDir`, `stream.FeatureExtractor`),
-one concern per module:
+It measures shiftlens through its public API (`api.run_patch`, `api.run`, `store.ResultsDir`,
+`stream.FeatureExtractor`), one concern per module:
 
     common.py        settings (full and quick modes), timing, the patches, one pipeline unit (run_patch + save_part)
     speed.py         forward and pipeline speed, interleaved round by round; matmul peak; FLOPs

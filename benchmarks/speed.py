@@ -75,7 +75,8 @@ def bench_model(name: str, st: Settings, device: torch.device, precisions: list[
                         bare(x)
 
             if unit is None:
-                x0 = ex.renderer(patch.resized(st.patch_size), CANVAS, WHITE).render(np.zeros(bs, int), np.zeros(bs, int)).clone()
+                corner = np.zeros(bs, int)
+                x0 = ex.renderer(patch.resized(st.patch_size), CANVAS, WHITE).render(corner, corner).clone()
                 forward_batch(x0, 2)
                 ips0 = bs / timed(lambda: forward_batch(x0, 1), device)[0]
                 side = unit_side(bs, ips0 * st.unit_seconds)
