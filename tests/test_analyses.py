@@ -266,7 +266,7 @@ def test_solver_agrees_with_sklearn_on_real_efficientnet_features(tmp_path):
                     diff = float(np.abs(ours.mean(1) - ref.mean(1)).max())
                     worst = max(worst, diff)
                     assert diff <= 0.01, (patch.id, size, layer, protocol, ours, ref)
-    ext.taps.close()
+    ext.close()
     assert worst <= 0.01
 
 

@@ -168,7 +168,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_folder(small):
 def test_leftovers_of_a_killed_run_are_cleaned_and_user_dotfiles_kept(small):
     out = Path(small.out)
     api.run(small)
-    leftovers = [out / ".maps.abc123.zarr", out / ".site.xyz", out / "tables" / ".similarity.csv.k2j.tmp.csv"]
+    leftovers = [out / ".maps.abc123.zarr", out / ".site.xyz", out / "tables" / ".similarity.csv.k2j.tmp"]
     leftovers[0].mkdir()
     leftovers[1].mkdir()
     (leftovers[1] / "index.html").write_text("half")
@@ -192,6 +192,11 @@ def test_run_json_of_another_schema_is_refused_with_one_line(small):
         api.run(small, force=True)
 
 
+def finished_parts(out: Path) -> list[Path]:
+    """Part files, not the temporary files (dot names) that atomic writes rename into place."""
+    return [p for p in (out / "parts").rglob("*.npz") if not p.name.startswith(".")]
+
+
 def test_kill_9_in_the_middle_resumes_to_the_same_tables(patch_dir, tmp_path):
     """A real SIGKILL while parts are being written: the rerun skips whole parts and ends with the same tables."""
     cfg = RunConfig(models=["efficientnet_lite0:pool"], patches=f"folder:{patch_dir}", sizes=[75, 125], stride=24,
@@ -205,11 +210,11 @@ def test_kill_9_in_the_middle_resumes_to_the_same_tables(patch_dir, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "parts").rglob("*.npz")):
+    while time.time() < deadline and not finished_parts(out):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = list((out / "parts").rglob("*.npz"))
+    done = finished_parts(out)
     assert 1 <= len(done) < 4, "the kill should land between the first and the last part"
     rerun = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr

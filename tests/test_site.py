@@ -29,7 +29,7 @@ from shiftlens.canvases import offsets
 from shiftlens.cli import app
 from shiftlens.config import RunConfig
 from shiftlens.site import QMAX, dequantise, make_server, quantise
-from shiftlens.store import ResultsDir
+from shiftlens.store import ResultsDir, file_key
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -222,7 +222,7 @@ def test_each_control_changes_the_heatmap(page):
     assert option_values(page, "#patch")[:3] == ["all", "cat:cat", "cat:dog"]
     changed(lambda: choose(page, "#patch", patch_value(page, "dog_1")))
     assert page.is_visible("#thumbs img.big")
-    assert page.get_attribute("#thumbs img", "src").endswith("p125/dog_1.png")
+    assert page.get_attribute("#thumbs img", "src").endswith(f"p125/{file_key('dog_1')}.png")
     changed(lambda: choose(page, "#patch", "cat:cat"))
 
     def set_floor(value: float) -> None:
@@ -270,7 +270,7 @@ def test_hover_shows_stored_value_and_shifted_image(page, parts, results, model,
     y, x = int(o[r]), int(o[c])
     page.wait_for_function(f"document.getElementById('shifted').dataset.drawn === '{y},{x}'")
     first = sel[2:] if sel.startswith("p:") else page.eval_on_selector("#shifted", "c => c.dataset.patch")
-    png = np.asarray(Image.open(results / "patches" / f"p{size}" / f"{first}.png").convert("RGBA"))
+    png = np.asarray(Image.open(results / "patches" / f"p{size}" / f"{file_key(first)}.png").convert("RGBA"))
     inside = np.argwhere(png[..., 3] > 0)
     py, px = inside[len(inside) // 2]
     assert canvas_pixel(page, "shifted", y + py, x + px)[:3] == png[py, px, :3].tolist()

@@ -32,13 +32,12 @@ from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spec, split_specs
 from shiftlens.models.imagenet_classes import class_indices
-from shiftlens.models.registry import resolve_device
 from shiftlens.models.weights import check_fits, load_checkpoint
 from shiftlens.patches import Patch, load_patches
 from shiftlens.store import (SCHEMA_VERSION, DeviceRecord, ModelRecord, PartMeta, PatchRecord, ResultsDir, RunRecord,
                              Timing, WeightsRecord, atomic_path, digest_bytes, file_key)
-from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_compile, resolve_precision, stream,
-                              stream_order)
+from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_compile, resolve_device, resolve_precision,
+                              stream, stream_order)
 
 
 class Progress(Protocol):

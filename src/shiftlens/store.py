@@ -58,10 +58,10 @@ def _chmod_default(path: Path, directory: bool = False) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside `path` to write to (any writer: savefig, PIL, numpy); on success it replaces
-    `path` in one rename, so readers and a killed run never see half a file."""
+    """Yields a temporary path beside `path` to write to (writers must be told the format: the name ends in .tmp);
+    on success it replaces `path` in one rename, so readers and a killed run never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -269,7 +269,7 @@ class Part:
 
 OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", ".shiftlens.lock")
 """Top-level names a run writes; --force removes shiftlens's own files under them and nothing else."""
-_LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|.*\.tmp(\.\w+)?)$")
+_LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|.*\.tmp)$")
 """Temporary files and folders a killed run can leave (atomic writes, store and site being built)."""
 
 
@@ -440,7 +440,7 @@ class ResultsDir:
             return "new"
         stored = self.read_part_meta(path)
         if stored is None:
-            return "unreadable or written by another version"
+            return "its file is unreadable (truncated, or written by another version)"
         return expected.stale_reason(stored)
 
     def save_part(self, meta: PartMeta, arrays: dict[str, np.ndarray]) -> None:

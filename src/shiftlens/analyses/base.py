@@ -16,7 +16,7 @@ import torch
 
 from shiftlens.config import RunConfig
 from shiftlens.patches.patch import Patch
-from shiftlens.store import PART_COLUMNS, Part  # noqa: F401  (re-exported for the analyses)
+from shiftlens.store import Part
 
 
 @dataclass

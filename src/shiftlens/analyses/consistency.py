@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analysis
+from shiftlens.analyses.base import Analysis, register_analysis
+from shiftlens.store import PART_COLUMNS, Part
 from shiftlens.errors import ShiftlensError
 
 RANDOM_PAIRS = 10_000

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shiftlens.analyses.base import ANCHORS, Analysis, Part, register_analysis
+from shiftlens.analyses.base import ANCHORS, Analysis, register_analysis
+from shiftlens.store import Part
 from shiftlens.errors import ShiftlensError
 
 TAUS = (0.80, 0.90, 0.95, 0.99)

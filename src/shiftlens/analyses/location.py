@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analysis
+from shiftlens.analyses.base import Analysis, register_analysis
+from shiftlens.store import PART_COLUMNS, Part
 from shiftlens.analyses.folds import PROTOCOLS, regression_masks
 from shiftlens.analyses.svm import train_scales
 

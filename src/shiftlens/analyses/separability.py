@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 
 from shiftlens.analyses import svm
-from shiftlens.analyses.base import PART_COLUMNS, Analysis, Part, register_analysis
+from shiftlens.analyses.base import Analysis, register_analysis
+from shiftlens.store import PART_COLUMNS, Part
 from shiftlens.analyses.folds import PROTOCOLS, TASKS, task_labels, fold_masks
 
 

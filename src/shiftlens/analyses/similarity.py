@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import ANCHORS, PART_COLUMNS, Analysis, Part, register_analysis
+from shiftlens.analyses.base import ANCHORS, Analysis, register_analysis
+from shiftlens.store import PART_COLUMNS, Part
 
 
 def cosine(feats: torch.Tensor, anchor_feats: torch.Tensor) -> torch.Tensor:

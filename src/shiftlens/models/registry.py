@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
 from torch import nn
 
 from shiftlens.canvases import Normalisation
@@ -91,13 +90,3 @@ def register_resolver(prefix: str, resolver: Resolver) -> Resolver:
     """Make `PREFIX:NAME:LAYER,...` specs resolve through `resolver`."""
     SPEC_RESOLVERS[prefix] = resolver
     return resolver
-
-
-def resolve_device(device: str) -> torch.device:
-    """Transitional copy of stream.resolve_device for api.py and bench.py, which import it from here; delete it
-    once they import shiftlens.stream.resolve_device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ShiftlensError("--device cuda: no CUDA device is available here; use --device auto or cpu")
-    return torch.device(device)
