@@ -7,7 +7,7 @@ is written as NHWC memory, which is the channels_last layout the convolutions pr
 
 The stream renders into one reused buffer (`render(..., reuse=True)`): only the block pasted at each slot's previous
 position is put back to background before the new block goes in, so a batch costs two block copies per image instead
-of filling and page-faulting a fresh (B, 224, 224, 3) tensor (benchmarks: 5-10x faster rendering on a CPU).
+of filling and page-faulting a fresh (B, 224, 224, 3) tensor (the gain is in docs/performance.md).
 """
 
 from __future__ import annotations

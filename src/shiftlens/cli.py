@@ -133,7 +133,7 @@ AnalysesOpt = Annotated[Optional[str], typer.Option(help=f"comma-separated, from
 MaxPatchesOpt = Annotated[Optional[int], typer.Option("--max-patches", help="use only the first N patches")]
 KeepAspectOpt = Annotated[Optional[bool], typer.Option("--keep-aspect/--square", help="keep the patch's aspect ratio (pad) instead of the paper's square stretch")]
 SquareCropOpt = Annotated[Optional[bool], typer.Option("--square-crop/--bbox-crop", help="COCO: reproduce the original scripts' square crop (w = h)")]
-SvmOpt = Annotated[Optional[str], typer.Option(help="separability solver: auto (the batched torch solver on CPU and CUDA, where it measured faster; else sklearn), torch or sklearn")]
+SvmOpt = Annotated[Optional[str], typer.Option(help="separability solver: auto or torch (the batched solver), sklearn (the libsvm reference)")]
 SiteOpt = Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")]
 
@@ -314,7 +314,7 @@ def print_plan(p, ips: dict[str, float]) -> None:
 
     if resolve_compile(p.config.compile, p.device, p.images_per_model):
         out_console.print("models are compiled for this run (--compile auto): expect up to ~2x less on a CPU "
-                          "(measured 1.1-2x), plus 2-20 s of compiling per model")
+                          "(docs/performance.md), plus some seconds of compiling per model")
 
 
 def _duration(seconds: float) -> str:
