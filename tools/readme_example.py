@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from shiftlens.store import ResultsDir
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "example"
 
@@ -26,7 +27,9 @@ def markdown(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
 
 def main(run_dir: str) -> None:
     run = Path(run_dir)
-    info = json.loads((run / "run.json").read_text())
+    record = ResultsDir(run).read_run()
+    if record is None:
+        sys.exit(f"{run} holds no run.json: give a results folder made by `shiftlens run`")
     if DOCS.exists():
         shutil.rmtree(DOCS)
     (DOCS / "tables").mkdir(parents=True)
@@ -45,12 +48,11 @@ def main(run_dir: str) -> None:
     sep["cell"] = [f"{m:.3f} ({s:.3f})" for m, s in zip(sep["acc_mean"], sep["acc_std"])]
     sep_wide = sep.pivot_table(index=["model", "layer", "patch_size", "protocol"], columns="task", values="cell",
                                aggfunc="first", sort=False).reset_index()
-    timings = info.get("timings", {})
-    total = sum(t["seconds"] for t in timings.values())
-    images = sum(t["images"] for t in timings.values())
-    print(f"Output of `shiftlens run` (quick preset: {len(info['patches'])} bundled objects x EfficientNet-Lite0, "
-          f"ImageNet weights, sizes {info['config']['sizes']}, stride {info['config']['stride']}, {info['precision']}, "
-          f"{info['device']['name']}; {images:,} images in {total:.0f} s of compute). The full output is in "
+    total = sum(t.seconds for t in record.timings.values())
+    images = sum(t.images for t in record.timings.values())
+    print(f"Output of `shiftlens run` (quick preset: {len(record.patches)} bundled objects x EfficientNet-Lite0, "
+          f"ImageNet weights, sizes {record.config.sizes}, stride {record.config.stride}, {record.precision}, "
+          f"{record.device.name}; {images:,} images in {total:.0f} s of compute). The full output is in "
           "[`docs/example/`](docs/example/).\n")
     print("Similarity to each anchor, mean ± std over patches of each patch's mean map (as the paper's Tables 1 and 2):\n")
     print(markdown(wide))
