@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from shiftlens import figures, maps
+from shiftlens import figures, maps, paper
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
 from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid
@@ -245,6 +245,9 @@ def build_outputs(results: ResultsDir, record: RunRecord, order: list[tuple[str,
     tables: dict[str, pd.DataFrame] = {}
     for name in cfg.analyses:
         tables.update(ANALYSIS_REGISTRY[name].tables(parts, cfg))
+    published = paper.comparison(tables)
+    if published is not None:
+        tables["paper_comparison"] = published
     for name, df in tables.items():
         results.write_table(name, df)
     if "similarity" in cfg.analyses and parts:
