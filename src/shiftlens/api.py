@@ -102,7 +102,9 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
     specs = [parse_spec(s) for s in split_specs(cfg.models)]
     names = [s.key for s in specs]
     if len(set(names)) != len(names):
-        raise ShiftlensError(f"model {names[0]!r} is given twice: list its layers in one spec, e.g. alexnet:fc6,fc7")
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ShiftlensError(f"model {twice!r} is given twice: list its layers in one spec (e.g. alexnet:fc6,fc7), or "
+                             "give each copy its own weights (alexnet@random alexnet@PATH)")
     nominal = 0
     if cfg.patches == "coco":
         if not dry_run:
@@ -211,15 +213,18 @@ def run_patch(
 
 def check_weights(specs: list[ModelSpec], weights: str) -> None:
     """Fail on unavailable or unfitting weights before the results folder is touched: offline downloads, bad
-    checkpoint files, and a checkpoint of another architecture (checked against every model before any work)."""
-    if weights == "random":
-        return
-    if weights != "imagenet":
-        state = load_checkpoint(Path(weights))
-        for spec in specs:
-            check_fits(spec.entry, state, weights)
-        return
+    checkpoint files, and a checkpoint of another architecture (every model against its own weights, before any
+    work). `weights` is the run's; a spec's own `@WEIGHTS` wins."""
+    checkpoints: dict[str, dict] = {}
     for spec in specs:
+        chosen = spec.weights_or(weights)
+        if chosen == "random":
+            continue
+        if chosen != "imagenet":
+            if chosen not in checkpoints:
+                checkpoints[chosen] = load_checkpoint(Path(chosen))
+            check_fits(spec.entry, checkpoints[chosen], chosen)
+            continue
         if spec.entry.extra.get("given_module"):
             continue  # a module handed to models.custom(): `imagenet` means its own weights, already in memory
         if spec.entry.imagenet is None:
@@ -299,7 +304,7 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
     computed = skipped = 0
     order: list[tuple[str, int, str]] = []
     for spec in p.models:
-        model, prov = build_with_weights(spec.entry, cfg.weights, cfg.seed)
+        model, prov = build_with_weights(spec.entry, spec.weights_or(cfg.weights), cfg.seed)
         weights = weights_record(prov, model)
         record.models[spec.key] = ModelRecord(layers=spec.layers, description=spec.entry.description, weights=weights,
                                               mean=list(spec.entry.normalisation.mean),

@@ -68,10 +68,17 @@ class ModelSpec:
 
     entry: ModelEntry
     layers: list[str]
+    weights: str | None = None
+    """The spec's own weights (`alexnet@random`, `alexnet@PATH`), else None: the run's `--weights`."""
 
     @property
     def key(self) -> str:
-        return self.entry.name
+        """The model's name in tables, figures and files: with its weights when the spec carries them, so two
+        checkpoints of one architecture stay apart."""
+        return f"{self.entry.name}@{self.weights}" if self.weights else self.entry.name
+
+    def weights_or(self, default: str) -> str:
+        return self.weights or default
 
 
 Resolver = Callable[[str, list[str]], ModelEntry]

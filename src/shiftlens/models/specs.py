@@ -1,8 +1,10 @@
 """Model spec strings, split and parsed in this one place.
 
 A spec is `NAME` (the model's default layers), `NAME:LAYER,LAYER`, or a prefixed `PREFIX:NAME:LAYER,LAYER`
-(`torchvision:`, `timm:`) whose layers are module paths. Several specs are separated by ';' or spaces, and in a
-comma list a token that names a model (or has a ':') starts a new spec: `alexnet:fc6,fc7,resnet50` is two.
+(`torchvision:`, `timm:`) whose layers are module paths, optionally followed by its own weights, `@random`,
+`@imagenet` or `@PATH` (a path without spaces, ',', ';' or '@'), so that two checkpoints of one architecture run
+side by side (`alexnet@random alexnet@flip.pth`). Several specs are separated by ';' or spaces, and in a comma list
+a token that names a model (or has a ':') starts a new spec: `alexnet:fc6,fc7,resnet50` is two.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def split_specs(items: str | Iterable[str]) -> list[str]:
     for item in [items] if isinstance(items, str) else items:
         for chunk in item.replace(";", " ").split():
             for token in split_list(chunk):
-                if ":" in token or token in REGISTRY or not specs:
+                head = token.split("@", 1)[0]
+                if ":" in head or head in REGISTRY or not specs:
                     specs.append(token)
                 else:
                     specs[-1] += ("," if ":" in specs[-1] else ":") + token
@@ -46,7 +49,9 @@ def _refuse_class_layer(spec: str, layers: list[str], prefixed: bool) -> None:
 
 def parse_spec(spec: str) -> ModelSpec:
     """One spec -> the entry and the layers asked for; ShiftlensError naming the choices when it does not fit."""
-    spec = spec.strip()
+    spec, at, weights = spec.strip().partition("@")
+    if at:
+        return _with_weights(spec, weights)
     head, sep, rest = spec.partition(":")
     if sep and head in SPEC_RESOLVERS:
         name, _, layers_text = rest.partition(":")
@@ -63,3 +68,13 @@ def parse_spec(spec: str) -> ModelSpec:
     for layer in layers:
         entry.layer(layer)
     return ModelSpec(entry, layers)
+
+
+def _with_weights(spec: str, weights: str) -> ModelSpec:
+    """`SPEC@WEIGHTS`: the spec with its own weights (random, imagenet or a checkpoint path)."""
+    if not weights or "@" in weights:
+        raise ShiftlensError(f"model spec {spec + '@' + weights!r}: give one '@' followed by random, imagenet or a "
+                             "checkpoint path, e.g. alexnet@random or alexnet:fc6@weights/flip.pth")
+    parsed = parse_spec(spec)
+    parsed.weights = weights
+    return parsed
