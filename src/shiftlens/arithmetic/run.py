@@ -1,0 +1,230 @@
+"""The arithmetic API that `shiftlens arithmetic` wraps: config, plan (every check before any work), run.
+
+    from shiftlens.arithmetic.run import ArithmeticConfig, run
+    result = run(ArithmeticConfig(problems=6, out="results/arith"))
+    result.tables["arithmetic"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from shiftlens.api import Progress, _Silent, check_weights, device_name, versions, weights_record
+from shiftlens.arithmetic import tables
+from shiftlens.arithmetic.benchmark import measure, scenes_needed
+from shiftlens.arithmetic.expressions import Expression, parse_expression
+from shiftlens.arithmetic.problems import Problem, expression_problems, random_problems
+from shiftlens.config import RunConfig
+from shiftlens.errors import ShiftlensError
+from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_specs
+from shiftlens.patches import Patch, load_patches
+from shiftlens.scenes import Scene, SceneRenderer, parse_scene, scene_from_toml, validate_scene
+from shiftlens.store import (SCHEMA_VERSION, ArithmeticRecord, DeviceRecord, ModelRecord, PatchRecord, ResultsDir,
+                             Timing, file_key)
+from shiftlens.stream import FeatureExtractor, resolve_batch_size, resolve_device, resolve_precision
+
+# The default demo, after the paper's Fig. 6 with copies of one bundled object at the quick preset's first size:
+# three minus the top two leaves the lower-left one; two at the top plus one at the lower right gives three.
+DEMO_SCENES = {
+    "three": "flower_01@20,20 flower_01@20,129 flower_01@129,20",
+    "top_two": "flower_01@20,20 flower_01@20,129",
+    "lower_right": "flower_01@129,129",
+}
+DEMO_EXPRESSIONS = {"subtraction": "three - top_two", "addition": "top_two + lower_right"}
+
+
+@dataclass
+class ArithmeticConfig:
+    """Everything that decides an arithmetic run's numbers (and where they go)."""
+
+    scenes: dict[str, str] = field(default_factory=lambda: dict(DEMO_SCENES))
+    """Compact scene strings by name (TOML scenes are converted to these)."""
+    expressions: dict[str, str] = field(default_factory=lambda: dict(DEMO_EXPRESSIONS))
+    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc"])
+    weights: str = "imagenet"
+    patches: str = "sample"
+    size: int = 75
+    """Side in px of an object written without `:SIZE`, and of the benchmark's objects (the quick preset's first)."""
+    stride: int = 16
+    """Grid step in px of the retrieval candidates and of the benchmark's random positions."""
+    problems: int = 9
+    seed: int = 0
+    canvas: int = 224
+    background: list[int] = field(default_factory=lambda: [255, 255, 255])
+    keep_aspect: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 0
+    out: str = "results/arithmetic"
+
+    def fingerprint(self) -> str:
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "device", "batch_size")}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_KEYS = {f.name for f in dataclasses.fields(ArithmeticConfig)}
+
+
+def load_toml(path: Path, base: ArithmeticConfig | None = None) -> ArithmeticConfig:
+    """A TOML file: `[[scenes.NAME.objects]]` (patch, size, y, x) or `scenes.NAME = "compact"`, `[expressions]`
+    NAME = "A - B", and any other config key. Its scenes and expressions replace the demo's."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ShiftlensError(f"arithmetic file {path} does not exist: give a TOML file with [scenes] and [expressions]") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, IsADirectoryError) as exc:
+        raise ShiftlensError(f"arithmetic file {path} is not valid TOML ({exc}): fix it") from None
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ShiftlensError(f"arithmetic file {path}: unknown key {unknown[0]!r}: use {', '.join(sorted(_KEYS - {'out'}))}, out")
+    cfg = base or ArithmeticConfig()
+    size = data.get("size", cfg.size)
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise ShiftlensError(f"arithmetic file {path}: size should be an integer, got {size!r}")
+    scenes = data.pop("scenes", {})
+    exprs = data.pop("expressions", {})
+    if not isinstance(scenes, dict) or not isinstance(exprs, dict) or not all(isinstance(v, str) for v in exprs.values()):
+        raise ShiftlensError(f"arithmetic file {path}: give [scenes.NAME] tables and an [expressions] table of strings")
+    compact = {name: str(scene_from_toml(name, value, size)) for name, value in scenes.items()}
+    try:
+        cfg = dataclasses.replace(cfg, **data)
+    except TypeError as exc:
+        raise ShiftlensError(f"arithmetic file {path}: {exc}") from None
+    if scenes or exprs:
+        cfg = dataclasses.replace(cfg, scenes=compact, expressions=dict(exprs))
+    return cfg
+
+
+@dataclass
+class ArithmeticPlan:
+    config: ArithmeticConfig
+    models: list[ModelSpec]
+    patches: list[Patch]
+    scenes: dict[str, Scene]
+    expressions: list[Expression]
+    problems: list[Problem]
+    device: Any
+    precision: str
+
+
+def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
+    """Every check that can be made before any work: models, patches, scenes, expressions, problems."""
+    if cfg.stride < 1:
+        raise ShiftlensError(f"stride {cfg.stride} is invalid: use --stride 1 or more")
+    if cfg.size < 1 or cfg.size > cfg.canvas:
+        raise ShiftlensError(f"size {cfg.size} is invalid: use 1 to {cfg.canvas}")
+    if cfg.problems < 0:
+        raise ShiftlensError(f"--problems {cfg.problems} is invalid: use 0 or more")
+    specs = [parse_spec(s) for s in split_specs(cfg.models)]
+    patches = load_patches(RunConfig(patches=cfg.patches))
+    ids = [p.id for p in patches]
+    scenes = {name: parse_scene(text, cfg.size) for name, text in cfg.scenes.items()}
+    for name, scene in scenes.items():
+        validate_scene(name, scene, ids, cfg.canvas)
+    exprs = [parse_expression(text, name, scenes) for name, text in cfg.expressions.items()]
+    problems = [p for e in exprs for p in expression_problems(e, scenes)]
+    problems += random_problems(ids, cfg.problems, cfg.seed, cfg.size, cfg.canvas, cfg.stride)
+    if not problems:
+        raise ShiftlensError("nothing to compute: give --expr (with --scene definitions) or --problems N")
+    device = resolve_device(cfg.device)
+    return ArithmeticPlan(cfg, specs, patches, scenes, exprs, problems, device, resolve_precision(cfg.precision, device))
+
+
+@dataclass
+class ArithmeticResult:
+    out: Path
+    tables: dict[str, pd.DataFrame]
+    record: ArithmeticRecord
+
+
+def _prepare(results: ResultsDir, cfg: ArithmeticConfig, force: bool) -> None:
+    """Same folder rules as `shiftlens run`: a new or empty folder, or one of this same config; --force replaces
+    only a previous arithmetic run's own files."""
+    if results.root.exists() and not results.root.is_dir():
+        raise ShiftlensError(f"--out {results.root} is a file: give a folder")
+    previous = None
+    if results.run_json.is_file():
+        try:
+            previous = ArithmeticRecord.model_validate_json(results.run_json.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise ShiftlensError(f"--out {results.root} holds a run.json that is not an arithmetic run of this version: "
+                                 "use another --out") from None
+    elif results.root.is_dir():
+        foreign = [p.name for p in results.root.iterdir() if p.name != ".shiftlens.lock"]
+        if foreign:
+            raise ShiftlensError(f"--out {results.root} is not empty and holds no shiftlens run (it has "
+                                 f"{', '.join(sorted(foreign)[:3])}): choose an empty or new folder")
+    if previous is not None and previous.fingerprint != cfg.fingerprint():
+        if not force:
+            raise ShiftlensError(f"--out {results.root} holds arithmetic results of a different config (fingerprint "
+                                 f"{previous.fingerprint} vs {cfg.fingerprint()}): use another --out, the same config, "
+                                 "or --force to replace them")
+        for name in previous.tables:
+            (results.tables_dir / f"{name}.csv").unlink(missing_ok=True)
+    results.root.mkdir(parents=True, exist_ok=True)
+    results.remove_leftovers()
+
+
+def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = None,
+        log: Callable[[str], None] = lambda s: None) -> ArithmeticResult:
+    progress = progress or _Silent()
+    p = plan(cfg)
+    check_weights(p.models, cfg.weights)
+    results = ResultsDir(cfg.out)
+    with results.lock():
+        _prepare(results, cfg, force)
+        record = ArithmeticRecord(
+            schema_version=SCHEMA_VERSION, kind="arithmetic", fingerprint=cfg.fingerprint(),
+            config=dataclasses.asdict(cfg), versions=versions(),
+            device=DeviceRecord(type=p.device.type, name=device_name(p.device)), precision=p.precision, models={},
+            patches=[PatchRecord(id=x.id, category=x.category, source=x.source, licence=x.licence,
+                                 provenance=x.provenance, file=file_key(x.id)) for x in p.patches],
+            scenes={k: str(v) for k, v in p.scenes.items()}, expressions={e.name: e.text for e in p.expressions},
+            problems=cfg.problems, timings={}, started=datetime.now(timezone.utc).isoformat(), status="running",
+            notes=[])
+        results.write_run(record)
+        patches = {x.id: x for x in p.patches}
+        n_scenes = len(scenes_needed(p.problems, cfg.canvas, cfg.stride))
+        rows: list[dict] = []
+        for spec in p.models:
+            model, prov = build_with_weights(spec.entry, cfg.weights, cfg.seed)
+            weights = weights_record(prov, model)
+            record.models[spec.key] = ModelRecord(layers=spec.layers, description=spec.entry.description,
+                                                  weights=weights, mean=list(spec.entry.normalisation.mean),
+                                                  std=list(spec.entry.normalisation.std),
+                                                  net_stride=spec.entry.net_stride)
+            batch = resolve_batch_size(cfg.batch_size, p.device, spec.entry.auto_batch)
+            renderer = SceneRenderer(patches, cfg.canvas, cfg.background, spec.entry.normalisation, p.device,
+                                     cfg.keep_aspect)
+            layers = [spec.entry.layer(name) for name in spec.layers]
+            progress.start(f"{spec.key} scenes", n_scenes)
+            t0 = time.perf_counter()
+            with FeatureExtractor(model, layers, spec.entry.normalisation, p.device, p.precision) as extractor:
+                model_rows = measure(p.problems, extractor, renderer, spec.layers, cfg.canvas, cfg.stride, batch,
+                                     progress.advance)
+            seconds = time.perf_counter() - t0
+            progress.stop()
+            record.timings[spec.key] = Timing(seconds=round(seconds, 3), images=n_scenes,
+                                              images_per_s=round(n_scenes / seconds, 2))
+            rows += [dict(model=spec.key, weights=weights.label) | r for r in model_rows]
+            results.write_run(record)
+            del model
+        per = tables.per_problem(rows)
+        out = {"arithmetic": tables.summary(per), "arithmetic_per_problem": per}
+        for name, df in out.items():
+            results.write_table(name, df)
+        record.status = "complete"
+        record.finished = datetime.now(timezone.utc).isoformat()
+        record.tables = sorted(out)
+        results.write_run(record)
+    return ArithmeticResult(results.root, out, record)

@@ -1,0 +1,159 @@
+"""Experiment 3 measured: scenes, feature arithmetic and position retrieval, with known answers on tiny taps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from shiftlens.arithmetic.expressions import parse_expression
+from shiftlens.arithmetic.features import cosine, result_vector
+from shiftlens.arithmetic.problems import random_problems
+from shiftlens.arithmetic.retrieval import retrieve
+from shiftlens.arithmetic.run import ArithmeticConfig, load_toml, plan, run
+from shiftlens.errors import ShiftlensError
+from shiftlens.scenes import parse_scene
+
+CANVAS = 64
+
+
+class LinearNet(nn.Module):
+    """Taps with known arithmetic: `pixels` (the normalised input, affine in the pixels), `linear` (a fixed linear
+    map of the input) and `const` (ignores the input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pixels = nn.Identity()
+        self.linear = nn.Linear(3 * CANVAS * CANVAS, 32, bias=False)
+        self.const = nn.Linear(1, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pixels(x).flatten(1)
+        c = self.const(torch.ones(x.shape[0], 1))
+        return torch.cat([self.linear(p), c], 1)
+
+
+@pytest.fixture(scope="module")
+def linear_model() -> str:
+    from shiftlens.canvases import Normalisation
+    from shiftlens.models import LayerSpec, ModelEntry, register
+
+    register(ModelEntry(
+        name="test_linear", description="test network: taps linear in the pixels, and a constant one",
+        build=LinearNet, normalisation=Normalisation(), input_size=CANVAS,
+        layers={n: LayerSpec(n, n, n) for n in ("pixels", "linear", "const")},
+        default_layers=("pixels", "linear", "const")))
+    return "test_linear"
+
+
+def small_config(tmp_path: Path, patch_dir: Path, **kw) -> ArithmeticConfig:
+    values = dict(models=["test_linear:pixels,linear,const"], weights="random", patches=f"folder:{patch_dir}",
+                  size=16, stride=8, canvas=CANVAS, problems=6, seed=3, device="cpu", batch_size=32,
+                  out=str(tmp_path / "out"),
+                  scenes={"three": "cat_00@2,2 cup_01@2,40 cat_00@40,8", "two": "cat_00@2,2 cup_01@2,40",
+                          "one": "cup_01@44,44"},
+                  expressions={"sub": "three - two", "add": "two + one"})
+    return ArithmeticConfig(**(values | kw))
+
+
+def test_linear_taps_give_pixel_arithmetic_and_constant_gives_chance(tmp_path, patch_dir, linear_model):
+    result = run(small_config(tmp_path, patch_dir))
+    per = result.tables["arithmetic_per_problem"]
+    assert set(per["kind"]) == {"expression", "move", "add", "remove"}
+    exact = per[per["layer"].isin(["pixels", "linear"]) & (per["kind"] != "move")]
+    assert len(exact) == 2 * (2 + 4)  # two layers x (two expressions + four add/remove problems)
+    # the blank canvas completes the coefficients to 1, so r == f(E), also for the pure subtraction
+    np.testing.assert_allclose(exact["cos_result"], 1.0, atol=1e-6)
+    assert (exact["top1"] == 1.0).all() and (exact["rank"] == 1.0).all() and (exact["pixel_error"] == 0).all()
+    sub = per[(per["problem"] == "sub") & (per["layer"] == "pixels")].iloc[0]
+    assert sub["coefficient_sum"] == 0 and sub["cos_uncorrected"] < 0.5  # without the blank the background is lost
+    # move is an analogy with no pixel identity: A@p - A@q + B@q is not B@p, so r != f(E); retrieval still puts B at
+    # p here because the test blobs' changes to the white canvas are alike (A's residue at p outweighs B's at q)
+    move = per[(per["kind"] == "move") & per["layer"].isin(["pixels", "linear"])]
+    assert len(move) == 4 and (move["cos_result"] < 1 - 1e-3).all() and (move["top1"] == 1.0).all()
+    const = per[per["layer"] == "const"]
+    np.testing.assert_allclose(const["top1"], 1.0 / const["n_candidates"])
+    np.testing.assert_allclose(const["rank"], (1.0 + const["n_candidates"]) / 2)
+    summary = result.tables["arithmetic"]
+    assert list(summary.columns[:5]) == ["model", "layer", "weights", "patch_size", "kind"]
+    assert (summary["weights"] == "random (untrained)").all()
+    on_disk = pd.read_csv(Path(result.out) / "tables" / "arithmetic.csv")
+    assert len(on_disk) == len(summary)
+    assert result.record.status == "complete" and (Path(result.out) / "run.json").is_file()
+
+
+def test_rerun_same_config_and_refusals(tmp_path, patch_dir, linear_model):
+    cfg = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:const"])
+    run(cfg)
+    run(cfg)  # the same config into the same folder is fine
+    other = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:const"], seed=4)
+    with pytest.raises(ShiftlensError, match="different config"):
+        run(other)
+    run(other, force=True)
+
+
+def test_subtracting_a_missing_object_names_it(tmp_path, patch_dir, linear_model):
+    cfg = small_config(tmp_path, patch_dir, expressions={"bad": "two - one"})
+    with pytest.raises(ShiftlensError, match=r"operand 'one'.*cup_01:16@44,44") as exc:
+        plan(cfg)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("scene, message", [
+    ("dog_09@1,1", "names patch 'dog_09'"),
+    ("cat_00@60,1", "cat_00:16@60,1 reaches outside the 64px canvas"),
+    ("cat_00:0@1,1", "has size 0"),
+    ("cat_00@1", "is not PATCH"),
+])
+def test_scene_errors_are_one_line(tmp_path, patch_dir, linear_model, scene, message):
+    cfg = small_config(tmp_path, patch_dir, scenes={"s": scene}, expressions={"e": "s"}, problems=0)
+    with pytest.raises(ShiftlensError, match=message) as exc:
+        plan(cfg)
+    assert "\n" not in str(exc.value)
+
+
+def test_expression_parsing():
+    scenes = {"a": parse_scene("x@0,0", 5), "b": parse_scene("y@0,0", 5)}
+    assert parse_expression("a - b + a", "e", scenes).terms == ((1, "a"), (-1, "b"), (1, "a"))
+    assert parse_expression("-a", "e", scenes).coefficient_sum == -1
+    for bad in ("a b", "a - ", "a + c", ""):
+        with pytest.raises(ShiftlensError):
+            parse_expression(bad, "e", scenes)
+
+
+def test_toml_scenes(tmp_path, patch_dir):
+    f = tmp_path / "a.toml"
+    f.write_text('size = 20\nproblems = 0\n[[scenes.s.objects]]\npatch = "cat_00"\ny = 1\nx = 2\n'
+                 '[[scenes.s.objects]]\npatch = "cup_01"\nsize = 10\ny = 30\nx = 40\n[scenes]\nt = "cup_01@5,5"\n'
+                 '[expressions]\ne = "s - t"\n')
+    cfg = load_toml(f)
+    assert cfg.scenes == {"s": "cat_00:20@1,2 cup_01:10@30,40", "t": "cup_01:20@5,5"}
+    assert cfg.expressions == {"e": "s - t"} and cfg.problems == 0
+    f.write_text('[[scenes.s.objects]]\npatch = "cat_00"\ny = 1\n')
+    with pytest.raises(ShiftlensError, match="object 1: give exactly patch, y, x"):
+        load_toml(f)
+
+
+def test_retrieval_ties_and_ranks():
+    pos = np.array([[0, 0], [0, 8], [8, 0]], float)
+    r = retrieve(np.array([0.5, 0.9, 0.7]), pos, 0)
+    assert (r.rank, r.top1, r.pixel_error) == (3, 0.0, 8.0)
+    r = retrieve(np.array([0.5, 0.5, 0.5]), pos, 1)
+    assert r.rank == 2 and r.top1 == pytest.approx(1 / 3)
+    assert result_vector([1, -1], np.array([[2.0, 0], [1, 0]]), np.array([0, 1.0])).tolist() == [1.0, 1.0]
+    assert cosine(np.array([1.0, 0]), np.array([[1.0, 0], [0, 1.0]])).tolist() == [1.0, 0.0]
+
+
+def test_random_problems_are_seeded_and_never_overlap():
+    a = random_problems(["p", "q", "r"], 9, 7, 20, 64, 4)
+    assert a == random_problems(["p", "q", "r"], 9, 7, 20, 64, 4)
+    assert [p.kind for p in a[:3]] == ["move", "add", "remove"]
+    for p in a:
+        objs = [o for _, s, _ in p.operands for o in s.objects]
+        assert all(o.x + o.size <= 64 and o.y + o.size <= 64 for o in objs)
+    with pytest.raises(ShiftlensError, match="at least 2 patches"):
+        random_problems(["p"], 3, 0, 20, 64, 4)
