@@ -195,6 +195,34 @@ class RunRecord(_Record):
         return any(m.weights.untrained for m in self.models.values())
 
 
+class ArithmeticRecord(_Record):
+    """run.json of `shiftlens arithmetic` (kind "arithmetic"): its config, models, scenes and expressions."""
+
+    schema_version: int
+    kind: Literal["arithmetic"]
+    fingerprint: str
+    config: dict[str, Any]
+    versions: dict[str, str]
+    device: DeviceRecord
+    precision: str
+    models: dict[str, ModelRecord]
+    patches: list[PatchRecord]
+    scenes: dict[str, str]
+    """Each scene as its compact string with every size written out (`cat_01:75@10,20 ...`)."""
+    expressions: dict[str, str]
+    problems: int
+    timings: dict[str, Timing]
+    started: str
+    status: Literal["running", "complete"]
+    notes: list[str]
+    finished: str | None = None
+    tables: list[str] = []
+
+    @property
+    def untrained(self) -> bool:
+        return any(m.weights.untrained for m in self.models.values())
+
+
 class PartMeta(_Record):
     """A part's identity and the digests of its inputs: a part is reused only while all of them still match."""
 
