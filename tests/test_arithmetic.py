@@ -157,3 +157,40 @@ def test_random_problems_are_seeded_and_never_overlap():
         assert all(o.x + o.size <= 64 and o.y + o.size <= 64 for o in objs)
     with pytest.raises(ShiftlensError, match="at least 2 patches"):
         random_problems(["p"], 3, 0, 20, 64, 4)
+
+
+def cli(*args: str):
+    from typer.testing import CliRunner
+
+    from shiftlens.cli import app
+
+    result = CliRunner().invoke(app, ["arithmetic", *args])
+    return result, (result.stdout or "") + (getattr(result, "stderr", "") or "")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scene", "a=cat_00@0,0", "--scene", "b=cup_01@0,0", "--expr", "a - b"], "subtracts object cup_01:16@0,0"),
+    (["--scene", "a=dog@0,0", "--expr", "a"], "names patch 'dog'"),
+    (["--scene", "a=cat_00@0,60", "--expr", "a"], "reaches outside the 64px canvas"),
+    (["--scene", "a=cat_00@0,0"], "no --expr uses them"),
+    (["--expr", "=a"], "--expr '=a': write NAME="),
+])
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, patch_dir, linear_model, args, message):
+    f = tmp_path / "base.toml"
+    f.write_text(f'canvas = {CANVAS}\nsize = 16\nproblems = 0\npatches = "folder:{patch_dir}"\n')
+    result, text = cli(str(f), *args, "--out", str(tmp_path / "out"))
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], text
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_runs_a_toml_file(tmp_path, patch_dir, linear_model):
+    f = tmp_path / "a.toml"
+    f.write_text(f'canvas = {CANVAS}\nsize = 16\nstride = 8\nproblems = 3\nweights = "random"\nmodels = ["test_linear:linear"]\n'
+                 f'patches = "folder:{patch_dir}"\n[scenes]\ntwo = "cat_00@0,0 cup_01@30,30"\none = "cup_01@30,30"\n'
+                 '[expressions]\nsub = "two - one"\n')
+    result, text = cli(str(f), "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert result.exit_code == 0, text
+    per = pd.read_csv(tmp_path / "out" / "tables" / "arithmetic_per_problem.csv")
+    assert list(per["problem"]) == ["sub", "move_000", "add_001", "remove_002"]
+    assert per.loc[0, "cos_result"] == pytest.approx(1.0) and per.loc[0, "top1"] == 1.0
