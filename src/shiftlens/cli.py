@@ -296,6 +296,77 @@ def bench_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.run([sys.executable, "-m", "benchmarks", *ctx.args], cwd=root).returncode)
 
 
+def _named(items: list[str], what: str, example: str) -> dict[str, str]:
+    """`NAME=TEXT` items -> {NAME: TEXT}; an expression without `NAME=` is named expr1, expr2, ..."""
+    out: dict[str, str] = {}
+    for i, item in enumerate(items, 1):
+        name, sep, text = item.partition("=")
+        if not sep and what == "--expr":
+            name, text = f"expr{i}", item
+        if not name.strip() or not text.strip():
+            fail(f"{what} {item!r}: write {example}")
+        out[name.strip()] = text.strip()
+    return out
+
+
+@app.command("arithmetic")
+def arithmetic_cmd(
+    file: Annotated[Optional[Path], typer.Argument(help="TOML file: scenes.NAME tables (objects with patch, size, y, x), an expressions table, any option below")] = None,
+    expr: Annotated[Optional[list[str]], typer.Option("--expr", help="\"A - B + C\" or NAME=\"A - B + C\" over named scenes (repeat)")] = None,
+    scene: Annotated[Optional[list[str]], typer.Option("--scene", help="NAME=\"cat_01@10,20 cup_01:125@120,40\" (patch[:size]@y,x; repeat)")] = None,
+    models: ModelsOpt = None,
+    weights: WeightsOpt = None,
+    patches: PatchesOpt = None,
+    size: Annotated[Optional[int], typer.Option(help="object side in px where a scene gives none, and the benchmark's (75)")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="grid step in px of retrieval candidates and random positions (16)")] = None,
+    problems: Annotated[Optional[int], typer.Option(help="random move/add/remove problems (9; 0 = none)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of the random problems and random weights")] = None,
+    device: DeviceOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="scenes per forward pass (0 = auto)")] = None,
+    out: Annotated[Optional[str], typer.Option(help="results folder (results/arithmetic)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace arithmetic results of a different config in --out")] = False,
+) -> None:
+    """Feature arithmetic on multi-object scenes (the paper's Experiment 3), measured: cos(r, f(E)), position
+    retrieval and a seeded move/add/remove benchmark. With no arguments: a demo like the paper's Fig. 6."""
+    import dataclasses
+
+    from shiftlens.arithmetic import run as arith
+
+    with one_line_errors():
+        cfg = arith.load_toml(file) if file is not None else arith.ArithmeticConfig()
+        if scene:  # the user's scenes join a file's, and replace the demo's
+            own = cfg.scenes if cfg.scenes != arith.DEMO_SCENES else {}
+            cfg.scenes = {**own, **_named(scene, "--scene", 'NAME="cat_01@10,20 cup_01:125@120,40"')}
+        if expr:
+            cfg.expressions = _named(expr, "--expr", 'NAME="A - B + C"')
+        elif scene and cfg.expressions == arith.DEMO_EXPRESSIONS:
+            fail("--scene defines scenes but no --expr uses them: add e.g. --expr \"A - B\"")
+        flags = dict(models=config_mod.parse_models(";".join(models)) if models else None, weights=weights,
+                     patches=patches, size=size, stride=stride, problems=problems, seed=seed, device=device,
+                     batch_size=batch_size, out=out)
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    with one_line_errors(Path(cfg.out)):
+        result = arith.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+    out_console.print(f"results: {result.out.resolve()}")
+    per = result.tables["arithmetic_per_problem"]
+    table = Table(title="Expressions: r = sum c_i f(S_i) + (1 - sum c_i) f(blank) against the expected scene E")
+    for col in ("model", "layer", "weights", "expression", "probe", "cos(r,E)", "best operand", "rank", "px error"):
+        table.add_column(col)
+    for r in per[per["kind"] == "expression"].itertuples():
+        table.add_row(r.model, r.layer, r.weights, f"{r.problem}: {r.expression}", str(r.probe), f"{r.cos_result:.3f}",
+                      f"{r.cos_best_operand:.3f}", f"{r.rank:g}/{r.n_candidates}", f"{r.pixel_error:.1f}")
+    out_console.print(table)
+    summary = result.tables["arithmetic"]
+    table = Table(title="Per kind: top-1 retrieval, median pixel error, mean cosines (tables/arithmetic.csv)")
+    for col in ("model", "layer", "weights", "kind", "n", "top-1", "median px", "cos(r,E)", "best operand", "gain"):
+        table.add_column(col)
+    for r in summary.itertuples():
+        table.add_row(r.model, r.layer, r.weights, r.kind, str(r.n_problems), f"{r.top1_accuracy:.2f}",
+                      f"{r.median_pixel_error:.1f}", f"{r.mean_cos_result:.3f}", f"{r.mean_cos_best_operand:.3f}",
+                      f"{r.mean_cos_gain:+.3f}")
+    out_console.print(table)
+
+
 def print_plan(p, ips: dict[str, float]) -> None:
     table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short eager warm-up with random weights")
     for col in ("model", "layers", "patches", "sizes", "positions/patch", "images", "img/s", "estimated time"):
