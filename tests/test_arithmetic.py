@@ -86,10 +86,21 @@ def test_linear_taps_give_pixel_arithmetic_and_constant_gives_chance(tmp_path, p
     assert result.record.status == "complete" and (Path(result.out) / "run.json").is_file()
 
 
-def test_rerun_same_config_and_refusals(tmp_path, patch_dir, linear_model):
-    cfg = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:const"])
-    run(cfg)
-    run(cfg)  # the same config into the same folder is fine
+def test_rerun_resumes_per_model_and_refuses_another_config(tmp_path, patch_dir, linear_model, constant_model):
+    cfg = small_config(tmp_path, patch_dir, problems=2, models=["test_linear:const", "test_constant:spatial"])
+    first = run(cfg)
+    assert (first.computed, first.resumed) == (2, 0)
+    again = run(cfg)  # the same config into the same folder reuses each model's finished rows
+    assert (again.computed, again.resumed) == (0, 2)
+    pd.testing.assert_frame_equal(first.tables["arithmetic_per_problem"], again.tables["arithmetic_per_problem"])
+    from shiftlens.arithmetic.run import part_path
+    from shiftlens.store import ResultsDir
+
+    part = part_path(ResultsDir(cfg.out), "test_constant")
+    part.write_text(part.read_text()[:50])  # a write cut short is recomputed, not trusted
+    third = run(cfg)
+    assert (third.computed, third.resumed) == (1, 1)
+    pd.testing.assert_frame_equal(first.tables["arithmetic"], third.tables["arithmetic"])
     other = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:const"], seed=4)
     with pytest.raises(ShiftlensError, match="different config"):
         run(other)

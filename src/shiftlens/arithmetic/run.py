@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shiftlens.api import Progress, _Silent, check_weights, device_name, versions, weights_record
 from shiftlens.arithmetic import tables
@@ -30,7 +31,7 @@ from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_sp
 from shiftlens.patches import Patch, load_patches
 from shiftlens.scenes import Scene, SceneRenderer, parse_scene, scene_from_toml, validate_scene
 from shiftlens.store import (SCHEMA_VERSION, ArithmeticRecord, DeviceRecord, ModelRecord, PatchRecord, ResultsDir,
-                             Timing, file_key)
+                             Timing, atomic_write_text, digest_bytes, file_key)
 from shiftlens.stream import FeatureExtractor, resolve_batch_size, resolve_device, resolve_precision
 
 # The default demo, after the paper's Fig. 6 with copies of one bundled object at the quick preset's first size:
@@ -140,11 +141,40 @@ def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
     return ArithmeticPlan(cfg, specs, patches, scenes, exprs, problems, device, resolve_precision(cfg.precision, device))
 
 
+class ModelPart(BaseModel):
+    """One model's finished rows: what a rerun of the same command reuses while the config, the patches' pixels and
+    the weights are unchanged (the same rule as `shiftlens run`'s parts)."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+    model: str
+    fingerprint: str
+    weights_digest: str
+    patches_digest: str
+    images: int
+    seconds: float
+    rows: list[dict[str, Any]]
+
+
+def part_path(results: ResultsDir, model: str) -> Path:
+    return results.root / "parts" / "arithmetic" / f"{file_key(model)}.json"
+
+
+def read_part(path: Path) -> ModelPart | None:
+    try:
+        return ModelPart.model_validate_json(path.read_text())
+    except (OSError, ValueError, ValidationError):
+        return None
+
+
 @dataclass
 class ArithmeticResult:
     out: Path
     tables: dict[str, pd.DataFrame]
     record: ArithmeticRecord
+    computed: int
+    """Models computed in this call."""
+    resumed: int
+    """Models whose finished rows were reused."""
 
 
 def _prepare(results: ResultsDir, cfg: ArithmeticConfig, force: bool) -> None:
@@ -171,6 +201,8 @@ def _prepare(results: ResultsDir, cfg: ArithmeticConfig, force: bool) -> None:
                                  "or --force to replace them")
         for name in previous.tables:
             (results.tables_dir / f"{name}.csv").unlink(missing_ok=True)
+        for model in previous.models:
+            part_path(results, model).unlink(missing_ok=True)
     results.root.mkdir(parents=True, exist_ok=True)
     results.remove_leftovers()
 
@@ -195,6 +227,8 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
         results.write_run(record)
         patches = {x.id: x for x in p.patches}
         n_scenes = len(scenes_needed(p.problems, cfg.canvas, cfg.stride))
+        patches_digest = digest_bytes(*(f"{x.id}:{x.digest()}".encode() for x in p.patches))
+        computed = resumed = 0
         rows: list[dict] = []
         for spec in p.models:
             model, prov = build_with_weights(spec.entry, cfg.weights, cfg.seed)
@@ -203,6 +237,18 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
                                                   weights=weights, mean=list(spec.entry.normalisation.mean),
                                                   std=list(spec.entry.normalisation.std),
                                                   net_stride=spec.entry.net_stride)
+            path = part_path(results, spec.key)
+            part = read_part(path) if path.is_file() else None
+            if part is not None and (part.fingerprint, part.weights_digest, part.patches_digest) == (
+                    record.fingerprint, weights.digest, patches_digest):
+                log(f"{spec.key}: already done, reused")
+                record.timings[spec.key] = Timing(seconds=part.seconds, images=part.images,
+                                                  images_per_s=round(part.images / max(part.seconds, 1e-9), 2))
+                rows += part.rows
+                resumed += 1
+                continue
+            if part is not None:
+                log(f"{spec.key}: finished rows are recomputed: the weights or the patches changed")
             batch = resolve_batch_size(cfg.batch_size, p.device, spec.entry.auto_batch)
             renderer = SceneRenderer(patches, cfg.canvas, cfg.background, spec.entry.normalisation, p.device,
                                      cfg.keep_aspect)
@@ -216,7 +262,12 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
             progress.stop()
             record.timings[spec.key] = Timing(seconds=round(seconds, 3), images=n_scenes,
                                               images_per_s=round(n_scenes / seconds, 2))
-            rows += [dict(model=spec.key, weights=weights.label) | r for r in model_rows]
+            model_rows = [dict(model=spec.key, weights=weights.label) | r for r in model_rows]
+            part = ModelPart(model=spec.key, fingerprint=record.fingerprint, weights_digest=weights.digest,
+                             patches_digest=patches_digest, images=n_scenes, seconds=round(seconds, 3), rows=model_rows)
+            atomic_write_text(path, part.model_dump_json())
+            rows += model_rows
+            computed += 1
             results.write_run(record)
             del model
         per = tables.per_problem(rows)
@@ -227,4 +278,4 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
         record.finished = datetime.now(timezone.utc).isoformat()
         record.tables = sorted(out)
         results.write_run(record)
-    return ArithmeticResult(results.root, out, record)
+    return ArithmeticResult(results.root, out, record, computed, resumed)
