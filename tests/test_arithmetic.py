@@ -144,6 +144,11 @@ def test_toml_scenes(tmp_path, patch_dir):
     cfg = load_toml(f)
     assert cfg.scenes == {"s": "cat_00:20@1,2 cup_01:10@30,40", "t": "cup_01:20@5,5"}
     assert cfg.expressions == {"e": "s - t"} and cfg.problems == 0
+    for bad, message in [('problems = "3"', "problems should be int, got '3'"), ("models = [1]", "models should be a list of str"),
+                         ("stride = true", "stride should be int"), ("colour = 1", "unknown key 'colour'")]:
+        f.write_text(bad + "\n")
+        with pytest.raises(ShiftlensError, match=message):
+            load_toml(f)
     f.write_text('[[scenes.s.objects]]\npatch = "cat_00"\ny = 1\n')
     with pytest.raises(ShiftlensError, match="object 1: give exactly patch, y, x"):
         load_toml(f)

@@ -97,13 +97,23 @@ def load_toml(path: Path, base: ArithmeticConfig | None = None) -> ArithmeticCon
     if not isinstance(scenes, dict) or not isinstance(exprs, dict) or not all(isinstance(v, str) for v in exprs.values()):
         raise ShiftlensError(f"arithmetic file {path}: give [scenes.NAME] tables and an [expressions] table of strings")
     compact = {name: str(scene_from_toml(name, value, size)) for name, value in scenes.items()}
-    try:
-        cfg = dataclasses.replace(cfg, **data)
-    except TypeError as exc:
-        raise ShiftlensError(f"arithmetic file {path}: {exc}") from None
+    for key, value in data.items():
+        _check_type(key, value, getattr(cfg, key), f"arithmetic file {path}")
+    cfg = dataclasses.replace(cfg, **data)
     if scenes or exprs:
         cfg = dataclasses.replace(cfg, scenes=compact, expressions=dict(exprs))
     return cfg
+
+
+def _check_type(key: str, value: Any, default: Any, source: str) -> None:
+    """A TOML value must have its default's type (lists: of the same element type), else one line."""
+    kind = type(default)
+    ok = type(value) is kind
+    if ok and isinstance(default, list) and default:
+        ok = all(type(v) is type(default[0]) for v in value)
+    if not ok:
+        want = f"a list of {type(default[0]).__name__}" if isinstance(default, list) and default else kind.__name__
+        raise ShiftlensError(f"{source}: {key} should be {want}, got {value!r}")
 
 
 @dataclass
