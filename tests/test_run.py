@@ -181,7 +181,7 @@ def test_cli_dry_run_prints_plan_and_estimate(patch_dir, tmp_path):
 def test_cli_run_end_to_end_in_a_subprocess(patch_dir, tmp_path):
     """The installed entry point, as a user runs it; a corrupt part is recomputed and said, not a traceback."""
     out = tmp_path / "o"
-    cmd = [sys.executable, "-m", "shiftlens", "run", "--patches", f"folder:{patch_dir}", "--stride", "24",
+    cmd = [sys.executable, "-m", "shiftlens", "run", "--models", "efficientnet_lite0", "--patches", f"folder:{patch_dir}", "--stride", "24",
            "--sizes", "125", "--weights", "random", "--out", str(out), "--no-site"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
