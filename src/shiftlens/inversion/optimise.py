@@ -43,17 +43,17 @@ class InversionSettings:
     optimiser: str = "adam"
     """`adam`, or `sgd` (with `momentum`, as the paper)."""
     momentum: float = 0.9
-    tv_weight: float = 0.5
+    tv_weight: float = 5.0
     tv_beta: float = 2.0
     alpha: float = 6.0
-    alpha_weight: float = 0.05
+    alpha_weight: float = 0.01
     jitter: int = 4
     """Largest random shift in pixels, drawn anew for every step."""
     seed: int = 0
     size: int = 224
     """Side of the square image when no start image is given."""
     start_value: float = 0.5
-    start_noise: float = 0.1
+    start_noise: float = 0.05
     """The start image: `start_value` plus Gaussian noise of this std (the same seeded image for every target)."""
     batch_size: int = 8
     """Targets optimised together; more are done in chunks with the same random stream, so a result does not
