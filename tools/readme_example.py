@@ -50,8 +50,10 @@ def main(run_dir: str) -> None:
                                aggfunc="first", sort=False).reset_index()
     total = sum(t.seconds for t in record.timings.values())
     images = sum(t.images for t in record.timings.values())
-    print(f"Output of `shiftlens run` (quick preset: {len(record.patches)} bundled objects x EfficientNet-Lite0, "
-          f"ImageNet weights, sizes {record.config.sizes}, stride {record.config.stride}, {record.precision}, "
+    models = ", ".join(record.models)
+    weights = ", ".join(sorted({m.weights.label for m in record.models.values()}))
+    print(f"Output of `shiftlens run` (quick preset: {len(record.patches)} bundled objects x {models}, "
+          f"weights {weights}, sizes {record.config.sizes}, stride {record.config.stride}, {record.precision}, "
           f"{record.device.name}; {images:,} images in {total:.0f} s of compute). The full output is in "
           "[`docs/example/`](docs/example/).\n")
     print("Similarity to each anchor, mean ± std over patches of each patch's mean map (as the paper's Tables 1 and 2):\n")
