@@ -43,7 +43,7 @@ class InversionSettings:
     optimiser: str = "adam"
     """`adam`, or `sgd` (with `momentum`, as the paper)."""
     momentum: float = 0.9
-    tv_weight: float = 5.0
+    tv_weight: float = 15.0
     tv_beta: float = 2.0
     alpha: float = 6.0
     alpha_weight: float = 0.01
