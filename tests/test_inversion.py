@@ -94,6 +94,16 @@ def test_a_full_rank_linear_tap_gives_the_image_back(model: str) -> None:
     assert (result.feature_loss < 1e-3).all()
 
 
+def test_a_plain_module_and_its_featurenet_give_the_same_inversion() -> None:
+    targets = features(FeatureNet(TinyConv(), "conv2", Normalisation()), smooth_images(1))
+    settings = dict(QUICK, steps=10)
+    plain = invert(TinyConv(), "conv2", targets, Normalisation(), **settings)
+    wrapped = invert(FeatureNet(TinyConv(), "conv2", Normalisation()), None, targets, **settings)
+    assert torch.equal(plain.images, wrapped.images)
+    with pytest.raises(ShiftlensError):
+        invert(TinyConv(), None, targets, **settings)
+
+
 def test_same_seed_same_images_other_seed_other_images(conv_net: FeatureNet) -> None:
     targets = features(conv_net, smooth_images(2))
     settings = dict(QUICK, steps=30, jitter=2)
