@@ -104,6 +104,19 @@ def test_a_plain_module_and_its_featurenet_give_the_same_inversion() -> None:
         invert(TinyConv(), None, targets, **settings)
 
 
+def test_works_when_called_under_inference_mode(conv_net: FeatureNet) -> None:
+    """Targets from the feature stream are inference tensors, and callers may still be inside inference_mode."""
+    model, fc_model = TinyConv(), TinyConv()  # (a model built under inference_mode has no usable weights)
+    with torch.inference_mode():
+        targets = conv_net(smooth_images(1))
+        result = invert(conv_net, None, targets, **dict(QUICK, steps=10))
+        inside = invert(FeatureNet(model, "conv2", Normalisation()), None, targets, **dict(QUICK, steps=10))
+        unit = maximise_unit(FeatureNet(fc_model, "fc", Normalisation()), None, 3, **dict(QUICK, steps=5))
+    expected = invert(conv_net, None, targets.clone(), **dict(QUICK, steps=10))
+    assert torch.equal(result.images, expected.images) and torch.equal(inside.images, expected.images)
+    assert unit.value.isfinite().all()
+
+
 def test_same_seed_same_images_other_seed_other_images(conv_net: FeatureNet) -> None:
     targets = features(conv_net, smooth_images(2))
     settings = dict(QUICK, steps=30, jitter=2)

@@ -41,8 +41,9 @@ class FeatureNet:
         self.layer = layer
         self.name = name or f"{type(model).__name__}:{layer.name}"
         norm = normalisation or Normalisation()
-        self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        with torch.inference_mode(False):  # kept for backward, so never inference tensors
+            self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+            self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.normalisation = norm
         self._module = get_module(model, layer.module)
         self._value: torch.Tensor | None = None

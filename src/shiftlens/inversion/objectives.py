@@ -37,14 +37,22 @@ def _rows(values: torch.Tensor, name: str, ndim: int) -> torch.Tensor:
     return values
 
 
+def _plain(values: torch.Tensor) -> torch.Tensor:
+    """A detached float32 copy outside inference mode: features taken under torch.inference_mode (as the feature
+    stream does) can then take part in the optimiser's autograd graph."""
+    with torch.inference_mode(False):
+        return values.detach().float().clone()
+
+
 class FeatureMatch:
     """Inversion: ||phi(x) - phi0||^2 / ||phi0||^2. Normalising by the target's norm makes one set of prior weights
     fit layers of very different scales."""
 
     def __init__(self, targets: torch.Tensor) -> None:
-        self.targets = _rows(targets, "targets", 2).detach().float()
+        self.targets = _plain(_rows(targets, "targets", 2))
         self.n, self.dim = self.targets.shape
-        self._norms = self.targets.square().sum(1).clamp_min(NORM_EPS)
+        with torch.inference_mode(False):
+            self._norms = self.targets.square().sum(1).clamp_min(NORM_EPS)
 
     def __call__(self, features: torch.Tensor, rows: slice) -> torch.Tensor:
         t = self.targets[rows].to(features.device)
@@ -56,9 +64,11 @@ class UnitActivation:
     prior weights mean the same as for inversion."""
 
     def __init__(self, units: torch.Tensor, scale: torch.Tensor | float = 1.0) -> None:
-        self.units = _rows(torch.as_tensor(units), "units", 1).long()
+        units = _rows(torch.as_tensor(units), "units", 1)
+        with torch.inference_mode(False):  # gather keeps the index for backward
+            self.units = units.long().clone()
         self.n, self.dim = self.units.shape[0], None
-        self.scale = torch.as_tensor(scale, dtype=torch.float32).expand(self.n)
+        self.scale = _plain(torch.as_tensor(scale, dtype=torch.float32).expand(self.n))
 
     def __call__(self, features: torch.Tensor, rows: slice) -> torch.Tensor:
         units = self.units[rows].to(features.device)
@@ -74,10 +84,12 @@ class Caricature:
     starting from that image, the optimiser exaggerates what the layer detects in it."""
 
     def __init__(self, reference: torch.Tensor) -> None:
-        ref = _rows(reference, "reference features", 2).detach().float().clamp_min(0)
+        with torch.inference_mode(False):
+            ref = _plain(_rows(reference, "reference features", 2)).clamp_min(0)
         self.direction = ref
         self.n, self.dim = ref.shape
-        self._norms = ref.square().sum(1).clamp_min(NORM_EPS)
+        with torch.inference_mode(False):
+            self._norms = ref.square().sum(1).clamp_min(NORM_EPS)
 
     def __call__(self, features: torch.Tensor, rows: slice) -> torch.Tensor:
         d = self.direction[rows].to(features.device)

@@ -148,13 +148,14 @@ def optimise(net: FeatureNet, objective: Objective, settings: InversionSettings 
     images, values = [], []
     for c, rows in enumerate(chunks):
         g = torch.Generator().manual_seed(s.seed + 1)  # jitter stream, the same for every chunk
-        x = start[rows].clone().to(net.device).requires_grad_(True)
+        with torch.inference_mode(False):
+            x = start[rows].clone().to(net.device).requires_grad_(True)
         opt = _make_optimiser(x, s)
         for step in range(s.steps):
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, s)
             dy, dx = (torch.randint(-s.jitter, s.jitter + 1, (2,), generator=g).tolist() if s.jitter else (0, 0))
-            with torch.enable_grad():
+            with torch.inference_mode(False), torch.enable_grad():  # also when called under inference_mode
                 feats = net(jitter(x, dy, dx))
                 if c == 0 and step == 0:
                     _check_dim(objective, feats, net)
