@@ -170,57 +170,45 @@ class DeviceRecord(_Record):
     name: str
 
 
-class RunRecord(_Record):
-    """run.json: everything needed to read, trust and rebuild a run's results."""
+class _RunBase(_Record):
+    """What every results folder's run.json records, whichever command wrote it."""
 
     schema_version: int
     fingerprint: str
-    config: RunConfig
     versions: dict[str, str]
     device: DeviceRecord
     precision: str
     models: dict[str, ModelRecord]
     patches: list[PatchRecord]
-    positions: dict[int, int]
     timings: dict[str, Timing]
     started: str
     status: Literal["running", "complete"]
     notes: list[str]
     finished: str | None = None
     tables: list[str] = []
-    figures: list[str] = []
 
     @property
     def untrained(self) -> bool:
         return any(m.weights.untrained for m in self.models.values())
 
 
-class ArithmeticRecord(_Record):
+class RunRecord(_RunBase):
+    """run.json of `shiftlens run`: everything needed to read, trust and rebuild a run's results."""
+
+    config: RunConfig
+    positions: dict[int, int]
+    figures: list[str] = []
+
+
+class ArithmeticRecord(_RunBase):
     """run.json of `shiftlens arithmetic` (kind "arithmetic"): its config, models, scenes and expressions."""
 
-    schema_version: int
     kind: Literal["arithmetic"]
-    fingerprint: str
     config: dict[str, Any]
-    versions: dict[str, str]
-    device: DeviceRecord
-    precision: str
-    models: dict[str, ModelRecord]
-    patches: list[PatchRecord]
     scenes: dict[str, str]
     """Each scene as its compact string with every size written out (`cat_01:75@10,20 ...`)."""
     expressions: dict[str, str]
     problems: int
-    timings: dict[str, Timing]
-    started: str
-    status: Literal["running", "complete"]
-    notes: list[str]
-    finished: str | None = None
-    tables: list[str] = []
-
-    @property
-    def untrained(self) -> bool:
-        return any(m.weights.untrained for m in self.models.values())
 
 
 class PartMeta(_Record):
