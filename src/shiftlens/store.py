@@ -323,7 +323,7 @@ class ResultsDir:
         return self.root / "patches" / f"p{size}" / f"{file_key(patch_id)}.png"
 
     # -- run.json -------------------------------------------------------------------------------------------
-    def read_run(self) -> RunRecord | None:
+    def read_run(self, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
         if not self.run_json.is_file():
             return None
         try:
@@ -335,7 +335,7 @@ class ResultsDir:
             raise ShiftlensError(f"{self.run_json} was written by another version of shiftlens (results schema {found}, "
                                  f"this version reads {SCHEMA_VERSION}): use another --out, or --force to replace the run")
         try:
-            return RunRecord.model_validate(raw)
+            return record_type.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(x) for x in first["loc"])
@@ -385,16 +385,17 @@ class ResultsDir:
                     removed.append(path)
         return removed
 
-    def _own_files(self, record: RunRecord) -> list[Path]:
-        """The files a shiftlens run writes, by their exact names: what --force may delete."""
+    def _own_files(self, record: _RunBase) -> list[Path]:
+        """The files a shiftlens command writes, by their exact names: what --force may delete."""
         own = [self.run_json]
         own += [self.tables_dir / f"{t}.csv" for t in record.tables]
-        own += [self.root / f for f in record.figures]
+        own += [self.root / f for f in getattr(record, "figures", [])]
         own += list((self.root / "parts").glob("*/p*/*.npz"))
+        own += list((self.root / "parts" / "arithmetic").glob("*.json"))
         own += list((self.root / "patches").glob("p*/*.png"))
         return [p for p in own if p.is_file()]
 
-    def clear(self, record: RunRecord) -> None:
+    def clear(self, record: _RunBase) -> None:
         """Remove a previous run's results, and only them: a user's own files in the folder stay."""
         for path in self._own_files(record):
             path.unlink()
@@ -408,13 +409,14 @@ class ResultsDir:
                     with contextlib.suppress(OSError):
                         d.rmdir()  # only when empty: anything else in it is not ours
 
-    def prepare(self, cfg: RunConfig, force: bool) -> RunRecord | None:
-        """Check the folder belongs to this config (or is new); with `force`, clear a shiftlens run of another
-        config. Returns the previous record of the same config, to resume. Call it while holding `lock()`."""
+    def prepare(self, cfg: Any, force: bool, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
+        """Check the folder belongs to this config (anything with a `fingerprint()`: a RunConfig, an arithmetic
+        config) or is new; with `force`, clear a shiftlens run of another config. Returns the previous record of
+        the same config, to resume. Call it while holding `lock()`."""
         if self.root.exists() and not self.root.is_dir():
             raise ShiftlensError(f"--out {self.root} is a file: give a folder")
         try:
-            previous = self.read_run()
+            previous = self.read_run(record_type)
         except ShiftlensError:
             if not force:
                 raise

@@ -187,36 +187,6 @@ class ArithmeticResult:
     """Models whose finished rows were reused."""
 
 
-def _prepare(results: ResultsDir, cfg: ArithmeticConfig, force: bool) -> None:
-    """Same folder rules as `shiftlens run`: a new or empty folder, or one of this same config; --force replaces
-    only a previous arithmetic run's own files."""
-    if results.root.exists() and not results.root.is_dir():
-        raise ShiftlensError(f"--out {results.root} is a file: give a folder")
-    previous = None
-    if results.run_json.is_file():
-        try:
-            previous = ArithmeticRecord.model_validate_json(results.run_json.read_text())
-        except (ValueError, UnicodeDecodeError):
-            raise ShiftlensError(f"--out {results.root} holds a run.json that is not an arithmetic run of this version: "
-                                 "use another --out") from None
-    elif results.root.is_dir():
-        foreign = [p.name for p in results.root.iterdir() if p.name != ".shiftlens.lock"]
-        if foreign:
-            raise ShiftlensError(f"--out {results.root} is not empty and holds no shiftlens run (it has "
-                                 f"{', '.join(sorted(foreign)[:3])}): choose an empty or new folder")
-    if previous is not None and previous.fingerprint != cfg.fingerprint():
-        if not force:
-            raise ShiftlensError(f"--out {results.root} holds arithmetic results of a different config (fingerprint "
-                                 f"{previous.fingerprint} vs {cfg.fingerprint()}): use another --out, the same config, "
-                                 "or --force to replace them")
-        for name in previous.tables:
-            (results.tables_dir / f"{name}.csv").unlink(missing_ok=True)
-        for model in previous.models:
-            part_path(results, model).unlink(missing_ok=True)
-    results.root.mkdir(parents=True, exist_ok=True)
-    results.remove_leftovers()
-
-
 def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = None,
         log: Callable[[str], None] = lambda s: None) -> ArithmeticResult:
     progress = progress or _Silent()
@@ -224,7 +194,7 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)
     with results.lock():
-        _prepare(results, cfg, force)
+        results.prepare(cfg, force, ArithmeticRecord)
         record = ArithmeticRecord(
             schema_version=SCHEMA_VERSION, kind="arithmetic", fingerprint=cfg.fingerprint(),
             config=dataclasses.asdict(cfg), versions=versions(),
