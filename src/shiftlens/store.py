@@ -200,6 +200,21 @@ class RunRecord(_RunBase):
     figures: list[str] = []
 
 
+class InversionRecord(_Record):
+    """One (model, layer) of an arithmetic run inverted: which inverter, its settings, what it reached."""
+
+    model: str
+    layer: str
+    inverter: Literal["optimise", "decoder"]
+    settings: dict[str, Any]
+    """The optimiser's InversionSettings fields, or the decoder's source, sha256 and training record."""
+    key: str
+    """What the stored images are reused against: the numbers' fingerprint, weights, patches and these settings."""
+    images: int
+    seconds: float
+    median_feature_loss: float
+
+
 class ArithmeticRecord(_RunBase):
     """run.json of `shiftlens arithmetic` (kind "arithmetic"): its config, models, scenes and expressions."""
 
@@ -209,6 +224,9 @@ class ArithmeticRecord(_RunBase):
     """Each scene as its compact string with every size written out (`cat_01:75@10,20 ...`)."""
     expressions: dict[str, str]
     problems: int
+    inversions: list[InversionRecord] = []
+    """How each (model, layer) was turned back into images (`--inverter`); empty with `none`."""
+    figures: list[str] = []
 
 
 class PartMeta(_Record):
@@ -392,6 +410,7 @@ class ResultsDir:
         own += [self.root / f for f in getattr(record, "figures", [])]
         own += list((self.root / "parts").glob("*/p*/*.npz"))
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))
+        own += list((self.root / "parts" / "arithmetic").glob("*.npz"))
         own += list((self.root / "patches").glob("p*/*.png"))
         return [p for p in own if p.is_file()]
 
