@@ -11,6 +11,7 @@ parts at the end, so a resumed run ends with the same tables as an uninterrupted
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
+from shiftlens.executors import Executor, ModelJob, Progress, WorkItem, closing, make_executor
 from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spec, split_specs
 from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.weights import check_fits, load_checkpoint
@@ -40,15 +42,9 @@ from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_comp
                               stream, stream_order)
 
 
-class Progress(Protocol):
-    def start(self, label: str, total_images: int) -> None: ...
-    def advance(self, images: int) -> None: ...
-    def stop(self) -> None: ...
-
-
 class _Silent:
     def start(self, label: str, total_images: int) -> None: ...
-    def advance(self, images: int) -> None: ...
+    def advance(self, images: int, worker: str | None = None) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -274,17 +270,32 @@ def _write_patch_pngs(results: ResultsDir, p: Plan) -> dict[tuple[int, str], str
 
 
 def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
-        log: Callable[[str], None] = lambda s: None) -> RunResult:
+        log: Callable[[str], None] = lambda s: None, executor: Executor | None = None) -> RunResult:
+    """`executor`: where the parts are computed; None makes the config's (`cfg.executor`) and closes it at the end."""
     progress = progress or _Silent()
     p = plan(cfg)
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)
     with results.lock():
-        return _run_locked(p, results, force, progress, log)
+        if executor is not None:
+            return _run_locked(p, results, force, progress, log, executor)
+        with closing(make_executor(cfg, p.device, log)) as made:
+            return _run_locked(p, results, force, progress, log, made)
+
+
+def build_checked(spec: ModelSpec, weights: str, seed: int, digest: str) -> torch.nn.Module:
+    """The model with its weights, refused when they differ from the driver's (a worker on another machine that
+    finds another file under the same checkpoint path)."""
+    model, prov = build_with_weights(spec.entry, weights, seed)
+    found = weights_record(prov, model).digest
+    if found != digest:
+        raise ShiftlensError(f"{spec.key}: the weights {weights} found here have digest {found[:12]}, the driver's "
+                             f"{digest[:12]}: give every node the same file")
+    return model
 
 
 def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
-                log: Callable[[str], None]) -> RunResult:
+                log: Callable[[str], None], executor: Executor) -> RunResult:
     cfg = p.config
     previous = results.prepare(cfg, force)
     fingerprint = cfg.fingerprint()
@@ -337,28 +348,29 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         record.models[spec.key].batch_size = mcfg.batch_size
         if compiled:
             log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images")
-        with FeatureExtractor(model, tapped_layers(spec, cfg), spec.entry.normalisation, p.device, p.precision,
-                              compile=compiled, pad_to=mcfg.batch_size) as extractor:
+        job = ModelJob(spec=spec, weights_label=weights.label, cfg=mcfg, layers=tapped_layers(spec, cfg),
+                       device=p.device, precision=p.precision, compile=compiled,
+                       results_root=str(results.root.resolve()), compute=run_patch, model=model,
+                       build=functools.partial(build_checked, spec, spec.weights_or(cfg.weights), cfg.seed,
+                                               weights.digest))
+        with executor.session(job) as session:
             for size in cfg.sizes:
-                size_todo = [(patch, meta) for s, patch, meta in todo if s == size]
-                if not size_todo:
+                items = [WorkItem(size, patch, meta, p.positions[size]) for s, patch, meta in todo if s == size]
+                if not items:
                     continue
-                images = p.positions[size] * len(size_todo)
+                images = p.positions[size] * len(items)
                 progress.start(f"{spec.key} {size}px", images)
                 t0 = time.perf_counter()
-                for patch, meta in size_todo:
-                    arrays = run_patch(extractor, spec, weights.label, patch, patch.resized(size, cfg.keep_aspect),
-                                       mcfg, progress.advance)
-                    results.save_part(meta, arrays)
-                    computed += 1
+                session.run(items, progress)
+                computed += len(items)
                 seconds = time.perf_counter() - t0
                 progress.stop()
                 record.timings[f"{spec.key}/p{size}"] = Timing(seconds=round(seconds, 3), images=images,
                                                                images_per_s=round(images / seconds, 2))
                 results.write_run(record)
-            record.models[spec.key].compiled = extractor.compiled
-            if extractor.compile_error:
-                note = f"{spec.key}: torch.compile failed, ran eager instead ({extractor.compile_error})"
+            record.models[spec.key].compiled = session.compiled
+            if session.compile_error:
+                note = f"{spec.key}: torch.compile failed, ran eager instead ({session.compile_error})"
                 record.notes.append(note)
                 log(note)
         results.write_run(record)

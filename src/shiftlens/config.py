@@ -21,6 +21,7 @@ from shiftlens.errors import ShiftlensError
 ANALYSES = ("similarity", "separability", "location", "invariance", "consistency", "class")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -51,9 +52,12 @@ class RunConfig:
     seed: int = 0
     out: str = "results/quick"
     site: bool = True
+    executor: str = "local"  # local | ray: where the parts are computed (shiftlens.executors); same results
+    ray_address: str | None = None  # auto | HOST:PORT of a running Ray cluster; None: start a local Ray
+    workers: int = 0  # Ray workers (0 = auto: one per GPU, or one per share of the cluster's CPUs)
 
     # Fields that do not change any number in the results; everything else is fingerprinted.
-    _NOT_FINGERPRINTED = ("device", "batch_size", "compile", "out", "site", "svm")
+    _NOT_FINGERPRINTED = ("device", "batch_size", "compile", "out", "site", "svm", "executor", "ray_address", "workers")
 
     def fingerprint(self) -> str:
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in self._NOT_FINGERPRINTED}
@@ -110,6 +114,13 @@ class RunConfig:
             raise ShiftlensError(f"unknown SVM solver {self.svm!r}: use auto, torch or sklearn")
         if self.per_category < 1:
             raise ShiftlensError(f"per_category {self.per_category} is invalid: use 1 or more")
+        if self.executor not in EXECUTORS:
+            raise ShiftlensError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
+        if self.workers < 0:
+            raise ShiftlensError(f"workers {self.workers} is invalid: use 1 or more (0 = auto)")
+        if "://" in self.out:
+            raise ShiftlensError(f"--out {self.out}: object-store URLs are not supported; give a folder (with --executor "
+                                 "ray, one every node mounts at the same path, e.g. NFS)")
         if self.max_patches is not None and self.max_patches < 1:
             raise ShiftlensError(f"max_patches {self.max_patches} is invalid: use 1 or more, or leave it out")
         return self
