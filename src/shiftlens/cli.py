@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -33,20 +34,32 @@ class RateColumn(ProgressColumn):
 
 
 class RichProgress:
-    """Progress bars per model and patch size, showing images/s and ETA (a fresh bar each, so none is drawn twice)."""
+    """Progress bars per model and patch size, showing images/s and ETA (a fresh bar each, so none is drawn twice);
+    with several workers (--executor ray) the bar also shows each worker's images/s."""
 
     def __init__(self) -> None:
         self.bar: Progress | None = None
         self.task = None
+        self.label = ""
+        self.workers: dict[str, list[float]] = {}  # worker -> [images, first report (monotonic seconds)]
 
     def start(self, label: str, total_images: int) -> None:
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
         self.bar.start()
+        self.label, self.workers = label, {}
         self.task = self.bar.add_task(label, total=total_images)
 
-    def advance(self, images: int) -> None:
-        self.bar.update(self.task, advance=images)
+    def advance(self, images: int, worker: str | None = None) -> None:
+        if worker is None:
+            self.bar.update(self.task, advance=images)
+            return
+        now = time.monotonic()
+        seen = self.workers.setdefault(worker, [0.0, now])
+        seen[0] += images
+        rates = "  ".join(f"{w} {n / max(now - t, 1e-9):,.0f}/s" if now > t else f"{w} --/s"
+                          for w, (n, t) in sorted(self.workers.items()))
+        self.bar.update(self.task, advance=images, description=f"{self.label}  [{rates}]")
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -136,6 +149,9 @@ SquareCropOpt = Annotated[Optional[bool], typer.Option("--square-crop/--bbox-cro
 SvmOpt = Annotated[Optional[str], typer.Option(help="separability solver: auto or torch (the batched solver), sklearn (the libsvm reference)")]
 SiteOpt = Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(help="local (this process) or ray (workers on a Ray cluster; pip install 'shiftlens[ray]')")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="auto or HOST:PORT of a running Ray cluster (default: start a local Ray)")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="Ray workers (0 = auto: one per GPU, or one per 4 CPUs)")]
 
 
 @app.command()
@@ -150,6 +166,9 @@ def run(
     precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     compile: CompileOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
     out: OutOpt = None,
     analyses: AnalysesOpt = None,
     max_patches: MaxPatchesOpt = None,
@@ -165,6 +184,7 @@ def run(
     with one_line_errors():
         cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
                            device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
+                           executor=executor, ray_address=ray_address, workers=workers,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
                            site=site, seed=seed)
     from shiftlens import api
@@ -199,6 +219,9 @@ def config_cmd(
     precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     compile: CompileOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
     out: OutOpt = None,
     analyses: AnalysesOpt = None,
     max_patches: MaxPatchesOpt = None,
@@ -212,6 +235,7 @@ def config_cmd(
     with one_line_errors():
         cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
                            device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
+                           executor=executor, ray_address=ray_address, workers=workers,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
                            site=site, seed=seed)
     typer.echo(f"# shiftlens run config (fingerprint {cfg.fingerprint()}): save as a .toml file and pass it to "
@@ -381,6 +405,11 @@ def print_plan(p, ips: dict[str, float]) -> None:
                       _duration(seconds))
     out_console.print(table)
     out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
+    if p.config.executor == "ray":
+        n = p.config.workers or 8
+        out_console.print(f"--executor ray, {n} workers each as fast as this device: about {_duration(total_s / n)} "
+                          "at perfect scaling, plus starting the workers and compiling (README, Running on a cluster: "
+                          "measured efficiency and start-up)")
     from shiftlens.stream import resolve_compile
 
     if resolve_compile(p.config.compile, p.device, p.images_per_model):
