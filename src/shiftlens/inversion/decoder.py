@@ -1,0 +1,270 @@
+"""The `decoder` inverter: a DeePSiM-style generator (Dosovitskiy & Brox 2016) from one tap's features to an image.
+
+Unlike `optimise`, which searches for a pre-image of every target anew, a decoder is trained once per model and
+layer (inversion/train.py) and then inverts a batch with one forward pass. The generator is fully connected layers
+to a 7x7 grid, then up-convolutions doubling it to `out_size` (56 px by default: a sixteenth of the canvas's pixels,
+so that training fits a 2-core CPU), then a bilinear upsampling to the canvas. A decoder file is a torch checkpoint of plain
+types only (`torch.load(weights_only=True)`): the generator's tensors and its `DecoderMeta` dumped to a dict.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from shiftlens.errors import ShiftlensError
+
+FORMAT = "shiftlens-decoder"
+FORMAT_VERSION = 1
+SHIPPED_DIR = Path(__file__).parent / "decoders"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GeneratorConfig(_Record):
+    """Everything needed to rebuild the generator's layers before its tensors are loaded."""
+
+    feature_dim: int
+    hidden: int = 512
+    base: int = 7
+    channels: list[int] = [64, 64, 32, 16]
+    """Channels at base, 2*base, ... : one up-convolution per step after the first, so out_size = base * 2^(n-1)."""
+    canvas: int = 224
+
+    @property
+    def out_size(self) -> int:
+        return self.base * 2 ** (len(self.channels) - 1)
+
+
+class TrainSettings(_Record):
+    """What `shiftlens inverter train` was asked for; a resume must ask for the same (except `steps`)."""
+
+    spec: str
+    weights: str = "imagenet"
+    patches: str = "sample"
+    steps: int = 360
+    batch: int = 32
+    seed: int = 0
+    lr: float = 1e-3
+    pool: int = 192
+    """Scenes rendered (and their features computed) per epoch; each is seen `passes` times, so a feature forward
+    of the encoder, the expensive part on a CPU, serves several generator steps."""
+    passes: int = 6
+    held_out: int = 2
+    sizes: tuple[int, int] = (60, 140)
+    max_objects: int = 3
+    pixel_weight: float = 1.0
+    feature_weight: float = 0.05
+    adversarial: bool = False
+    adversarial_weight: float = 0.01
+    comparator: str = ""
+    """Module path of the encoder's conv stage the feature loss compares in; empty: the model's default."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    checkpoint_every: int = 36
+    validate_n: int = 12
+    generator: GeneratorConfig
+
+
+class StepLoss(_Record):
+    step: int
+    epoch: int
+    total: float
+    pixel: float
+    feature: float
+    adversarial: float | None = None
+
+
+class Evaluation(_Record):
+    """Validation on single-object scenes at seeded random positions and sizes (`evaluate` in train.py)."""
+
+    step: int = 0
+    n: int
+    seed: int
+    held_out_mae: float
+    """Mean absolute pixel error (RGB in [0, 1], at the canvas) on held-out patches."""
+    training_mae: float
+    held_out_centroid_share: float
+    """Share of held-out scenes whose reconstruction's object centroid is within `radius_px` of the truth's."""
+    training_centroid_share: float
+    held_out_centroid_error_px: float
+    """Median distance of the two centroids on held-out scenes (the canvas diagonal where nothing was drawn)."""
+    radius_px: float = 10.0
+    threshold: float = 0.2
+
+
+class DecoderMeta(_Record):
+    """What a decoder inverts and how it was made: data, settings, losses and validation, inside the file."""
+
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    model: str
+    layer: str
+    weights: str
+    """The encoder's weights label (`imagenet`, `random (untrained)`, `file:NAME`)."""
+    untrained: bool = False
+    feature_dim: int
+    canvas: int
+    out_size: int
+    comparator: str
+    training_patches: list[str]
+    held_out_patches: list[str]
+    settings: TrainSettings
+    steps_done: int = 0
+    epochs_done: int = 0
+    losses: list[StepLoss] = []
+    validation: list[Evaluation] = []
+    train_seconds: float = 0.0
+    versions: dict[str, str] = {}
+
+    @property
+    def spec(self) -> str:
+        return f"{self.model}:{self.layer}"
+
+
+def _up(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.2)]
+
+
+class Generator(nn.Module):
+    """Features (N, D) -> RGB (N, 3, out_size, out_size) in [0, 1].
+
+    Features are standardised per dimension with statistics of the training data (buffers, set once by the trainer),
+    so a layer of logits and a layer of pooled activations start on the same footing."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.register_buffer("feature_mean", torch.zeros(cfg.feature_dim))
+        self.register_buffer("feature_std", torch.ones(cfg.feature_dim))
+        self.fc = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.hidden), nn.LeakyReLU(0.2),
+                                nn.Linear(cfg.hidden, c[0] * cfg.base * cfg.base), nn.LeakyReLU(0.2))
+        layers: list[nn.Module] = []
+        for cin, cout in zip(c[:-1], c[1:]):
+            layers += _up(cin, cout)
+        layers.append(nn.Conv2d(c[-1], 3, 3, padding=1))
+        self.up = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = (features.float() - self.feature_mean) / self.feature_std
+        h = self.fc(z).view(-1, self.cfg.channels[0], self.cfg.base, self.cfg.base)
+        # white is the canvas's background: a bias towards 1 lets the net start from a blank canvas
+        return torch.sigmoid(self.up(h) + 2.0)
+
+
+class Decoder:
+    """A trained generator with its metadata: `decode(features)` -> images on the canvas."""
+
+    def __init__(self, generator: Generator, meta: DecoderMeta, device: torch.device | str = "cpu",
+                 source: str = "") -> None:
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval()
+        self.meta = meta
+        self.source = source
+
+    @torch.no_grad()
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D) features of the decoder's layer -> (N, 3, canvas, canvas) RGB in [0, 1], float32, on the device."""
+        if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[1] != self.meta.feature_dim:
+            shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+            raise ShiftlensError(f"decoder {self.source or self.meta.spec} takes (N, {self.meta.feature_dim}) features "
+                                 f"of {self.meta.spec}, got {shape}: pass that layer's features")
+        images = self.generator(features.to(self.device))
+        return upsample(images, self.meta.canvas)
+
+    def __repr__(self) -> str:
+        return f"Decoder({self.meta.spec}, weights={self.meta.weights}, steps={self.meta.steps_done})"
+
+
+def upsample(images: torch.Tensor, canvas: int) -> torch.Tensor:
+    if images.shape[-1] == canvas:
+        return images
+    return F.interpolate(images, size=(canvas, canvas), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def checkpoint_dict(generator: Generator, meta: DecoderMeta, half: bool = True) -> dict:
+    """The decoder file's content: plain types only, the tensors in fp16 (a decoder file is shipped in the package)."""
+    state = {k: (v.half() if half and v.is_floating_point() and not k.startswith("feature_") else v).detach().cpu()
+             for k, v in generator.state_dict().items()}
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta.model_dump(mode="json"),
+            "generator": state}
+
+
+def read_decoder_file(path: Path) -> tuple[DecoderMeta, dict]:
+    """(meta, generator tensors) of a decoder file, or one line naming the file and what to do."""
+    if not path.is_file():
+        raise ShiftlensError(f"decoder file {path} does not exist: train one with `shiftlens inverter train --out "
+                             f"{path}` or give another path")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ShiftlensError(f"decoder file {path} cannot be read ({type(exc).__name__}): it is not a shiftlens "
+                             "decoder or is damaged; train it again with `shiftlens inverter train`") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("generator"), dict):
+        raise ShiftlensError(f"decoder file {path} is not a shiftlens decoder (no {FORMAT!r} record): give a file "
+                             "written by `shiftlens inverter train`")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ShiftlensError(f"decoder file {path} has format version {data.get('format_version')}, this shiftlens "
+                             f"reads {FORMAT_VERSION}: train it again with this version")
+    try:
+        meta = DecoderMeta.model_validate(data["meta"])
+    except ValidationError as exc:
+        raise ShiftlensError(f"decoder file {path} has invalid metadata ({exc.error_count()} errors): train it again "
+                             "with `shiftlens inverter train`") from None
+    return meta, data["generator"]
+
+
+def build_generator(meta: DecoderMeta, state: dict, path: Path | str) -> Generator:
+    gen = Generator(meta.settings.generator)
+    try:
+        gen.load_state_dict({k: v.float() for k, v in state.items()})
+    except (RuntimeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ShiftlensError(f"decoder file {path}: its tensors do not fit its recorded generator ({first}): train "
+                             "it again") from None
+    return gen
+
+
+def shipped_decoders() -> dict[tuple[str, str], Path]:
+    """(model, layer) -> the packaged decoder file, for every `MODEL_LAYER.pt` in inversion/decoders/."""
+    out: dict[tuple[str, str], Path] = {}
+    folder = Path(str(resources.files("shiftlens.inversion").joinpath("decoders")))
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        model, sep, layer = path.stem.rpartition("_")
+        if sep:
+            out[(model, layer)] = path
+    return out
+
+
+def load_decoder(source: str | Path, model: str, layer: str, device: torch.device | str = "cpu",
+                 feature_dim: int | None = None) -> Decoder:
+    """The decoder for `model`'s `layer`: `source` is "shipped" (the packaged one) or a decoder file's path.
+
+    A file made for another model or layer, or (with `feature_dim`) for features of another size, is refused with
+    one line naming the file."""
+    if str(source) == "shipped":
+        shipped = shipped_decoders()
+        if (model, layer) not in shipped:
+            have = ", ".join(f"{m}:{l}" for m, l in shipped) or "none"
+            raise ShiftlensError(f"no shipped decoder for {model}:{layer} (shipped: {have}): train one with "
+                                 f"`shiftlens inverter train --model {model}:{layer} --out FILE` and use decoder:FILE")
+        path = shipped[(model, layer)]
+    else:
+        path = Path(source)
+    meta, state = read_decoder_file(path)
+    if (meta.model, meta.layer) != (model, layer):
+        raise ShiftlensError(f"decoder file {path} was made for {meta.model}:{meta.layer}, not {model}:{layer}: use a "
+                             f"decoder trained for {model}:{layer} (shiftlens inverter train --model {model}:{layer})")
+    if feature_dim is not None and feature_dim != meta.feature_dim:
+        raise ShiftlensError(f"decoder file {path} decodes {meta.feature_dim}-d features of {meta.spec}, but "
+                             f"{model}:{layer} gives {feature_dim}-d ones here: train a decoder for this model")
+    return Decoder(build_generator(meta, state, path), meta, device, source=str(path))
