@@ -1,0 +1,314 @@
+"""The Ray executor: long-lived worker actors, one per GPU or per share of the cluster's CPUs, each computing whole
+parts into the shared results folder.
+
+The driver hands out one (model, size, patch) part at a time to whichever worker is free, so a slow or lost worker
+holds back at most one part. A worker builds (and compiles) each model once, on its first part of that model. Lost
+workers: when a worker's process dies mid-part (killed, out of memory, its node gone), Ray restarts the actor
+(`max_restarts`) and the driver puts the part back at the front of the queue, where the next free worker takes it;
+the part file is only ever written whole (`ResultsDir.save_part`), so nothing half-written is kept. Progress: each
+worker reports its batches to a small tally actor that the driver drains a few times a second.
+
+Storage is a folder every node mounts at the same path (NFS, a cluster filesystem): the results folder's lock,
+atomic renames and resume all rely on one POSIX filesystem, and it is what Ray's own batch jobs expect.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from shiftlens.errors import ShiftlensError
+from shiftlens.executors.base import ModelJob, Progress, WorkItem
+from shiftlens.store import ResultsDir
+from shiftlens.stream import FeatureExtractor
+
+AUTO_THREADS = 4
+"""`--workers 0` on CPUs: one worker per this many of the cluster's CPUs (fewer copies of the model than one per
+core, and each still busy enough)."""
+MAX_RESTARTS = 3
+"""Restarts of one worker's process before the driver gives up on it (the others carry on)."""
+START_TIMEOUT_S = 300.0
+POLL_S = 0.2
+
+
+def _ray():
+    """Ray, or one line saying how to get it (it is an optional extra)."""
+    try:
+        import ray
+    except ImportError:
+        raise ShiftlensError("--executor ray needs Ray: pip install 'shiftlens[ray]' (or pip install ray)") from None
+    return ray
+
+
+@dataclass
+class PartDone:
+    """What a worker says about a finished part."""
+
+    worker: str
+    compiled: bool
+    compile_error: str | None
+    seconds: float
+
+
+class Worker:
+    """One Ray actor: a process with its share of threads, holding one model's FeatureExtractor at a time."""
+
+    def __init__(self, name: str, threads: int, tally: Any) -> None:
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # only settable before the first parallel work
+            torch.set_num_interop_threads(1)
+        self.name = name
+        self.tally = tally
+        self.job_id: str | None = None
+        self.job: ModelJob | None = None
+        self.extractor: FeatureExtractor | None = None
+
+    def pid(self) -> tuple[int, str]:
+        return os.getpid(), platform.node()
+
+    def _load(self, job_id: str, job: ModelJob) -> None:
+        if not Path(job.results_root, "run.json").is_file():
+            raise ShiftlensError(f"Ray worker {self.name} on {platform.node()} does not see the results folder "
+                                 f"{job.results_root}: give --out a folder every node mounts at the same path")
+        if self.extractor is not None:
+            self.extractor.close()
+            self.extractor = None
+        model = job.build()
+        self.extractor = FeatureExtractor(model, job.layers, job.spec.entry.normalisation, job.device, job.precision,
+                                          compile=job.compile, pad_to=job.cfg.batch_size)
+        self.job_id, self.job = job_id, job
+
+    def compute(self, job_id: str, job_box: list, item: WorkItem, token: int) -> PartDone:
+        """One part, saved into the results folder; `job_box` holds the job's object ref (fetched only when this
+        worker has not loaded that model yet)."""
+        ray = _ray()
+        if job_id != self.job_id:
+            self._load(job_id, ray.get(job_box[0]))
+        job, extractor = self.job, self.extractor
+        t0 = time.perf_counter()
+        arrays = job.compute(extractor, job.spec, job.weights_label, item.patch,
+                             item.patch.resized(item.size, job.cfg.keep_aspect), job.cfg,
+                             lambda n: self.tally.add.remote(self.name, token, n))
+        ResultsDir(job.results_root).save_part(item.meta, arrays)
+        return PartDone(self.name, extractor.compiled, extractor.compile_error, time.perf_counter() - t0)
+
+
+class Tally:
+    """Batches reported by the workers, drained by the driver for the progress bar."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int]] = []
+
+    def add(self, worker: str, token: int, images: int) -> None:
+        self.seen.append((worker, token, images))
+
+    def take(self) -> list[tuple[str, int, int]]:
+        seen, self.seen = self.seen, []
+        return seen
+
+
+@dataclass
+class _Slot:
+    name: str
+    actor: Any
+    pid: int
+    node: str
+    lost: int = 0
+    gone: bool = False
+
+
+@dataclass
+class _InFlight:
+    slot: _Slot
+    item: WorkItem
+    token: int
+    reported: int = 0
+
+
+class RaySession:
+    """One model on every worker; `run` hands out parts to free workers until all are saved."""
+
+    def __init__(self, executor: "RayExecutor", job: ModelJob) -> None:
+        ray = _ray()
+        self.executor = executor
+        self.job_id = uuid.uuid4().hex
+        self.job_box = [ray.put(replace(job, model=None))]  # workers build their own copy
+        self.compiled = job.compile
+        self.compile_error: str | None = None
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.images: dict[str, int] = collections.defaultdict(int)
+
+    def run(self, items: list[WorkItem], progress: Progress) -> None:
+        ray = _ray()
+        ex = self.executor
+        pending = collections.deque(items)
+        running: dict[Any, _InFlight] = {}
+        live: dict[int, _InFlight] = {}
+        while pending or running:
+            busy = {id(f.slot) for f in running.values()}
+            for slot in ex.slots:
+                if pending and not slot.gone and id(slot) not in busy:
+                    item = pending.popleft()
+                    ex.token += 1
+                    flight = _InFlight(slot, item, ex.token)
+                    running[slot.actor.compute.remote(self.job_id, self.job_box, item, flight.token)] = flight
+                    live[flight.token] = flight
+            if not any(not s.gone for s in ex.slots):
+                raise ShiftlensError(f"every Ray worker was lost ({len(pending)} part(s) left): the finished parts are "
+                                     "saved; run the same command again to compute the rest")
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            self._report(live, progress)
+            for ref in ready:
+                flight = running.pop(ref)
+                try:
+                    done: PartDone = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+                    self._report(live, progress)
+                    live.pop(flight.token)
+                    progress.advance(-flight.reported, flight.slot.name)
+                    pending.appendleft(flight.item)
+                    ex.lost(flight.slot, flight.item, exc)
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
+                    if isinstance(cause, ShiftlensError):
+                        raise ShiftlensError(str(cause)) from None
+                    raise
+                live.pop(flight.token)
+                progress.advance(flight.item.images - flight.reported, done.worker)
+                self.compiled = self.compiled and done.compiled
+                self.compile_error = self.compile_error or done.compile_error
+                self.seconds[done.worker] += done.seconds
+                self.images[done.worker] += flight.item.images
+
+    def _report(self, live: dict[int, _InFlight], progress: Progress) -> None:
+        ray = _ray()
+        for worker, token, images in ray.get(self.executor.tally.take.remote()):
+            flight = live.get(token)
+            if flight is None or flight.reported + images > flight.item.images:
+                continue  # a part already counted whole, or one given back after its worker was lost
+            flight.reported += images
+            progress.advance(images, worker)
+
+
+@dataclass
+class RayExecutor:
+    """Connects to the cluster at `address` (`auto`, `HOST:PORT`) or starts a local one (None), and starts
+    `workers` actors (0: one per GPU when the run is on CUDA, else one per AUTO_THREADS CPUs)."""
+
+    address: str | None = None
+    workers: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    log: Callable[[str], None] = lambda s: None
+    name: str = "ray"
+    slots: list[_Slot] = field(default_factory=list)
+    threads: int = 1
+    started_ray: bool = False
+    startup_seconds: float = 0.0
+    """Connecting to (or starting) Ray and starting every worker process, measured; models are built later."""
+    token: int = 0
+    tally: Any = None
+
+    def __post_init__(self) -> None:
+        ray = _ray()
+        t0 = time.perf_counter()
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+            try:
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                else:
+                    ray.init(**kwargs)
+            except ConnectionError as exc:
+                raise ShiftlensError(f"--ray-address {self.address}: no Ray cluster answers there ({exc}): start one "
+                                     "with `ray start --head`, or leave --ray-address out to start a local one") from None
+            self.started_ray = True
+        try:
+            self._start_workers(ray)
+        except BaseException:
+            self.close()
+            raise
+        self.startup_seconds = time.perf_counter() - t0
+
+    def _start_workers(self, ray) -> None:
+        resources = ray.cluster_resources()
+        cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
+        on_gpu = self.device.type == "cuda"
+        if on_gpu:
+            n = self.workers or gpus
+            if n < 1 or n > gpus:
+                raise ShiftlensError(f"--workers {n} on CUDA needs {n} GPU(s), the Ray cluster has {gpus}: give "
+                                     f"--workers {gpus} or fewer, or --device cpu")
+            self.threads, options = 1, dict(num_gpus=1, num_cpus=1)
+        else:
+            n = self.workers or max(1, cpus // AUTO_THREADS)
+            if n > cpus:
+                raise ShiftlensError(f"--workers {n} needs a CPU each, the Ray cluster has {cpus}: give --workers "
+                                     f"{cpus} or fewer")
+            self.threads = max(1, cpus // n)
+            options = dict(num_cpus=self.threads)
+        self.tally = ray.remote(num_cpus=0)(Tally).remote()
+        actor_class = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0, **options)(Worker)
+        actors = [(f"w{i + 1}", actor_class.remote(f"w{i + 1}", self.threads, self.tally)) for i in range(n)]
+        refs = [a.pid.remote() for _, a in actors]
+        ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
+        if waiting:
+            raise ShiftlensError(f"Ray started {len(ready)} of {n} workers within {START_TIMEOUT_S:.0f} s: the cluster "
+                                 "lacks the resources (see `ray status`); give fewer --workers")
+        for (name, actor), (pid, node) in zip(actors, ray.get(refs)):
+            self.slots.append(_Slot(name, actor, pid, node))
+        where = f"Ray at {self.address}" if self.address else "a local Ray"
+        self.log(f"ray: {n} worker(s) on {where}, {'1 GPU' if on_gpu else f'{self.threads} thread(s)'} each "
+                 f"({', '.join(f'{s.name} pid {s.pid} on {s.node}' for s in self.slots)})")
+
+    def lost(self, slot: _Slot, item: WorkItem, exc: BaseException) -> None:
+        """A worker died mid-part: its part is already back in the queue; Ray restarts the process, up to
+        MAX_RESTARTS times."""
+        slot.lost += 1
+        slot.gone = slot.lost > MAX_RESTARTS
+        fate = "given up" if slot.gone else "restarting"
+        self.log(f"ray: worker {slot.name} (pid {slot.pid} on {slot.node}) was lost during {item.label} "
+                 f"({exc.__class__.__name__}); the part goes to the next free worker, {slot.name} is {fate}")
+
+    @contextlib.contextmanager
+    def session(self, job: ModelJob) -> Iterator[RaySession]:
+        yield RaySession(self, job)
+
+    def pids(self) -> dict[str, int]:
+        """Each worker's current process id (a restarted worker has a new one)."""
+        ray = _ray()
+        alive = [s for s in self.slots if not s.gone]
+        for slot, (pid, node) in zip(alive, ray.get([s.actor.pid.remote() for s in alive])):
+            slot.pid, slot.node = pid, node
+        return {s.name: s.pid for s in alive}
+
+    def close(self) -> None:
+        if not _ray_loaded():
+            return
+        ray = _ray()
+        for slot in self.slots:
+            with contextlib.suppress(Exception):
+                ray.kill(slot.actor)
+        if self.tally is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self.tally)
+        self.slots, self.tally = [], None
+        if self.started_ray and ray.is_initialized():
+            ray.shutdown()
+        self.started_ray = False
+
+
+def _ray_loaded() -> bool:
+    import sys
+
+    return "ray" in sys.modules
