@@ -391,6 +391,52 @@ def arithmetic_cmd(
     out_console.print(table)
 
 
+inverter_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                           help="Decoders: generators from a layer's features to an image (the `decoder` inverter).")
+app.add_typer(inverter_app, name="inverter")
+
+
+@inverter_app.command("train")
+def inverter_train(
+    model: Annotated[str, typer.Option(help="one model and layer, e.g. efficientnet_lite0:pool")],
+    out: Annotated[Path, typer.Option(help="the decoder file to write (its resumable state goes beside it, FILE.state)")],
+    patches: PatchesOpt = None,
+    weights: WeightsOpt = None,
+    steps: Annotated[Optional[int], typer.Option(help="generator steps in all (360)")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="scenes per step (32)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of the scenes, the held-out patches and the generator (0)")] = None,
+    adversarial: Annotated[bool, typer.Option("--adversarial/--no-adversarial", help="add the conditional adversarial loss")] = False,
+    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="steps between checkpoints and validations (36)")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue from --out's checkpoint")] = True,
+    force: Annotated[bool, typer.Option("--force", help="start over when --out was trained with other settings")] = False,
+) -> None:
+    """Train a decoder on scenes of the patches rendered on the fly; checkpoints, resumes, validates on held-out
+    patches, and records data, settings and losses inside the file."""
+    from shiftlens.inversion.decoder import GeneratorConfig, TrainSettings
+    from shiftlens.inversion.train import train
+
+    with one_line_errors(out.parent, hint="choose a writable --out"):
+        given = dict(patches=patches, weights=weights, steps=steps, batch=batch, seed=seed,
+                     checkpoint_every=checkpoint_every)
+        settings = TrainSettings(spec=model, adversarial=adversarial, generator=GeneratorConfig(feature_dim=0),
+                                 **{k: v for k, v in given.items() if v is not None})
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+        task = bar.add_task(f"training {model}", total=settings.steps, loss="")
+
+        def progress(step: int, total: int, rec) -> None:
+            bar.update(task, completed=step, loss=f"loss {rec.total:.4f}")
+
+        with bar:
+            meta = train(settings, out, resume=resume, force=force, progress=progress, log=lambda s: bar.console.print(s))
+    last = meta.validation[-1] if meta.validation else None
+    out_console.print(f"decoder: {out.resolve()} ({meta.steps_done} steps, {meta.train_seconds / 60:.1f} min)")
+    if last is not None:
+        out_console.print(f"held-out patches {', '.join(meta.held_out_patches)}: MAE {last.held_out_mae:.3f} (training "
+                          f"patches {last.training_mae:.3f}); centroid within {last.radius_px:g}px "
+                          f"{last.held_out_centroid_share:.2f} (training {last.training_centroid_share:.2f})")
+
+
 def print_plan(p, ips: dict[str, float]) -> None:
     table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short eager warm-up with random weights")
     for col in ("model", "layers", "patches", "sizes", "positions/patch", "images", "img/s", "estimated time"):
