@@ -118,6 +118,9 @@ class RunConfig:
             raise ShiftlensError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
         if self.workers < 0:
             raise ShiftlensError(f"workers {self.workers} is invalid: use 1 or more (0 = auto)")
+        if self.executor == "ray" and "units" in self.analyses:  # its sums over parts live in one process
+            raise ShiftlensError("the units analysis cannot run with --executor ray yet: drop units from --analyses "
+                                 "or use --executor local")
         if "://" in self.out:
             raise ShiftlensError(f"--out {self.out}: object-store URLs are not supported; give a folder (with --executor "
                                  "ray, one every node mounts at the same path, e.g. NFS)")
