@@ -1,0 +1,190 @@
+"""Figures of single units, side by side as in Borowski et al.: the unit's tuning map (mean over patches at every
+position), its natural exemplars (the canvases that drive it most, re-rendered from (patch, position): no image is
+stored but the figures), and, where `shiftlens units visualise` made one, its synthetic image (activation
+maximisation with the inversion's optimiser and priors).
+
+One figure per model, layer and patch size: the 16 most position-coding units, the 16 most identity-coding units,
+and the units asked for with `--units`. Untrained weights are stated on every figure that shows them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from pydantic import BaseModel, ConfigDict  # noqa: E402
+
+from shiftlens.analyses.units import LayerUnits, UnitOutputs, positions  # noqa: E402
+from shiftlens.canvases import Normalisation, make_renderer  # noqa: E402
+from shiftlens.config import RunConfig  # noqa: E402
+from shiftlens.errors import ShiftlensError  # noqa: E402
+from shiftlens.figures import save, weights_note  # noqa: E402
+from shiftlens.store import ResultsDir, RunRecord, atomic_path, atomic_write_text, file_key  # noqa: E402
+
+PLAIN = Normalisation(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+"""Renders RGB in [0, 1]: the exemplars are drawn, not fed to a network."""
+TILES_PER_ROW = 4
+
+
+class SyntheticImage(BaseModel):
+    """One image made by `shiftlens units visualise`, listed in figures/units/synthetic.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    layer: str
+    kind: Literal["maximise", "caricature"]
+    unit: int | None
+    """The maximised unit (None for a caricature, which pushes the whole layer)."""
+    file: str
+    """Path inside the results folder."""
+    value: float
+    start_value: float
+    gain: float
+    """(value - start) / |start|: how far the optimiser raised the quantity over its start."""
+    patch: str | None = None
+    position: tuple[int, int] | None = None
+    steps: int
+    tv_weight: float
+    seed: int
+    seconds: float
+    untrained: bool
+
+
+class SyntheticIndex(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    images: list[SyntheticImage] = []
+
+
+def synthetic_index_path(results: ResultsDir) -> Path:
+    return results.figures_dir / "units" / "synthetic.json"
+
+
+def read_synthetic(results: ResultsDir) -> SyntheticIndex:
+    path = synthetic_index_path(results)
+    if not path.is_file():
+        return SyntheticIndex()
+    try:
+        return SyntheticIndex.model_validate_json(path.read_text())
+    except ValueError:
+        raise ShiftlensError(f"{path} is not a valid list of synthetic images: delete it and make them again with "
+                             "`shiftlens units visualise`") from None
+
+
+def add_synthetic(results: ResultsDir, image: SyntheticImage) -> None:
+    index = read_synthetic(results)
+    index.images = [i for i in index.images if i.file != image.file] + [image]
+    atomic_write_text(synthetic_index_path(results), index.model_dump_json(indent=2))
+
+
+class ExemplarRenderer:
+    """Canvases at (patch, position) as (H, W, 3) float images in [0, 1], from the run's saved patch PNGs."""
+
+    def __init__(self, results: ResultsDir, config: RunConfig, size: int) -> None:
+        self.results, self.config, self.size = results, config, size
+        self._renderers: dict[str, object] = {}
+
+    def __call__(self, patch_id: str, y: int, x: int) -> np.ndarray:
+        r = self._renderers.get(patch_id)
+        if r is None:
+            path = self.results.patch_png(self.size, patch_id)
+            rgba = np.asarray(Image.open(path).convert("RGBA"))
+            r = self._renderers[patch_id] = make_renderer(rgba, self.config.canvas, self.config.background, PLAIN,
+                                                          "cpu", None, self.config.protocol, self.config.shift)
+        with torch.inference_mode():
+            img = r.render(np.array([y]), np.array([x]))[0]
+        return img.float().permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def mosaic(images: list[np.ndarray]) -> np.ndarray:
+    """Square-ish grid of equally sized images, 2 px white gaps."""
+    k = len(images)
+    cols = math.ceil(math.sqrt(k))
+    rows = math.ceil(k / cols)
+    h, w, _ = images[0].shape
+    out = np.ones((rows * h + (rows - 1) * 2, cols * w + (cols - 1) * 2, 3), np.float32)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * (h + 2): r * (h + 2) + h, c * (w + 2): c * (w + 2) + w] = im
+    return out
+
+
+def exemplars(g: LayerUnits, unit: int, render: ExemplarRenderer, config: RunConfig) -> list[np.ndarray]:
+    o = positions(config, g.patch_size)
+    return [render(g.patch_ids[int(p)], int(o[q // g.n]), int(o[q % g.n]))
+            for p, q in zip(g.ex_patch[unit], g.ex_pos[unit])]
+
+
+def unit_figure(g: LayerUnits, results: ResultsDir, record: RunRecord, synthetic: dict[int, Path]) -> Path | None:
+    """The figure of one model, layer and size; None when it has no live unit."""
+    cfg = record.config
+    featured = g.featured(cfg.units)
+    sections = [(f"most position-coding", featured["position"]), (f"most identity-coding", featured["identity"]),
+                ("requested (--units)", featured["requested"])]
+    sections = [(t, u) for t, u in sections if u]
+    if not sections:
+        return None
+    render = ExemplarRenderer(results, cfg, g.patch_size)
+    shares = g.shares()
+    per_tile = 3 if synthetic else 2
+    rows = sum(math.ceil(len(u) / TILES_PER_ROW) for _, u in sections)
+    fig, axes = plt.subplots(rows, TILES_PER_ROW * per_tile, squeeze=False,
+                             figsize=(1.9 * TILES_PER_ROW * per_tile, 2.2 * rows + 1.0))
+    for ax in axes.ravel():
+        ax.axis("off")
+    o = positions(cfg, g.patch_size)
+    extent = (o[0], o[-1], o[-1], o[0])
+    row = 0
+    for title, units in sections:
+        for i, u in enumerate(units):
+            r, c = row + i // TILES_PER_ROW, (i % TILES_PER_ROW) * per_tile
+            ax = axes[r, c]
+            ax.imshow(g.tuning[u], cmap="viridis", extent=extent, interpolation="nearest")
+            ax.set_title(f"unit {u}  pos {shares['position_share'][u]:.2f} id {shares['identity_share'][u]:.2f}",
+                         fontsize=7)
+            if i % TILES_PER_ROW == 0:
+                ax.text(-0.15, 0.5, title, transform=ax.transAxes, rotation=90, va="center", ha="right", fontsize=8)
+            axes[r, c + 1].imshow(mosaic(exemplars(g, u, render, cfg)))
+            axes[r, c + 1].set_title(f"top {g.ex_value.shape[1]} canvases (max {g.ex_value[u, 0]:.3g})", fontsize=7)
+            if u in synthetic:
+                axes[r, c + 2].imshow(np.asarray(Image.open(results.root / synthetic[u]).convert("RGB")))
+                axes[r, c + 2].set_title("synthetic (maximised)", fontsize=7)
+        row += math.ceil(len(units) / TILES_PER_ROW)
+    fig.suptitle(f"Units of {g.model} {g.layer}, {g.patch_size}px patches ({len(g.patch_ids)} patches, stride "
+                 f"{cfg.stride}): tuning map (mean over patches at each position, own colour scale) and natural "
+                 f"exemplars\n{weights_note({g.weights})}", fontsize=9)
+    return save(fig, results.figures_dir / f"units_{file_key(g.model + '_' + g.layer)}_p{g.patch_size}.png")
+
+
+def make_all(units: UnitOutputs, results: ResultsDir, record: RunRecord) -> list[Path]:
+    """Every unit figure of the run, plus the synthetic images already made (so run.json keeps listing them)."""
+    index = read_synthetic(results)
+    written: list[Path] = []
+    for g in units.groups:
+        synthetic = {i.unit: Path(i.file) for i in index.images
+                     if i.kind == "maximise" and i.model == g.model and i.layer == g.layer and i.unit is not None
+                     and (results.root / i.file).is_file() and i.unit in g.tuning}
+        path = unit_figure(g, results, record, synthetic)
+        if path is not None:
+            written.append(path)
+    written += [results.root / i.file for i in index.images if (results.root / i.file).is_file()]
+    if synthetic_index_path(results).is_file():
+        written.append(synthetic_index_path(results))
+    return written
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+__all__ = ["ExemplarRenderer", "SyntheticImage", "SyntheticIndex", "add_synthetic", "make_all", "mosaic",
+           "read_synthetic", "save_png", "unit_figure"]
