@@ -25,8 +25,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from shiftlens import figures, maps, paper
+from shiftlens import figures, maps, paper, unit_figures
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
+from shiftlens.analyses.unit_state import UnitAccumulator, UnitsCompute, uncounted
+from shiftlens.analyses.units import UnitOutputs
 from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
@@ -174,6 +176,7 @@ def run_patch(
     rgba: np.ndarray,
     cfg: RunConfig,
     on_batch: Callable[[int], None] = lambda n: None,
+    accumulator: UnitAccumulator | None = None,
 ) -> dict[str, np.ndarray]:
     """Every selected analysis for one model, size and patch; returns the part's arrays."""
     size = rgba.shape[0]
@@ -183,7 +186,7 @@ def run_patch(
     ctx = PatchContext(model=spec.key, weights=weights_label, layers=list(spec.layers), patch_id=patch.id,
                        category=patch.category, patch_size=size, ys=ys, xs=xs, n=n, anchors=anc, config=cfg,
                        device=extractor.device, logits_layer=spec.entry.logits_layer,
-                       net_stride=spec.entry.net_stride, patch=patch)
+                       net_stride=spec.entry.net_stride, patch=patch, accumulator=accumulator)
     classes = _streaming(cfg)
     analyses = [cls(ctx) for cls in classes]
     keep = any(cls.needs_features for cls in classes)
@@ -246,14 +249,19 @@ def build_outputs(results: ResultsDir, record: RunRecord, order: list[tuple[str,
     tables: dict[str, pd.DataFrame] = {}
     for name in cfg.analyses:
         tables.update(ANALYSIS_REGISTRY[name].tables(parts, cfg))
+    units = UnitOutputs(results, parts, cfg) if "units" in cfg.analyses and parts else None  # parts + shards
+    if units is not None:
+        tables.update(units.tables())
     published = paper.comparison(tables)
     if published is not None:
         tables["paper_comparison"] = published
     for name, df in tables.items():
         results.write_table(name, df)
-    if "similarity" in cfg.analyses and parts:
-        maps.write(parts, results.maps_zarr, cfg.canvas, cfg.stride)
+    if parts and ("similarity" in cfg.analyses or units is not None):
+        maps.write(parts, results.maps_zarr, cfg.canvas, cfg.stride, extra=units.write_zarr if units is not None else None)
     written = figures.make_all(parts, results.figures_dir, record) if parts else []
+    if units is not None:
+        written += unit_figures.make_all(units, results, record)
     return tables, written
 
 
@@ -321,6 +329,7 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                                               mean=list(spec.entry.normalisation.mean),
                                               std=list(spec.entry.normalisation.std), net_stride=spec.entry.net_stride)
         todo: list[tuple[int, Patch, PartMeta]] = []
+        done: list[tuple[int, Patch, PartMeta]] = []
         stale: dict[str, int] = {}
         for size in cfg.sizes:
             for patch in p.patches:
@@ -332,10 +341,16 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                 reason = results.part_state(meta)
                 if reason is None:
                     skipped += 1
+                    done.append((size, patch, meta))
                     continue
                 todo.append((size, patch, meta))
                 if reason != "new":
                     stale[reason] = stale.get(reason, 0) + 1
+        if "units" in cfg.analyses:  # a finished part whose units contribution is in no saved shard is redone
+            for size, patch, meta, reason in uncounted(results, spec.key, done, todo):
+                todo.append((size, patch, meta))
+                skipped -= 1
+                stale[reason] = stale.get(reason, 0) + 1
         for reason, count in stale.items():
             log(f"{spec.key}: {count} finished part(s) are recomputed: {reason}")
         results.write_run(record)
@@ -348,9 +363,10 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         record.models[spec.key].batch_size = mcfg.batch_size
         if compiled:
             log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images")
+        compute = UnitsCompute(run_patch, results) if "units" in cfg.analyses else run_patch
         job = ModelJob(spec=spec, weights_label=weights.label, cfg=mcfg, layers=tapped_layers(spec, cfg),
                        device=p.device, precision=p.precision, compile=compiled,
-                       results_root=str(results.root.resolve()), compute=run_patch, model=model,
+                       results_root=str(results.root.resolve()), compute=compute, model=model,
                        build=functools.partial(build_checked, spec, spec.weights_or(cfg.weights), cfg.seed,
                                                weights.digest))
         with executor.session(job) as session:
@@ -362,6 +378,8 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                 progress.start(f"{spec.key} {size}px", images)
                 t0 = time.perf_counter()
                 session.run(items, progress)
+                if isinstance(compute, UnitsCompute):
+                    compute.close()  # this size's units contribution goes into its shard
                 computed += len(items)
                 seconds = time.perf_counter() - t0
                 progress.stop()

@@ -18,7 +18,9 @@ from typing import Any, Mapping
 
 from shiftlens.errors import ShiftlensError
 
-ANALYSES = ("similarity", "separability", "location", "invariance", "consistency", "class")
+ANALYSES = ("similarity", "separability", "location", "invariance", "consistency", "class", "units")
+STUDY_ANALYSES = [a for a in ANALYSES if a != "units"]
+"""What the presets run: the units analysis is asked for by name (`--analyses ...,units`), its figures add time."""
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("local", "ray")
@@ -55,9 +57,12 @@ class RunConfig:
     executor: str = "local"  # local | ray: where the parts are computed (shiftlens.executors); same results
     ray_address: str | None = None  # auto | HOST:PORT of a running Ray cluster; None: start a local Ray
     workers: int = 0  # Ray workers (0 = auto: one per GPU, or one per share of the cluster's CPUs)
+    units_topk: int = 9  # units analysis: exemplars (canvases that drive a unit most) kept per unit
+    units: list[int] = field(default_factory=list)  # units analysis: unit indices to add to its figures and site
 
     # Fields that do not change any number in the results; everything else is fingerprinted.
-    _NOT_FINGERPRINTED = ("device", "batch_size", "compile", "out", "site", "svm", "executor", "ray_address", "workers")
+    _NOT_FINGERPRINTED = ("device", "batch_size", "compile", "out", "site", "svm", "executor", "ray_address", "workers",
+                          "units")
 
     def fingerprint(self) -> str:
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in self._NOT_FINGERPRINTED}
@@ -121,6 +126,8 @@ class RunConfig:
         if self.executor == "ray" and "units" in self.analyses:  # its sums over parts live in one process
             raise ShiftlensError("the units analysis cannot run with --executor ray yet: drop units from --analyses "
                                  "or use --executor local")
+        if self.units_topk < 1:
+            raise ShiftlensError(f"units_topk {self.units_topk} is invalid: use 1 or more exemplars per unit")
         if "://" in self.out:
             raise ShiftlensError(f"--out {self.out}: object-store URLs are not supported; give a folder (with --executor "
                                  "ray, one every node mounts at the same path, e.g. NFS)")
@@ -134,7 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # all with their packaged ImageNet weights, positions every 8 px. Everything the package measures, on three real
     # networks, offline.
     "quick": {"models": ["efficientnet_lite0:pool,fc", "efficientnet_lite1:pool,fc", "efficientnet_lite2:pool,fc"],
-              "analyses": list(ANALYSES)},
+              "analyses": list(STUDY_ANALYSES)},
     # The study at full scale: COCO patches, stride 1, the paper's networks and taps (6.5 million images each).
     "paper": {
         "models": [
@@ -148,7 +155,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patches": "coco",
         "stride": 1,
         "precision": "fp32",
-        "analyses": list(ANALYSES),
+        "analyses": list(STUDY_ANALYSES),
         "out": "results/paper",
     },
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import xarray as xr
@@ -45,7 +46,8 @@ def dataset(parts: list[Part], model: str, layer: str, size: int, canvas: int, s
     )
 
 
-def write(parts: list[Part], path: Path, canvas: int, stride: int) -> None:
+def write(parts: list[Part], path: Path, canvas: int, stride: int, extra: Callable[[Path], None] | None = None) -> None:
+    """`extra(store)` adds other groups (the units analysis's) to the store before it is swapped in."""
     tmp = temp_dir(path.parent, prefix=".maps.", suffix=".zarr")
     try:
         with warnings.catch_warnings():
@@ -55,6 +57,8 @@ def write(parts: list[Part], path: Path, canvas: int, stride: int) -> None:
             for (model, layer, size), members in groups(parts).items():
                 ds = dataset(members, model, layer, size, canvas, stride)
                 ds.to_zarr(tmp, group=f"{model}/{layer}/p{size}", mode="a", consolidated=False, zarr_format=3)
+        if extra is not None:
+            extra(tmp)
         swap_in_dir(tmp, path)
     finally:
         if tmp.exists():

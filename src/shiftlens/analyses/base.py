@@ -8,7 +8,7 @@ position's feature at once (separability, location) set `needs_features` and get
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ import torch
 from shiftlens.config import RunConfig
 from shiftlens.patches.patch import Patch
 from shiftlens.store import Part
+
+if TYPE_CHECKING:
+    from shiftlens.analyses.unit_state import UnitAccumulator
 
 
 @dataclass
@@ -40,6 +43,8 @@ class PatchContext:
     """The network's total downsampling in pixels; None where it could not be measured."""
     patch: Patch | None = None
     """The patch itself, for analyses that need its provenance (e.g. its manifest's ImageNet classes)."""
+    accumulator: "UnitAccumulator | None" = None
+    """State kept across the parts of one model and size (the units analysis's per-position sums), or None."""
 
 
 class Analysis:
