@@ -226,12 +226,12 @@ def test_each_control_changes_the_heatmap(page):
     changed(lambda: choose(page, "#patch", "cat:cat"))
 
     def set_floor(value: float) -> None:
-        page.eval_on_selector("#floor", "(e, v) => { e.value = v; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+        page.eval_on_selector("#floor-a", "(e, v) => { e.value = v; e.dispatchEvent(new Event('input', {bubbles: true})); }",
                               str(value))
     floor0 = float(heat(page)["floor"])
     changed(lambda: set_floor(round((floor0 + 1.0) / 2, 3)))
     assert float(heat(page)["floor"]) == pytest.approx(round((floor0 + 1.0) / 2, 3))
-    assert not page.is_checked("#floor-auto")
+    assert not page.is_checked("#floor-auto-a")
     changed(lambda: choose(page, "#cmap", "viridis"))
     assert heat(page)["cmap"] == "viridis"
     changed(lambda: choose(page, "#cmap", "gray"))

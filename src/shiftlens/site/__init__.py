@@ -32,18 +32,34 @@ from typing import Any
 import numpy as np
 
 from shiftlens.analyses.base import ANCHORS
-from shiftlens.canvases import offsets
+from shiftlens.canvases import FLAT, axis_positions, parse_background
 from shiftlens.errors import ShiftlensError
 from shiftlens.store import ResultsDir, RunRecord, file_key, swap_in_dir, temp_dir
 
 ASSETS = Path(__file__).parent / "assets"
 
-# Map kinds the site shows: analysis name -> (array name in the part, label, anchored)
-KINDS: dict[str, tuple[str, str, bool]] = {
-    "similarity": ("maps", "cosine similarity to the anchor", True),
-    "class": ("prob", "class probability", False),
+@dataclass(frozen=True)
+class MapKind:
+    """A per-position map the site can show: where it lives in a part and how it is coloured."""
+
+    analysis: str
+    array: str
+    label: str
+    anchored: bool = False
+    scale: str = "unit"
+    """`unit`: coloured from the floor up to 1 (similarity, probability); `data`: up to the map's maximum
+    (location error in px); `classes`: one colour per class index, with a legend (no floor, no colour map)."""
+
+
+# The kinds, in the order of the map selector; the key is the kind's name in the URL and in data/index.js.
+KINDS: dict[str, MapKind] = {
+    "similarity": MapKind("similarity", "maps", "cosine similarity to the anchor", anchored=True),
+    "class": MapKind("class", "prob", "class probability"),
+    "location": MapKind("location", "err_shuffled", "location error (px), shuffled folds", scale="data"),
+    "location_paper": MapKind("location", "err_paper", "location error (px), paper's folds", scale="data"),
+    "top1": MapKind("consistency", "top1", "top-1 class", scale="classes"),
 }
-COLORMAPS = ("hot", "viridis", "magma", "gray", "cividis", "coolwarm")
+COLORMAPS = ("hot", "YlOrRd", "viridis", "magma", "gray", "cividis", "coolwarm")
 QMAX = 65535
 
 
@@ -129,9 +145,34 @@ def _summary(run: RunRecord) -> dict[str, Any]:
         "started": run.started,
         "finished": run.finished,
         "fingerprint": run.fingerprint,
-        "config": {k: getattr(run.config, k) for k in ("patches", "sizes", "stride", "canvas", "background",
-                                                        "keep_aspect", "weights", "analyses", "seed", "max_patches")},
+        "config": {k: getattr(run.config, k) for k in ("protocol", "shift", "patches", "sizes", "stride", "canvas",
+                                                        "background", "keep_aspect", "weights", "analyses", "seed",
+                                                        "max_patches")},
     }
+
+
+@dataclass(frozen=True)
+class CanvasView:
+    """What the hover needs to rebuild the image at a position: protocol, shift and background of the run."""
+
+    protocol: str  # paste: the patch on the background; crop: a canvas-sized window of the resized large image
+    shift: str  # move: the content moves on a fixed background; circular: the canvas rolls with wrap-around
+    label: str  # the background as the run gives it ("white", "#808080", "texture:brick")
+    colour: tuple[int, int, int] | None  # a flat background's colour; None when it is an image
+    image: Path | None  # the run's canvas-sized background.png, when the background is not a flat colour
+
+
+def canvas_view(run: RunRecord, rd: ResultsDir) -> CanvasView:
+    """The run's protocol, shift and background (runs recorded before these settings pasted, moved, on white)."""
+    cfg = run.config
+    background = cfg.background
+    spec = background if isinstance(background, str) else None
+    # image:PATH and texture:NAME are not read again here: the run left the canvas it used as background.png
+    colour = None if spec is not None and ":" in spec else parse_background(background, cfg.canvas).rgb
+    label = spec if spec is not None else ("white" if colour == FLAT["white"] else "rgb(%d, %d, %d)" % tuple(colour))
+    image = rd.background_png
+    return CanvasView(protocol=cfg.protocol, shift=cfg.shift, label=label, colour=colour,
+                      image=image if colour is None and image.is_file() else None)
 
 
 def _copy_assets(site: Path) -> None:
@@ -188,6 +229,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
         return (names.index(k[0]) if k[0] in names else len(names), k[0], int(k[1][1:]) if k[1][1:].isdigit() else 0)
 
     sizes: set[int] = set()
+    class_counts: dict[int, int] = {}
     for unit in sorted(by_unit, key=unit_key):
         unit_groups: list[_Group] = []
         for path in by_unit[unit]:
@@ -197,12 +239,12 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
             sizes.add(size)
             if size not in patches[j]["sizes"]:
                 patches[j]["sizes"].append(size)
-            for kind, (name, _label, anchored) in KINDS.items():
-                for layer in part.layers(kind):
-                    arr = part.get(kind, layer, name)
+            for kind, mk in KINDS.items():
+                for layer in part.layers(mk.analysis):
+                    arr = part.get(mk.analysis, layer, mk.array)
                     if arr is None:
                         continue
-                    maps = _as_maps(arr, n, anchored)
+                    maps = _as_maps(arr, n, mk.anchored)
                     if maps is None:
                         continue
                     key = (kind, part.model, layer, size)
@@ -211,10 +253,18 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
                         g = groups[key] = _Group(f"g{len(groups)}", kind, part.model, layer, size, n)
                         unit_groups.append(g)
                     g.patches.append(j)
-                    b64, lo, hi = quantise(maps)
                     fname = f"data/maps/{g.gid}/p{j}.js"
-                    _write(site / fname, _script(f"{g.gid}/p{j}", {"lo": lo, "hi": hi, "shape": list(maps.shape), "q": b64}))
                     g.files[f"p{j}"] = fname
+                    if mk.scale == "classes":  # class indices stored exactly (lo 0, step 1); a mean means nothing
+                        labels = np.asarray(maps, np.int64)
+                        ids, counts = np.unique(labels, return_counts=True)
+                        for c, k in zip(ids.tolist(), counts.tolist()):
+                            class_counts[c] = class_counts.get(c, 0) + k
+                        q = base64.b64encode(np.clip(labels, 0, QMAX).astype("<u2").tobytes()).decode("ascii")
+                        _write(site / fname, _script(f"{g.gid}/p{j}", {"lo": 0, "hi": QMAX, "shape": list(maps.shape), "q": q}))
+                        continue
+                    b64, lo, hi = quantise(maps)
+                    _write(site / fname, _script(f"{g.gid}/p{j}", {"lo": lo, "hi": hi, "shape": list(maps.shape), "q": b64}))
                     for sel in ("all", f"cat:{part.category}"):
                         if sel in g.sums:
                             g.sums[sel] += maps
@@ -222,7 +272,8 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
                             g.sums[sel] = maps.astype(np.float64)
                         g.counts[sel] = g.counts.get(sel, 0) + 1
         for g in unit_groups:  # means of this (model, size) are complete
-            _write_means(g, site)
+            if g.sums:
+                _write_means(g, site)
 
     # Patch images: thumbnails and data URLs for compositing.
     for j, p in enumerate(patches):
@@ -236,6 +287,12 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
             url = "data:image/png;base64," + base64.b64encode(src.read_bytes()).decode("ascii")
             _write(data / "img" / f"p{size}" / f"{j}.js", _script(f"img/{size}/{j}", url))
         p["sizes"].sort()
+
+    view = canvas_view(run, rd)
+    if view.image is not None:
+        url = "data:image/png;base64," + base64.b64encode(view.image.read_bytes()).decode("ascii")
+        _write(data / "img" / "background.js", _script("img/background", url))
+        shutil.copy2(view.image, site / "background.png")
 
     tables = []
     if rd.tables_dir.is_dir():
@@ -256,19 +313,23 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
 
     categories = list(dict.fromkeys(p["category"] for p in patches))
     index = {
-        "format": 1,
+        "format": 2,
         "title": f"shiftlens results: {rd.root.resolve().name}",
         "summary": _summary(run),
         "canvas": canvas,
         "stride": stride,
-        "background": list(cfg.background),
+        "protocol": view.protocol,
+        "shift": view.shift,
+        "background": {"label": view.label, "colour": list(view.colour) if view.colour else None,
+                       "image": "data/img/background.js" if view.image is not None else None},
         "anchors": list(ANCHORS),
         "sizes": sorted(sizes),
-        "offsets": {str(s): offsets(canvas, s, stride).tolist() for s in sorted(sizes)},
+        "offsets": {str(s): _offsets(view, canvas, s, stride) for s in sorted(sizes)},
         "models": [m for m in model_order if any(g.model == m for g in groups.values())]
         + sorted({g.model for g in groups.values()} - set(model_order)),
-        "kinds": {k: {"label": v[1], "anchored": v[2]} for k, v in KINDS.items()
+        "kinds": {k: {"label": v.label, "anchored": v.anchored, "scale": v.scale} for k, v in KINDS.items()
                   if any(g.kind == k for g in groups.values())},
+        "classes": _class_legend(class_counts),
         "categories": categories,
         "patches": patches,
         "groups": [
@@ -283,6 +344,36 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
         "qmax": QMAX,
     }
     _write(data / "index.js", "window.SL_INDEX = " + json.dumps(index, separators=(",", ":")) + ";\n")
+
+
+def _offsets(view: CanvasView, canvas: int, size: int, stride: int) -> list[int]:
+    """Offsets along one axis: where the patch's corner lands (paste), how far the canvas rolls (circular) or where
+    the window's corner sits on the resized image (crop)."""
+    return axis_positions(canvas, size, stride, view.protocol, view.shift).tolist()
+
+
+def _class_legend(counts: dict[int, int]) -> dict[str, dict[str, Any]]:
+    """Class index -> name and colour, for the top-1 class maps: the most frequent classes get tab20's colours, the
+    rest golden-angle hues, so one class has one colour in every panel."""
+    if not counts:
+        return {}
+    import colorsys
+
+    import matplotlib
+
+    from shiftlens.models.imagenet_classes import class_names
+
+    names = class_names()
+    tab = (np.asarray(matplotlib.colormaps["tab20"].colors)[:, :3] * 255).round().astype(int).tolist()
+    order = sorted(counts, key=lambda c: (-counts[c], c))
+    out = {}
+    for rank, c in enumerate(order):
+        if rank < len(tab):
+            rgb = tab[rank]
+        else:
+            rgb = [round(255 * v) for v in colorsys.hsv_to_rgb((rank * 0.618034) % 1.0, 0.65, 0.85)]
+        out[str(c)] = {"name": names[c] if 0 <= c < len(names) else f"class {c}", "colour": rgb, "count": counts[c]}
+    return out
 
 
 def _write_means(g: _Group, site: Path) -> None:

@@ -68,22 +68,6 @@
     decoded.set(key, m);
     return m;
   }
-
-  const images = new Map();
-  function patchImage(size, j) {
-    const key = 'img/' + size + '/' + j;
-    if (images.has(key)) return images.get(key);
-    const p = load('data/img/p' + size + '/' + j + '.js', key).then(
-      (url) => new Promise((resolve, reject) => {
-        const img = new Image();
-        img.onload = () => resolve(img);
-        img.onerror = () => reject(new Error('bad image ' + key));
-        img.src = url;
-      }));
-    images.set(key, p);
-    return p;
-  }
-
   // ---------------------------------------------------------------------------------------------- index helpers
   const groups = IDX.groups;
   const kinds = Object.keys(IDX.kinds);
@@ -94,6 +78,7 @@
   const findGroup = (kind, model, layer, size) =>
     groups.find((g) => g.kind === kind && g.model === model && g.layer === layer && g.size === size);
   const modelInfo = (model) => (IDX.summary.models || []).find((m) => m.model === model) || {};
+  const kindScale = (kind) => (IDX.kinds[kind] || {}).scale || 'unit';
 
   function combos(kind) {
     const out = [];
@@ -106,21 +91,45 @@
     return { TL: [0, 0], TR: [0, n - 1], C: [c, c], BL: [n - 1, 0], BR: [n - 1, n - 1] }[name];
   }
 
+  // The anti-aliased (NAME_aa, NAME_aaK) or adaptive-polyphase (NAME_aps) twin of a model, or the plain model of a
+  // twin; a model's own weights suffix (NAME@WEIGHTS) carries over, so alexnet@flip.pth pairs with alexnet_aa@flip.pth.
+  function twinOf(model, kind) {
+    const models = modelsFor(kind);
+    const at = model.indexOf('@');
+    const base = at < 0 ? model : model.slice(0, at);
+    const weights = at < 0 ? '' : model.slice(at);
+    const m = base.match(/^(.+)_(aa\d*|aps)$/);
+    let cands;
+    if (m) cands = [m[1] + weights];
+    else {
+      cands = [base + '_aa' + weights, base + '_aps' + weights];
+      for (const x of models) {
+        const xa = x.indexOf('@');
+        const xb = xa < 0 ? x : x.slice(0, xa);
+        if ((xa < 0 ? '' : x.slice(xa)) === weights && xb.startsWith(base + '_') && /^_(aa\d+|aps)$/.test(xb.slice(base.length))) cands.push(x);
+      }
+    }
+    return cands.find((c) => c !== model && models.includes(c)) || null;
+  }
+
   const cmaps = {};
   for (const [name, b64] of Object.entries(IDX.colormaps)) cmaps[name] = b64bytes(b64);
+  const classColour = {};
+  for (const [c, info] of Object.entries(IDX.classes || {})) classColour[c] = info.colour;
 
   // ---------------------------------------------------------------------------------------------- state
+  const DEFAULT_CMAP = cmaps.hot ? 'hot' : Object.keys(cmaps)[0];
   const S = {
     kind: kinds.includes('similarity') ? 'similarity' : kinds[0],
     size: null,
     anchor: IDX.anchors.includes('C') ? 'C' : IDX.anchors[0],
     sel: 'all',
-    floor: 0,
-    floorAuto: true,
-    cmap: 'hot',
+    cmap: DEFAULT_CMAP,
     compare: false,
-    a: { model: null, layer: null },
-    b: { model: null, layer: null },
+    follow: false, // panel B shows panel A's twin and follows A's model and layer
+    link: true, // one colour floor for both panels (auto: the lower of the two minima)
+    a: { model: null, layer: null, floor: 0, auto: true },
+    b: { model: null, layer: null, floor: 0, auto: true },
   };
   let current = { a: null, b: null, n: 0, size: null };
   let lastHover = null;
@@ -133,31 +142,61 @@
     return select.value;
   }
 
-  function resetPanels() {
+  function followA() {
+    const t = twinOf(S.a.model, S.kind);
+    if (!t) return false;
+    const ls = layersFor(S.kind, t);
+    S.b.model = t;
+    S.b.layer = ls.includes(S.a.layer) ? S.a.layer : ls[0];
+    return true;
+  }
+
+  // Panel A: the first model (the plain one of a twin pair); panel B: A's twin when the run has one, else the
+  // next model (same layer where it has it) or the next layer.
+  function resetPanels(keepModel) {
     const all = combos(S.kind);
-    S.a.model = all.length ? all[0][0] : null;
-    S.a.layer = all.length ? all[0][1] : null;
     const models = modelsFor(S.kind);
+    let a = all.length ? all[0] : [null, null];
+    const plain = models.find((m) => !/_(aa\d*|aps)(@|$)/.test(m) && twinOf(m, S.kind));
+    if (keepModel && models.includes(keepModel)) a = [keepModel, layersFor(S.kind, keepModel)[0]];
+    else if (plain) a = [plain, layersFor(S.kind, plain)[0]];
+    [S.a.model, S.a.layer] = a;
+    if (a[0] && followA()) { S.follow = true; S.compare = true; return; }
+    S.follow = false;
     let b = null;
     if (models.length > 1) {
-      const m = models[1];
+      const m = models.find((x) => x !== S.a.model);
       const ls = layersFor(S.kind, m);
       b = [m, ls.includes(S.a.layer) ? S.a.layer : ls[0]];
     } else if (all.length > 1) {
-      b = all[1];
+      b = all.find(([m, l]) => m !== S.a.model || l !== S.a.layer);
     }
     S.b.model = b ? b[0] : S.a.model;
     S.b.layer = b ? b[1] : S.a.layer;
     S.compare = !!b;
   }
 
+  function selectionOptions(g) {
+    const opts = [];
+    if (!g) return opts;
+    if (g.files.all) opts.push(['all', 'mean over all ' + g.patches.length + ' patches']);
+    for (const key of Object.keys(g.files)) {
+      if (key.startsWith('cat:')) {
+        const cat = key.slice(4);
+        const k = g.patches.filter((j) => IDX.patches[j].category === cat).length;
+        opts.push([key, 'mean over ' + cat + ' (' + k + ')']);
+      }
+    }
+    for (const j of g.patches) opts.push(['p:' + j, IDX.patches[j].id + ' (' + IDX.patches[j].category + ')']);
+    return opts;
+  }
+
   function refreshControls() {
-    const kindSel = $('kind');
-    setOptions(kindSel, kinds.map((k) => [k, IDX.kinds[k].label]), S.kind);
+    setOptions($('kind'), kinds.map((k) => [k, IDX.kinds[k].label]), S.kind);
     $('kind-label').hidden = kinds.length < 2;
     S.size = Number(setOptions($('size'), sizesFor(S.kind).map((s) => [s, s + ' px']), S.size));
     const anchored = IDX.kinds[S.kind].anchored;
-    setOptions($('anchor'), IDX.anchors.map((a) => [a, a]), S.anchor);
+    S.anchor = setOptions($('anchor'), IDX.anchors.map((a) => [a, a]), S.anchor);
     $('anchor').disabled = !anchored;
     $('anchor-label').classList.toggle('disabled', !anchored);
     for (const side of ['a', 'b']) {
@@ -167,23 +206,15 @@
     }
     $('compare-label').hidden = combos(S.kind).length < 2 && !S.compare;
     $('compare').checked = S.compare;
+    $('follow').checked = S.follow;
+    $('follow-label').hidden = !twinOf(S.a.model, S.kind);
     $('panel-b').hidden = !S.compare;
-    // patches: from panel A's group
-    const g = findGroup(S.kind, S.a.model, S.a.layer, S.size);
-    const opts = [];
-    if (g) {
-      opts.push(['all', 'mean over all ' + g.patches.length + ' patches']);
-      for (const key of Object.keys(g.files)) {
-        if (key.startsWith('cat:')) {
-          const cat = key.slice(4);
-          const k = g.patches.filter((j) => IDX.patches[j].category === cat).length;
-          opts.push([key, 'mean over ' + cat + ' (' + k + ')']);
-        }
-      }
-      for (const j of g.patches) opts.push(['p:' + j, IDX.patches[j].id + ' (' + IDX.patches[j].category + ')']);
-    }
-    S.sel = setOptions($('patch'), opts, S.sel);
-    setOptions($('cmap'), Object.keys(cmaps).map((c) => [c, c]), S.cmap);
+    const classes = kindScale(S.kind) === 'classes';
+    $('cmap-label').hidden = classes;
+    $('link-label').hidden = classes || !S.compare;
+    $('link').checked = S.link;
+    S.sel = setOptions($('patch'), selectionOptions(findGroup(S.kind, S.a.model, S.a.layer, S.size)), S.sel);
+    S.cmap = setOptions($('cmap'), Object.keys(cmaps).map((c) => [c, c]), S.cmap);
   }
 
   function fileKey(sel) { return sel.startsWith('p:') ? 'p' + sel.slice(2) : sel; }
@@ -209,13 +240,11 @@
     });
     if (members.length > shown.length) kids.push(el('span', { text: '+ ' + (members.length - shown.length) + ' more' }));
     box.replaceChildren(...kids);
-    box.id = 'thumbs';
   }
 
   async function loadMap(g, sel) {
     if (!g) return null;
-    const fk = fileKey(sel);
-    const file = g.files[fk];
+    const file = g.files[fileKey(sel)];
     if (!file) return null;
     const key = g.gid + '/' + file.split('/').pop().replace(/\.js$/, '');
     const payload = await load(file, key);
@@ -230,7 +259,85 @@
     if (!m) return null;
     const n = m.shape[1];
     const a = Math.min(anchorIndex(), m.shape[0] - 1);
-    return { n, values: m.values.subarray(a * n * n, (a + 1) * n * n), step: m.step };
+    const values = m.values.subarray(a * n * n, (a + 1) * n * n);
+    let min = Infinity, max = -Infinity;
+    for (const v of values) { if (v < min) min = v; if (v > max) max = v; }
+    return { n, values, step: m.step, min, max };
+  }
+
+  // ---------------------------------------------------------------------------------------------- URL state
+  // The view lives in the query string (the hash stays free for the page's section links): a copied link reopens
+  // it, and a value the run does not have falls back to the default.
+  function viewParams() {
+    const q = new URLSearchParams();
+    q.set('kind', S.kind);
+    q.set('size', String(S.size));
+    if (IDX.kinds[S.kind].anchored) q.set('anchor', S.anchor);
+    if (S.sel.startsWith('p:')) q.set('patch', IDX.patches[Number(S.sel.slice(2))].id);
+    else if (S.sel.startsWith('cat:')) q.set('cat', S.sel.slice(4));
+    q.set('model_a', S.a.model);
+    q.set('layer_a', S.a.layer);
+    q.set('compare', S.compare ? '1' : '0');
+    if (S.compare) {
+      q.set('model_b', S.b.model);
+      q.set('layer_b', S.b.layer);
+      q.set('follow', S.follow ? '1' : '0');
+    }
+    if (kindScale(S.kind) !== 'classes') {
+      q.set('floor_a', S.a.auto ? 'auto' : S.a.floor.toFixed(3));
+      if (S.compare) {
+        q.set('link', S.link ? '1' : '0');
+        if (!S.link) q.set('floor_b', S.b.auto ? 'auto' : S.b.floor.toFixed(3));
+      }
+      q.set('cmap', S.cmap);
+    }
+    return q;
+  }
+
+  function writeURL() {
+    const url = '?' + viewParams().toString() + location.hash;
+    try { history.replaceState(null, '', url); } catch (e) { /* a host that forbids it keeps the page working */ }
+    document.body.dataset.view = url;
+  }
+
+  function readURL() {
+    let q;
+    try { q = new URLSearchParams(location.search); } catch (e) { return; }
+    const get = (k) => (q.has(k) ? q.get(k) : null);
+    if (kinds.includes(get('kind'))) S.kind = get('kind');
+    resetPanels(get('model_a'));
+    const ma = get('model_a');
+    if (ma && modelsFor(S.kind).includes(ma)) {
+      S.a.model = ma;
+      const la = get('layer_a');
+      S.a.layer = layersFor(S.kind, ma).includes(la) ? la : layersFor(S.kind, ma)[0];
+      if (S.follow && !followA()) S.follow = false;
+    }
+    const size = Number(get('size'));
+    if (sizesFor(S.kind).includes(size)) S.size = size;
+    if (IDX.anchors.includes(get('anchor'))) S.anchor = get('anchor');
+    const pid = get('patch');
+    const j = pid == null ? -1 : IDX.patches.findIndex((p) => p.id === pid);
+    if (j >= 0) S.sel = 'p:' + j;
+    else if (get('cat') != null && IDX.categories.includes(get('cat'))) S.sel = 'cat:' + get('cat');
+    if (get('compare') === '0') S.compare = false;
+    else if (get('compare') === '1' && combos(S.kind).length > 1) S.compare = true;
+    const mb = get('model_b');
+    if (get('follow') === '0') S.follow = false;
+    if (get('follow') === '1' && followA()) S.follow = true;
+    else if (mb && modelsFor(S.kind).includes(mb)) {
+      S.follow = false;
+      S.b.model = mb;
+      const lb = get('layer_b');
+      S.b.layer = layersFor(S.kind, mb).includes(lb) ? lb : layersFor(S.kind, mb)[0];
+    }
+    if (get('link') === '0') S.link = false;
+    for (const side of ['a', 'b']) {
+      const f = get('floor_' + side);
+      const v = f == null || f === '' ? NaN : Number(f);
+      if (Number.isFinite(v)) { S[side].floor = v; S[side].auto = false; }
+    }
+    if (cmaps[get('cmap')]) S.cmap = get('cmap');
   }
 
   // ---------------------------------------------------------------------------------------------- drawing
@@ -240,42 +347,83 @@
     return (h >>> 0).toString(16);
   }
 
-  function colour(v, lut) {
-    const floor = S.floor;
-    let t = (v - floor) / (1 - floor);
-    if (!(t > 0)) t = 0; else if (t > 1) t = 1;
-    return Math.round(t * 255) * 3;
+  // Colour scale of a panel: [floor, top]; top is 1 for similarity and probability, the map's maximum otherwise.
+  function scaleOf(side) {
+    const p = S[side];
+    const sl = current[side];
+    let top = 1;
+    if (kindScale(S.kind) === 'data') {
+      const others = S.link && S.compare ? [current.a, current.b] : [sl];
+      top = Math.max(...others.filter(Boolean).map((x) => x.max));
+      if (!Number.isFinite(top)) top = 1;
+    }
+    const floor = S.link && side === 'b' ? S.a.floor : p.floor;
+    return { floor, top: top > floor ? top : floor + 1e-6 };
   }
 
-  function drawHeat(canvas, sl) {
+  function drawHeat(canvas, sl, side) {
     if (!sl) { canvas.width = 1; canvas.height = 1; canvas.dataset.checksum = 'none'; return; }
     const n = sl.n;
     canvas.width = n;
     canvas.height = n;
     const ctx = canvas.getContext('2d');
     const img = ctx.createImageData(n, n);
-    const lut = cmaps[S.cmap];
     const d = img.data;
-    for (let i = 0; i < n * n; i++) {
-      const c = colour(sl.values[i], lut);
-      d[4 * i] = lut[c]; d[4 * i + 1] = lut[c + 1]; d[4 * i + 2] = lut[c + 2]; d[4 * i + 3] = 255;
+    if (kindScale(S.kind) === 'classes') {
+      for (let i = 0; i < n * n; i++) {
+        const rgb = classColour[String(Math.round(sl.values[i]))] || [128, 128, 128];
+        d[4 * i] = rgb[0]; d[4 * i + 1] = rgb[1]; d[4 * i + 2] = rgb[2]; d[4 * i + 3] = 255;
+      }
+    } else {
+      const lut = cmaps[S.cmap];
+      const { floor, top } = scaleOf(side);
+      for (let i = 0; i < n * n; i++) {
+        let t = (sl.values[i] - floor) / (top - floor);
+        if (!(t > 0)) t = 0; else if (t > 1) t = 1;
+        const c = Math.round(t * 255) * 3;
+        d[4 * i] = lut[c]; d[4 * i + 1] = lut[c + 1]; d[4 * i + 2] = lut[c + 2]; d[4 * i + 3] = 255;
+      }
     }
     ctx.putImageData(img, 0, 0);
     canvas.dataset.checksum = fnv(d);
   }
 
-  function drawColorbar() {
-    const c = $('colorbar');
+  function drawColorbar(side) {
+    const panel = $('panel-' + side);
+    const box = panel.querySelector('.colorbar');
+    const classes = kindScale(S.kind) === 'classes';
+    box.hidden = classes;
+    panel.querySelector('.floor-controls').hidden = classes;
+    if (classes) return;
+    const c = panel.querySelector('canvas.cb');
     const lut = cmaps[S.cmap];
     const ctx = c.getContext('2d');
-    const img = ctx.createImageData(1, 256);
-    for (let i = 0; i < 256; i++) {
-      const k = (255 - i) * 3;
-      img.data.set([lut[k], lut[k + 1], lut[k + 2], 255], 4 * i);
-    }
+    const img = ctx.createImageData(256, 1);
+    for (let i = 0; i < 256; i++) img.data.set([lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 255], 4 * i);
     ctx.putImageData(img, 0, 0);
-    $('cb-top').textContent = '1.000';
-    $('cb-bottom').textContent = '\u2264 ' + S.floor.toFixed(3);
+    const { floor, top } = scaleOf(side);
+    const digits = kindScale(S.kind) === 'data' ? 2 : 3;
+    panel.querySelector('.cb-top').textContent = top.toFixed(digits) + (kindScale(S.kind) === 'data' ? ' px' : '');
+    panel.querySelector('.cb-bottom').textContent = '\u2264 ' + floor.toFixed(digits);
+  }
+
+  function drawLegend(side) {
+    const panel = $('panel-' + side);
+    const box = panel.querySelector('.legend');
+    const sl = current[side];
+    if (kindScale(S.kind) !== 'classes' || !sl) { box.hidden = true; box.replaceChildren(); box.dataset.classes = ''; return; }
+    const counts = new Map();
+    for (const v of sl.values) { const c = Math.round(v); counts.set(c, (counts.get(c) || 0) + 1); }
+    const order = Array.from(counts).sort((x, y) => y[1] - x[1] || x[0] - y[0]);
+    box.hidden = false;
+    box.dataset.classes = order.map(([c]) => c).join(',');
+    box.replaceChildren(...order.map(([c, k]) => {
+      const info = (IDX.classes || {})[String(c)] || { name: 'class ' + c, colour: [128, 128, 128] };
+      const sw = el('span', { class: 'swatch' });
+      sw.style.background = 'rgb(' + info.colour.join(',') + ')';
+      return el('div', { class: 'legend-item', 'data-class': String(c) }, sw,
+        el('span', { text: info.name + ' (' + c + ')' }), el('span', { class: 'muted', text: ' ' + (100 * k / sl.values.length).toFixed(0) + '%' }));
+    }));
   }
 
   function placeMarker(panel, cls, cell, n) {
@@ -296,36 +444,68 @@
     const what = S.sel === 'all' ? 'mean over all patches' : S.sel.startsWith('cat:') ? 'mean over ' + S.sel.slice(4)
       : 'patch ' + IDX.patches[Number(S.sel.slice(2))].id;
     const anchorTxt = IDX.kinds[S.kind].anchored ? ', anchor ' + S.anchor : '';
+    const twin = side === 'b' && S.follow ? ' (panel A\u2019s twin)' : '';
     t.replaceChildren(el('span', { text: p.model + ' \u00b7 ' + p.layer + ' \u00b7 ' + S.size + ' px' + anchorTxt }),
-      el('br'), el('span', { class: 'muted', text: IDX.kinds[S.kind].label + ', ' + what + (info.weights ? ', weights ' + info.weights : '') }),
+      el('br'), el('span', { class: 'muted', text: IDX.kinds[S.kind].label + ', ' + what + (info.weights ? ', weights ' + info.weights : '') + twin }),
       ...(info.untrained ? [el('span', { class: 'badge', text: 'UNTRAINED' })] : []));
   }
 
+  function floorRange(side) {
+    if (kindScale(S.kind) === 'data') {
+      const { top } = scaleOf(side);
+      return { min: 0, max: top, step: top / 1000 };
+    }
+    return { min: -1, max: 0.999, step: 0.001 };
+  }
+
   function redraw() {
-    const n = current.n;
     for (const side of ['a', 'b']) {
+      if (side === 'b' && !S.compare) continue;
       const panel = $('panel-' + side);
       const canvas = $('heat-' + side);
       const sl = current[side];
-      if (side === 'b' && !S.compare) continue;
-      drawHeat(canvas, sl);
+      drawHeat(canvas, sl, side);
+      const { floor, top } = scaleOf(side);
       Object.assign(canvas.dataset, { kind: S.kind, model: S[side].model, layer: S[side].layer, size: String(S.size),
-        anchor: S.anchor, sel: S.sel, floor: S.floor.toFixed(3), cmap: S.cmap, n: String(sl ? sl.n : 0) });
+        anchor: S.anchor, sel: S.sel, floor: floor.toFixed(3), top: top.toFixed(3), cmap: S.cmap, n: String(sl ? sl.n : 0) });
       const ac = IDX.kinds[S.kind].anchored && sl ? anchorCell(S.anchor, sl.n) : null;
       placeMarker(panel, 'anchor-marker', ac, sl ? sl.n : 0);
       const offs = IDX.offsets[String(S.size)] || [];
       panel.querySelector('.x1').textContent = offs.length ? offs[offs.length - 1] : '';
+      drawColorbar(side);
+      drawLegend(side);
+      const r = floorRange(side);
+      const input = $('floor-' + side);
+      Object.assign(input, { min: String(r.min), max: String(r.max), step: String(r.step) });
+      input.value = String(floor);
+      $('floor-value-' + side).textContent = floor.toFixed(3);
+      $('floor-auto-' + side).checked = S.link && side === 'b' ? S.a.auto : S[side].auto;
+      input.disabled = $('floor-auto-' + side).disabled = S.link && side === 'b';
     }
-    drawColorbar();
-    $('floor').value = String(S.floor);
-    $('floor-value').textContent = S.floor.toFixed(3);
-    if (lastHover && lastHover.n === n) showHover(lastHover.r, lastHover.c);
+    if (lastHover && lastHover.n === current.n) showHover(lastHover.r, lastHover.c);
+    writeURL();
     document.body.dataset.ready = String(token);
+  }
+
+  function autoFloors() {
+    const lowest = (sls) => {
+      let lo = Infinity;
+      for (const sl of sls) if (sl && sl.min < lo) lo = sl.min;
+      if (!Number.isFinite(lo)) return 0;
+      return kindScale(S.kind) === 'data' ? Math.max(0, lo) : Math.min(0.999, Math.max(-1, Math.floor(lo * 1000) / 1000));
+    };
+    if (S.link && S.compare) {
+      if (S.a.auto) S.a.floor = lowest([current.a, current.b]);
+    } else {
+      if (S.a.auto) S.a.floor = lowest([current.a]);
+    }
+    if (S.b.auto) S.b.floor = lowest([current.b]);
   }
 
   async function update() {
     const my = ++token;
     document.body.dataset.ready = '';
+    if (S.follow && S.compare) followA();
     refreshControls();
     const ga = findGroup(S.kind, S.a.model, S.a.layer, S.size);
     const gb = S.compare ? findGroup(S.kind, S.b.model, S.b.layer, S.size) : null;
@@ -350,32 +530,80 @@
     }
     if (my !== token) return;
     current = { a: sliceOf(ma), b: sliceOf(mb), n: ma ? ma.shape[1] : 0, size: S.size, ga, gb };
-    status('a', ma ? 'quantisation step ' + ma.step.toExponential(1) : 'no data for this selection', !ma);
-    if (S.compare) status('b', mb ? 'quantisation step ' + mb.step.toExponential(1) : 'no data for this selection', !mb);
-    if (S.floorAuto) {
-      let lo = Infinity;
-      for (const sl of [current.a, current.b]) if (sl) for (const v of sl.values) if (v < lo) lo = v;
-      S.floor = Number.isFinite(lo) ? Math.min(0.999, Math.max(-1, Math.floor(lo * 1000) / 1000)) : 0;
-    }
+    const note = (m) => kindScale(S.kind) === 'classes' ? 'top-1 ImageNet class at each position' : 'quantisation step ' + m.step.toExponential(1);
+    status('a', ma ? note(ma) : 'no data for this selection', !ma);
+    if (S.compare) status('b', mb ? note(mb) : 'no data for this selection', !mb);
+    autoFloors();
     redraw();
   }
 
   // ---------------------------------------------------------------------------------------------- hover
-  function fmt(v) { return v == null ? '\u2013' : v.toFixed(6); }
+  function fmt(v) {
+    if (v == null) return '\u2013';
+    const scale = kindScale(S.kind);
+    if (scale === 'classes') {
+      const info = (IDX.classes || {})[String(Math.round(v))];
+      return (info ? info.name : 'class') + ' (' + Math.round(v) + ')';
+    }
+    return scale === 'data' ? v.toFixed(3) + ' px' : v.toFixed(6);
+  }
+
+  const images = new Map();
+  function imageOf(src, key) {
+    if (images.has(key)) return images.get(key);
+    const p = load(src, key).then(
+      (url) => new Promise((resolve, reject) => {
+        const img = new Image();
+        img.onload = () => resolve(img);
+        img.onerror = () => reject(new Error('bad image ' + key));
+        img.src = url;
+      }));
+    images.set(key, p);
+    return p;
+  }
+  const patchImage = (size, j) => imageOf('data/img/p' + size + '/' + j + '.js', 'img/' + size + '/' + j);
+  const backgroundImage = () => (IDX.background.image ? imageOf(IDX.background.image, 'img/background') : Promise.resolve(null));
+
+  // The image at offset (y, x) under the run's protocol: paste = the patch at (y, x) on the background; crop = the
+  // canvas window at (y, x) of the resized large image; a circular shift rolls the image at (0, 0) by (y, x).
+  function drawUnshifted(ctx, img, bg, y, x) {
+    const w = ctx.canvas.width, h = ctx.canvas.height;
+    if (IDX.protocol === 'crop') {
+      ctx.fillStyle = '#fff';
+      ctx.fillRect(0, 0, w, h);
+      if (img) ctx.drawImage(img, -x, -y);
+      return;
+    }
+    if (bg) ctx.drawImage(bg, 0, 0, w, h);
+    else {
+      const c = IDX.background.colour || [255, 255, 255];
+      ctx.fillStyle = 'rgb(' + c[0] + ',' + c[1] + ',' + c[2] + ')';
+      ctx.fillRect(0, 0, w, h);
+    }
+    if (img) ctx.drawImage(img, x, y);  // binary alpha: a plain paste
+  }
 
   async function compose(canvas, j, y, x) {
-    const ctx = canvas.getContext('2d');
-    const bg = IDX.background;
-    ctx.fillStyle = 'rgb(' + bg[0] + ',' + bg[1] + ',' + bg[2] + ')';
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
     canvas.dataset.y = String(y);
     canvas.dataset.x = String(x);
     canvas.dataset.patch = j == null ? '' : IDX.patches[j].id;
-    if (j == null) return;
-    const img = await patchImage(S.size, j);
+    delete canvas.dataset.drawn;
+    const [img, bg] = await Promise.all([j == null ? null : patchImage(S.size, j), backgroundImage()]);
     if (canvas.dataset.y !== String(y) || canvas.dataset.x !== String(x)) return;  // a newer hover won
+    const ctx = canvas.getContext('2d');
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(img, x, y);  // binary alpha: a plain paste
+    if (IDX.shift === 'circular') {
+      const w = canvas.width, h = canvas.height;
+      const base = document.createElement('canvas');
+      base.width = w; base.height = h;
+      const bctx = base.getContext('2d');
+      bctx.imageSmoothingEnabled = false;
+      drawUnshifted(bctx, img, bg, 0, 0);
+      const dy = ((y % h) + h) % h, dx = ((x % w) + w) % w;
+      for (const oy of [dy, dy - h]) for (const ox of [dx, dx - w]) ctx.drawImage(base, ox, oy);
+    } else {
+      drawUnshifted(ctx, img, bg, y, x);
+    }
     canvas.dataset.drawn = String(y) + ',' + String(x);
   }
 
@@ -392,9 +620,11 @@
     const pos = $('hover-pos');
     pos.replaceChildren('y = ' + y + ' px, x = ' + x + ' px ', el('small', { text: '(row ' + r + ', column ' + c + ')' }));
     Object.assign(pos.dataset, { y: String(y), x: String(x), row: String(r), col: String(c) });
+    const classes = kindScale(S.kind) === 'classes';
     const setVal = (id, labelId, v, side, sl) => {
       const dd = $(id);
       if (v == null) dd.textContent = '\u2013';
+      else if (classes) dd.textContent = fmt(v);
       else dd.replaceChildren(fmt(v) + ' ', el('small', { text: '\u00b1 ' + (sl.step / 2).toExponential(1) }));
       dd.dataset.value = v == null ? '' : String(v);
       dd.dataset.step = sl ? String(sl.step) : '';
@@ -409,7 +639,8 @@
     const single = S.sel.startsWith('p:');
     $('hover-note').textContent = j == null ? '' : single ? '' :
       'The map is a mean over ' + members.length + ' patches; the images show the first, ' + IDX.patches[j].id + '.';
-    $('shifted-cap').textContent = 'shifted image at y = ' + y + ', x = ' + x;
+    const what = IDX.protocol === 'crop' ? 'window' : IDX.shift === 'circular' ? 'rolled image' : 'shifted image';
+    $('shifted-cap').textContent = what + ' at y = ' + y + ', x = ' + x;
     compose($('shifted'), j, y, x);
     const anchored = IDX.kinds[S.kind].anchored;
     $('anchor-fig').hidden = !anchored;
@@ -557,6 +788,10 @@
     const dev = s.device || {};
     $('subtitle').textContent = (s.models || []).map((m) => m.model).join(', ') + ' \u00b7 ' + IDX.patches.length + ' patches \u00b7 sizes ' +
       IDX.sizes.join(', ') + ' px \u00b7 stride ' + IDX.stride + ' \u00b7 ' + (dev.name || dev.type || '') + ', ' + (s.precision || '');
+    const bg = IDX.background || {};
+    const protocol = $('protocol-line');
+    protocol.textContent = 'protocol ' + IDX.protocol + ' \u00b7 shift ' + IDX.shift + ' \u00b7 background ' + (bg.label || 'white');
+    Object.assign(protocol.dataset, { protocol: IDX.protocol, shift: IDX.shift, background: bg.label || '' });
     if (s.untrained) {
       const names = s.models.filter((m) => m.untrained).map((m) => m.model).join(', ');
       const b = $('untrained-banner');
@@ -582,22 +817,35 @@
 
   // ---------------------------------------------------------------------------------------------- wiring
   function wire() {
-    $('kind').addEventListener('change', (e) => { S.kind = e.target.value; resetPanels(); S.sel = 'all'; S.floorAuto = true; $('floor-auto').checked = true; update(); });
+    $('kind').addEventListener('change', (e) => { S.kind = e.target.value; resetPanels(S.a.model); S.a.auto = S.b.auto = true; update(); });
     $('size').addEventListener('change', (e) => { S.size = Number(e.target.value); update(); });
     $('anchor').addEventListener('change', (e) => { S.anchor = e.target.value; update(); });
     $('patch').addEventListener('change', (e) => { S.sel = e.target.value; update(); });
     $('cmap').addEventListener('change', (e) => { S.cmap = e.target.value; redraw(); });
     $('compare').addEventListener('change', (e) => { S.compare = e.target.checked; update(); });
-    $('floor').addEventListener('input', (e) => {
-      S.floor = Number(e.target.value);
-      S.floorAuto = false;
-      $('floor-auto').checked = false;
-      redraw();
+    $('follow').addEventListener('change', (e) => {
+      S.follow = e.target.checked;
+      if (S.follow) S.compare = true;
+      update();
     });
-    $('floor-auto').addEventListener('change', (e) => { S.floorAuto = e.target.checked; update(); });
+    $('link').addEventListener('change', (e) => { S.link = e.target.checked; update(); });
     for (const side of ['a', 'b']) {
-      $('model-' + side).addEventListener('change', (e) => { S[side].model = e.target.value; update(); });
-      $('layer-' + side).addEventListener('change', (e) => { S[side].layer = e.target.value; update(); });
+      $('floor-' + side).addEventListener('input', (e) => {
+        S[side].floor = Number(e.target.value);
+        S[side].auto = false;
+        redraw();
+      });
+      $('floor-auto-' + side).addEventListener('change', (e) => { S[side].auto = e.target.checked; update(); });
+      $('model-' + side).addEventListener('change', (e) => {
+        S[side].model = e.target.value;
+        if (side === 'b') S.follow = false;
+        update();
+      });
+      $('layer-' + side).addEventListener('change', (e) => {
+        S[side].layer = e.target.value;
+        if (side === 'b') S.follow = false;
+        update();
+      });
       const c = $('heat-' + side);
       c.addEventListener('pointermove', onPointer);
       c.addEventListener('pointerdown', onPointer);
@@ -611,6 +859,7 @@
     document.body.dataset.ready = 'none';
   } else {
     resetPanels();
+    readURL();
     update();
   }
   setupTables();
