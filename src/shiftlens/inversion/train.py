@@ -369,8 +369,17 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
     if state is not None:
         trainer.load_state(state)
         log(f"resuming {out} at step {trainer.step_no} of {settings.steps}")
-    if trainer.step_no >= settings.steps:
-        log(f"{out} already has {trainer.step_no} steps (asked for {settings.steps}): nothing to train")
+    if trainer.step_no > settings.steps:
+        raise ShiftlensError(f"{out} already has {trainer.step_no} steps, more than --steps {settings.steps}: ask for "
+                             f"{trainer.step_no} or more, or give --no-resume to train {settings.steps} from the start")
+    if trainer.step_no == settings.steps:
+        if state is not None and state["settings"]["steps"] != settings.steps:
+            # nothing depends on the planned total (constant learning rate, data drawn per epoch), so a run stopped
+            # at a checkpoint is the run of that many steps: record it as such
+            trainer.save(out)
+            log(f"{out} recorded as a run of {settings.steps} steps")
+        else:
+            log(f"{out} already has {trainer.step_no} steps: nothing to train")
         return trainer.meta()
     t0 = time.perf_counter()
     start_seconds = trainer.train_seconds

@@ -1,0 +1,188 @@
+"""The `decoder` inverter: loading (and refusing) decoder files, training that resumes exactly, the adversarial
+step, validation numbers with known answers, and the shipped Lite0 decoders' held-out centroid share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from shiftlens.errors import ShiftlensError
+from shiftlens.inversion.decoder import (
+    Decoder,
+    DecoderMeta,
+    Generator,
+    GeneratorConfig,
+    TrainSettings,
+    checkpoint_dict,
+    load_decoder,
+    shipped_decoders,
+)
+from shiftlens.inversion.train import (
+    Trainer,
+    centroids,
+    evaluate,
+    held_out_split,
+    load_training_patches,
+    object_mask,
+    state_path,
+    train,
+)
+
+CANVAS = 64
+
+
+class TinyEncoder(nn.Module):
+    """Conv stage (the comparator) -> 4x4 pooled grid -> a 16-d linear tap that keeps position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 5, stride=4)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Linear(64, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> str:
+    from shiftlens.canvases import Normalisation
+    from shiftlens.models import LayerSpec, ModelEntry, register
+
+    register(ModelEntry(name="test_decoder_tiny", description="test network for decoders", build=TinyEncoder,
+                        normalisation=Normalisation(), layers={"fc": LayerSpec("fc", "fc", "16-d linear tap")},
+                        default_layers=("fc",)))
+    return "test_decoder_tiny"
+
+
+@pytest.fixture
+def tiny_patches(tmp_path: Path):
+    from conftest import write_patch_dir
+
+    return load_training_patches(f"folder:{write_patch_dir(tmp_path / 'patches', n=4)}")
+
+
+def tiny_settings(model: str, **over) -> TrainSettings:
+    values = dict(spec=f"{model}:fc", weights="random", steps=4, batch=4, pool=8, passes=2, held_out=1,
+                  sizes=(14, 24), max_objects=2, checkpoint_every=2, validate_n=2, comparator="conv",
+                  generator=GeneratorConfig(feature_dim=0, hidden=16, base=4, channels=[8, 8, 4], canvas=CANVAS))
+    return TrainSettings(**(values | over))
+
+
+def test_held_out_split_is_seeded_and_disjoint():
+    ids = [f"p{i}" for i in range(9)]
+    train_a, held_a = held_out_split(ids, 2, seed=0)
+    assert held_out_split(list(reversed(ids)), 2, seed=0) == (train_a, held_a)  # order of the source does not matter
+    assert len(held_a) == 2 and not set(held_a) & set(train_a) and sorted(train_a + held_a) == ids
+    with pytest.raises(ShiftlensError, match="leave at least one"):
+        held_out_split(ids, 9, seed=0)
+
+
+def test_centroid_known_answer():
+    img = torch.ones(2, 3, 32, 32)
+    img[0, :, 4:8, 10:20] = 0.0          # a dark box: centroid (5.5, 14.5)
+    img[1, 1, 20:22, 0:2] = 0.9          # only 0.1 from white: background at threshold 0.2
+    c = centroids(object_mask(img, 0.2))
+    assert torch.allclose(c[0], torch.tensor([5.5, 14.5]))
+    assert torch.isnan(c[1]).all()
+
+
+def test_train_resumes_with_identical_continuation(tiny_model, tiny_patches, tmp_path):
+    straight, split = tmp_path / "a.pt", tmp_path / "b.pt"
+    meta_a = train(tiny_settings(tiny_model), straight, patches=tiny_patches)
+    train(tiny_settings(tiny_model, steps=3), split, patches=tiny_patches)  # stops mid-epoch (4 steps per epoch)
+    logs: list[str] = []
+    meta_b = train(tiny_settings(tiny_model), split, patches=tiny_patches, log=logs.append)
+    assert any("resuming" in s and "step 3" in s for s in logs)
+    assert meta_a.steps_done == meta_b.steps_done == 4
+    assert [l.total for l in meta_a.losses] == [l.total for l in meta_b.losses]
+    sa = torch.load(state_path(straight), weights_only=True)["generator"]
+    sb = torch.load(state_path(split), weights_only=True)["generator"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the decoder file records data, settings, losses and validation, and loads as a decoder
+    dec = load_decoder(straight, tiny_model, "fc")
+    assert dec.meta.settings.seed == 0 and len(dec.meta.held_out_patches) == 1 and len(dec.meta.losses) == 4
+    assert [v.step for v in dec.meta.validation] == [2, 4] and dec.meta.feature_dim == 16
+    images = dec.decode(torch.randn(3, 16))
+    assert images.shape == (3, 3, CANVAS, CANVAS) and images.min() >= 0 and images.max() <= 1
+    # asking again for what is done trains nothing; other settings are refused in one line, --force starts over
+    assert train(tiny_settings(tiny_model), straight, patches=tiny_patches).steps_done == 4
+    with pytest.raises(ShiftlensError, match=r"other settings \(batch differ\)"):
+        train(tiny_settings(tiny_model, batch=2), straight, patches=tiny_patches)
+    assert train(tiny_settings(tiny_model, batch=2, steps=1), straight, patches=tiny_patches, force=True).steps_done == 1
+
+
+def test_adversarial_step_updates_the_discriminator(tiny_model, tiny_patches):
+    s = tiny_settings(tiny_model, adversarial=True, comparator="conv")
+    s = s.model_copy(update={"generator": s.generator.model_copy(update={"feature_dim": 16})})
+    trainer = Trainer(s, tiny_patches)
+    before = [p.detach().clone() for p in trainer.disc.parameters()]
+    rec = trainer.step()
+    assert rec.adversarial is not None and rec.adversarial > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.disc.parameters()))
+    assert all(p.requires_grad for p in trainer.disc.parameters())
+
+
+def _decoder_file(path: Path, model="efficientnet_lite0", layer="pool", dim=1280) -> Path:
+    gen_cfg = GeneratorConfig(feature_dim=dim, hidden=8, base=4, channels=[4, 4])
+    meta = DecoderMeta(model=model, layer=layer, weights="imagenet", feature_dim=dim, canvas=224,
+                       out_size=gen_cfg.out_size, comparator="_blocks.4", training_patches=["a"],
+                       held_out_patches=["b"], settings=TrainSettings(spec=f"{model}:{layer}", generator=gen_cfg))
+    torch.save(checkpoint_dict(Generator(gen_cfg), meta), path)
+    return path
+
+
+def test_load_errors_are_one_line(tmp_path):
+    ok = _decoder_file(tmp_path / "lite0_pool.pt")
+    assert isinstance(load_decoder(ok, "efficientnet_lite0", "pool"), Decoder)
+    cases = {
+        tmp_path / "missing.pt": ("efficientnet_lite0", "pool", "does not exist"),
+        ok: ("efficientnet_lite0", "fc", "made for efficientnet_lite0:pool, not efficientnet_lite0:fc"),
+    }
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    cases[tmp_path / "junk.pt"] = ("efficientnet_lite0", "pool", "cannot be read")
+    torch.save({"state_dict": {}}, tmp_path / "weights.pt")
+    cases[tmp_path / "weights.pt"] = ("efficientnet_lite0", "pool", "not a shiftlens decoder")
+    for path, (model, layer, message) in cases.items():
+        with pytest.raises(ShiftlensError, match=message) as exc:
+            load_decoder(path, model, layer)
+        assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+    with pytest.raises(ShiftlensError, match="decodes 1280-d features") as exc:
+        load_decoder(ok, "efficientnet_lite0", "pool", feature_dim=1000)
+    with pytest.raises(ShiftlensError, match="no shipped decoder for alexnet:fc6"):
+        load_decoder("shipped", "alexnet", "fc6")
+    dec = load_decoder(ok, "efficientnet_lite0", "pool")
+    with pytest.raises(ShiftlensError, match=r"takes \(N, 1280\) features"):
+        dec.decode(torch.zeros(2, 1000))
+
+
+def test_cli_train_bad_input_is_one_line(tmp_path):
+    from shiftlens.cli import app
+
+    junk = tmp_path / "notes.pt"
+    junk.write_text("mine")
+    for args, message in ((["--model", "efficientnet_lite0:pool,fc", "--out", str(tmp_path / "d.pt")], "names 2 layers"),
+                          (["--model", "efficientnet_lite0:pool", "--out", str(junk)], "cannot be read")):
+        result = CliRunner().invoke(app, ["inverter", "train", *args])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+    assert junk.read_text() == "mine"  # never overwritten
+
+
+# The shipped decoders' held-out centroid share, measured on 48 held-out scenes (docs/decoder.md), is far above
+# these bounds; 8 scenes keep the test to seconds.
+SHIPPED_BOUND = {"pool": 0.25, "fc": 0.25}
+
+
+@pytest.mark.parametrize("layer", ["pool", "fc"])
+def test_shipped_lite0_decoder_puts_held_out_objects_in_place(layer):
+    assert ("efficientnet_lite0", layer) in shipped_decoders()
+    dec = load_decoder("shipped", "efficientnet_lite0", layer)
+    assert dec.meta.weights == "imagenet" and not dec.meta.untrained and len(dec.meta.held_out_patches) == 2
+    assert shipped_decoders()[("efficientnet_lite0", layer)].stat().st_size < 10e6
+    ev = evaluate(dec, load_training_patches("sample"), n=8, seed=123)
+    assert ev.held_out_centroid_share >= SHIPPED_BOUND[layer], ev
