@@ -37,7 +37,7 @@ class SlowNet(nn.Module):
         self.head = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        time.sleep(0.05)
+        time.sleep(0.02)
         return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
 
 
@@ -57,12 +57,30 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture
-def cfg(tmp_path: Path) -> RunConfig:
-    patches = write_patch_dir(tmp_path / "patches", n=3)
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory) -> RunConfig:
+    root = tmp_path_factory.mktemp("ray")
+    patches = write_patch_dir(root / "patches", n=3)
     return RunConfig(models=["test_slow"], patches=f"folder:{patches}", sizes=[24, 32], stride=4, canvas=48,
                      weights="random", precision="fp32", device="cpu", compile="off", batch_size=7, site=False,
-                     analyses=["similarity", "separability"], svm="sklearn", out=str(tmp_path / "local"))
+                     analyses=["similarity", "separability"], svm="sklearn", out=str(root / "local"))
+
+
+@pytest.fixture(scope="module")
+def reference(cfg) -> api.RunResult:
+    """The local executor's results, which every Ray run must equal."""
+    return api.run(cfg)
+
+
+LOGS: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def executor(cluster):
+    """Two workers of one thread each, shared by the tests (starting them is most of a test's time)."""
+    ex = RayExecutor(workers=2, log=LOGS.append)
+    yield ex
+    ex.close()
 
 
 class KillWorker:
@@ -94,57 +112,49 @@ def assert_same_results(a: Path, b: Path) -> None:
         assert all(np.array_equal(x.arrays[k], y.arrays[k]) for k in x.arrays)
 
 
-def test_a_worker_killed_mid_part_is_replaced_and_the_tables_equal_the_local_run(cluster, cfg, tmp_path):
-    local = api.run(cfg)
-    logs: list[str] = []
-    executor = RayExecutor(workers=2, log=logs.append)
-    try:
-        assert executor.threads == 1 and len(executor.slots) == 2
-        progress = KillWorker(executor, "w1")
-        result = api.run(dataclasses.replace(cfg, executor="ray", out=str(tmp_path / "ray")), progress=progress,
-                         log=logs.append, executor=executor)
-        assert progress.killed is not None, "the victim never reported a batch"
-        assert any("worker w1" in line and "was lost" in line for line in logs), logs
-        assert progress.total == local.record.timings["test_slow/p24"].images + local.record.timings["test_slow/p32"].images
-        assert executor.pids()["w1"] != progress.killed  # Ray restarted the process
-    finally:
-        executor.close()
+def test_a_worker_killed_mid_part_is_replaced_and_the_tables_equal_the_local_run(executor, cfg, reference, tmp_path):
+    assert executor.threads == 1 and len(executor.slots) == 2
+    progress = KillWorker(executor, "w1")
+    result = api.run(dataclasses.replace(cfg, executor="ray", out=str(tmp_path / "ray")), progress=progress,
+                     log=LOGS.append, executor=executor)
+    assert progress.killed is not None, "the victim never reported a batch"
+    assert any("worker w1" in line and "was lost" in line for line in LOGS), LOGS
+    assert progress.total == sum(t.images for t in reference.record.timings.values())  # the lost batches taken back
     assert result.computed == 6
-    assert_same_results(local.out, result.out)
+    assert_same_results(reference.out, result.out)
 
 
-def test_an_interrupted_driver_resumes_with_the_finished_parts(cluster, cfg, tmp_path):
+def test_an_interrupted_driver_resumes_with_the_finished_parts(executor, cfg, reference, tmp_path):
     out = tmp_path / "resumed"
-    rcfg = dataclasses.replace(cfg, executor="ray", workers=2, out=str(out))
+    rcfg = dataclasses.replace(cfg, executor="ray", out=str(out))
 
     class Interrupt:
-        done = 0
-
         def start(self, label: str, total_images: int) -> None: ...
 
         def advance(self, images: int, worker: str | None = None) -> None:
             if len(list((out / "parts").rglob("[!.]*.npz"))) >= 2:
-                raise KeyboardInterrupt  # the driver stops, as on Ctrl+C; its workers go with it
+                raise KeyboardInterrupt  # the driver stops, as on Ctrl+C
 
         def stop(self) -> None: ...
 
     with pytest.raises(KeyboardInterrupt):
-        api.run(rcfg, progress=Interrupt())
+        api.run(rcfg, progress=Interrupt(), executor=executor)
+    executor.pids()  # each worker's queue runs in order: the parts in flight are finished (or lost) by now
     kept = len(list((out / "parts").rglob("[!.]*.npz")))
     assert 2 <= kept < 6
-    again = api.run(rcfg)
+    again = api.run(rcfg, executor=executor)
     assert (again.computed, again.skipped) == (6 - kept, kept)
-    assert_same_results(api.run(cfg).out, out)
+    assert_same_results(reference.out, out)
 
 
-def test_a_second_driver_on_the_same_folder_is_refused_before_starting_workers(cluster, cfg, tmp_path, monkeypatch):
+def test_a_second_driver_on_the_same_folder_is_refused_before_starting_workers(cfg, tmp_path, monkeypatch):
     started = []
     monkeypatch.setattr(RayExecutor, "__post_init__", lambda self: started.append(self))
-    results = ResultsDir(cfg.out)
-    with results.lock():
+    rcfg = dataclasses.replace(cfg, executor="ray", out=str(tmp_path / "locked"))
+    with ResultsDir(rcfg.out).lock():
         with pytest.raises(ShiftlensError, match="being written by another shiftlens run"):
-            api.run(dataclasses.replace(cfg, executor="ray"))
-    assert started == [] and not (Path(cfg.out) / "run.json").exists()
+            api.run(rcfg)
+    assert started == [] and not (tmp_path / "locked" / "run.json").exists()
 
 
 def test_more_workers_than_cpus_is_one_clear_line(cluster):

@@ -63,12 +63,14 @@ class PartDone:
 class Worker:
     """One Ray actor: a process with its share of threads, holding one model's FeatureExtractor at a time."""
 
-    def __init__(self, name: str, threads: int, tally: Any) -> None:
+    def __init__(self, name: str, threads: int, tally: str, namespace: str) -> None:
         torch.set_num_threads(threads)
         with contextlib.suppress(RuntimeError):  # only settable before the first parallel work
             torch.set_num_interop_threads(1)
         self.name = name
-        self.tally = tally
+        # looked up by name, not passed as a handle: a restarted actor gets its constructor arguments again, and a
+        # handle would have to outlive the driver's reference in the object store
+        self.tally = _ray().get_actor(tally, namespace=namespace)
         self.job_id: str | None = None
         self.job: ModelJob | None = None
         self.extractor: FeatureExtractor | None = None
@@ -125,6 +127,25 @@ class _Slot:
     node: str
     lost: int = 0
     gone: bool = False
+    probe: Any = None
+    """While a lost worker restarts: a call that answers once it is back (no parts go to it until then)."""
+
+    def ready(self, ray: Any) -> bool:
+        """Whether parts can go to this worker; a restarted one's new pid is read here."""
+        if self.gone:
+            return False
+        if self.probe is None:
+            return True
+        done, _ = ray.wait([self.probe], timeout=0)
+        if not done:
+            return False
+        try:
+            self.pid, self.node = ray.get(self.probe)
+        except ray.exceptions.RayActorError:
+            self.gone = True  # its restarts are used up
+            return False
+        self.probe = None
+        return True
 
 
 @dataclass
@@ -157,7 +178,7 @@ class RaySession:
         while pending or running:
             busy = {id(f.slot) for f in running.values()}
             for slot in ex.slots:
-                if pending and not slot.gone and id(slot) not in busy:
+                if pending and id(slot) not in busy and slot.ready(ray):
                     item = pending.popleft()
                     ex.token += 1
                     flight = _InFlight(slot, item, ex.token)
@@ -166,7 +187,11 @@ class RaySession:
             if not any(not s.gone for s in ex.slots):
                 raise ShiftlensError(f"every Ray worker was lost ({len(pending)} part(s) left): the finished parts are "
                                      "saved; run the same command again to compute the rest")
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            ready: list = []
+            if running:
+                ready = ray.wait(list(running), num_returns=1, timeout=POLL_S)[0]
+            else:  # every worker that is left is restarting
+                time.sleep(POLL_S)
             self._report(live, progress)
             for ref in ready:
                 flight = running.pop(ref)
@@ -257,9 +282,10 @@ class RayExecutor:
                                      f"{cpus} or fewer")
             self.threads = max(1, cpus // n)
             options = dict(num_cpus=self.threads)
-        self.tally = ray.remote(num_cpus=0)(Tally).remote()
+        namespace, tally = ray.get_runtime_context().namespace, f"shiftlens-tally-{uuid.uuid4().hex}"
+        self.tally = ray.remote(num_cpus=0)(Tally).options(name=tally, namespace=namespace).remote()
         actor_class = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0, **options)(Worker)
-        actors = [(f"w{i + 1}", actor_class.remote(f"w{i + 1}", self.threads, self.tally)) for i in range(n)]
+        actors = [(f"w{i + 1}", actor_class.remote(f"w{i + 1}", self.threads, tally, namespace)) for i in range(n)]
         refs = [a.pid.remote() for _, a in actors]
         ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
         if waiting:
@@ -276,6 +302,7 @@ class RayExecutor:
         MAX_RESTARTS times."""
         slot.lost += 1
         slot.gone = slot.lost > MAX_RESTARTS
+        slot.probe = None if slot.gone else slot.actor.pid.remote()
         fate = "given up" if slot.gone else "restarting"
         self.log(f"ray: worker {slot.name} (pid {slot.pid} on {slot.node}) was lost during {item.label} "
                  f"({exc.__class__.__name__}); the part goes to the next free worker, {slot.name} is {fate}")
