@@ -453,7 +453,7 @@
   function floorRange(side) {
     if (kindScale(S.kind) === 'data') {
       const { top } = scaleOf(side);
-      return { min: 0, max: top, step: top / 1000 };
+      return { min: 0, max: top, step: 'any' };
     }
     return { min: -1, max: 0.999, step: 0.001 };
   }
@@ -590,6 +590,7 @@
     delete canvas.dataset.drawn;
     const [img, bg] = await Promise.all([j == null ? null : patchImage(S.size, j), backgroundImage()]);
     if (canvas.dataset.y !== String(y) || canvas.dataset.x !== String(x)) return;  // a newer hover won
+    if (canvas.width !== IDX.canvas) canvas.width = canvas.height = IDX.canvas;
     const ctx = canvas.getContext('2d');
     ctx.imageSmoothingEnabled = false;
     if (IDX.shift === 'circular') {
