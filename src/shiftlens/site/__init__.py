@@ -3,11 +3,14 @@
 Layout of the site folder:
 
     index.html, app.js, style.css     hand-written assets (no CDN, no build step)
-    data/index.js                     window.SL_INDEX: run summary, groups, patches, tables, figures, colour maps
+    data/index.js                     window.SL_INDEX: run summary, protocol, shift, background, groups, patches,
+                                      tables, figures, colour maps, the top-1 classes' names and colours
     data/maps/gN/all.js               mean map over all patches of group N (model, layer, size, kind)
     data/maps/gN/catK.js              mean map over the patches of category K
     data/maps/gN/pJ.js                the maps of patch J
-    data/img/pSIZE/J.js               patch J's PNG at SIZE as a data URL (composited in the browser)
+    data/img/pSIZE/J.js               patch J's PNG at SIZE as a data URL (composited in the browser; for the crop
+                                      protocol the resized large image the window slides over)
+    data/img/background.js            the run's background.png as a data URL, when the background is an image
     data/tables/NAME.js               a table's CSV text
     patches/pSIZE/ID.png              thumbnails (the exact resized patches of the run)
     tables/NAME.csv, figures/NAME.png copies for download and display
@@ -18,6 +21,10 @@ local file is blocked) as well as from any static host; the page adds a <script>
 Maps are stored as little-endian uint16, base64: q = round((v - lo) / (hi - lo) * 65535) with lo, hi the min and
 max of that file, so the value read back is within (hi - lo) / 131070 of the stored float32 (about 1.5e-5 for
 cosine similarities over [-1, 1], 8e-6 over [0, 1]). One 150 x 150 map at stride 1 takes 45 KB (60 KB as base64).
+Top-1 class maps are stored exactly (lo 0, hi 65535: q is the class index) and per patch only.
+
+The page keeps its whole view in the URL's query string (the hash stays free for section links), so a copied link
+reopens the same view; see `KINDS` for the map kinds and `COLORMAPS` for the colour maps.
 """
 
 from __future__ import annotations
