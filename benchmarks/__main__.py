@@ -25,6 +25,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, help="images per forward pass (default: each model's auto size)")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                     help="torch.compile the pipeline and the bare forward alike (default: on)")
+    ap.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="ray: measure only the Ray executor's scaling over --workers and its start-up cost, "
+                         "added to the results JSON as ray_scaling")
+    ap.add_argument("--workers", default="1,2", help="with --executor ray: worker counts to compare (default: 1,2)")
     return ap
 
 
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     from shiftlens.errors import ShiftlensError
 
     models = tuple(m.strip() for m in a.models.split(",") if m.strip()) if a.models else None
+    if a.executor == "ray":
+        return _ray_scaling(a, out, err)
     try:
         st = Settings.preset(a.quick, device=a.device, batch_size=a.batch_size, compile=a.compile, models=models)
         info = run_bench(st, log=lambda s: err.print(s, highlight=False))
@@ -47,6 +53,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for item in report(info):
         out.print(item, highlight=False)
+    out.print(f"written: {a.out}", highlight=False)
+    return 0
+
+
+def _ray_scaling(a: argparse.Namespace, out: Console, err: Console) -> int:
+    """The Ray section alone, merged into the results JSON beside the other sections' results."""
+    import json
+
+    from benchmarks import ray_scaling
+    from benchmarks.report import write
+    from shiftlens.errors import ShiftlensError
+
+    try:
+        workers = [int(w) for w in a.workers.split(",") if w.strip()]
+    except ValueError:
+        err.print(f"[bold red]error:[/] --workers {escape(a.workers)}: give worker counts such as 1,2", highlight=False)
+        return 2
+    try:
+        info = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    except json.JSONDecodeError:
+        info = {}
+    try:
+        info["ray_scaling"] = ray_scaling.measure(workers, a.quick, a.compile, log=lambda s: err.print(s, highlight=False))
+    except ShiftlensError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    write(info, a.out)
+    for line in ray_scaling.summary(info["ray_scaling"], info.get("projection", {}).get("hours_fp32")):
+        out.print(line, highlight=False)
     out.print(f"written: {a.out}", highlight=False)
     return 0
 
