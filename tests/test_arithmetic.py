@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def small_config(tmp_path: Path, patch_dir: Path, **kw) -> ArithmeticConfig:
                   out=str(tmp_path / "out"),
                   scenes={"three": "cat_00@2,2 cup_01@2,40 cat_00@40,8", "two": "cat_00@2,2 cup_01@2,40",
                           "one": "cup_01@44,44"},
-                  expressions={"sub": "three - two", "add": "two + one"})
+                  expressions={"sub": "three - two", "add": "two + one"}, inverter="none")
     return ArithmeticConfig(**(values | kw))
 
 
@@ -203,6 +204,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, patch_dir, linea
 def test_cli_runs_a_toml_file(tmp_path, patch_dir, linear_model):
     f = tmp_path / "a.toml"
     f.write_text(f'canvas = {CANVAS}\nsize = 16\nstride = 8\nproblems = 3\nweights = "random"\nmodels = ["test_linear:linear"]\n'
+                 'inverter = "optimise"\ninversion_steps = 2\n'
                  f'patches = "folder:{patch_dir}"\n[scenes]\ntwo = "cat_00@0,0 cup_01@30,30"\none = "cup_01@30,30"\n'
                  '[expressions]\nsub = "two - one"\n')
     result, text = cli(str(f), "--out", str(tmp_path / "out"), "--device", "cpu")
@@ -210,3 +212,113 @@ def test_cli_runs_a_toml_file(tmp_path, patch_dir, linear_model):
     per = pd.read_csv(tmp_path / "out" / "tables" / "arithmetic_per_problem.csv")
     assert list(per["problem"]) == ["sub", "move_000", "add_001", "remove_002"]
     assert per.loc[0, "cos_result"] == pytest.approx(1.0) and per.loc[0, "top1"] == 1.0
+
+
+# -- images of the expressions (--inverter), figures ---------------------------------------------------------
+
+
+class FakeDecoder:
+    """Stands in for a trained decoder: every feature vector becomes the same mid-grey canvas."""
+
+    def __init__(self, model: str, layer: str) -> None:
+        from types import SimpleNamespace
+
+        self.meta = SimpleNamespace(model=model, layer=layer, weights="random (untrained)", steps_done=7)
+        self.source = ""
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.full((features.shape[0], 3, CANVAS, CANVAS), 0.5)
+
+
+@pytest.fixture
+def fake_decoders(monkeypatch, tmp_path):
+    """A decoder API that ships a decoder for test_linear:linear only and refuses another model or layer."""
+    from types import SimpleNamespace
+
+    from shiftlens.inversion import inverters
+
+    shipped = tmp_path / "test_linear_linear.pt"
+    shipped.write_bytes(b"fake")
+    other = tmp_path / "for_const.pt"
+    other.write_bytes(b"fake")
+
+    def load_decoder(source, model, layer, device="cpu", feature_dim=None):
+        made_for = ("test_linear", "const") if Path(str(source)) == other else ("test_linear", "linear")
+        if made_for != (model, layer):
+            raise ShiftlensError(f"decoder file {source} was made for {made_for[0]}:{made_for[1]}, not {model}:{layer}")
+        return FakeDecoder(model, layer)
+
+    api = SimpleNamespace(shipped_decoders=lambda: {("test_linear", "linear"): shipped}, load_decoder=load_decoder)
+    monkeypatch.setattr(inverters, "decoder_api", lambda: api)
+    return SimpleNamespace(shipped=shipped, other=other)
+
+
+def test_inverted_images_are_saved_reused_and_figured(tmp_path, patch_dir, linear_model):
+    from shiftlens.arithmetic.inversions import path_for, read
+    from shiftlens.store import ArithmeticRecord, ResultsDir
+
+    cfg = small_config(tmp_path, patch_dir, problems=3, models=["test_linear:pixels,linear"], inverter="optimise",
+                       inversion_steps=3)
+    first = run(cfg)
+    rd = ResultsDir(cfg.out)
+    record = rd.read_run(ArithmeticRecord)
+    assert [(r.model, r.layer, r.inverter) for r in record.inversions] == [("test_linear", "pixels", "optimise"),
+                                                                        ("test_linear", "linear", "optimise")]
+    assert record.inversions[0].settings["settings"]["steps"] == 3 and record.inversions[0].images == 5
+    inv = read(path_for(rd, "test_linear"))
+    assert inv.meta.targets == ["scene:three", "scene:two", "result:sub", "scene:one", "result:add"]
+    assert inv.images["pixels"].shape == (5, CANVAS, CANVAS, 3) and inv.images["pixels"].dtype == np.uint8
+    # the pixel tap's operand cosines to E: "two" is E's subset, so it is closer to E than "three" minus ... > 0
+    assert all(0 < c <= 1 for c in inv.meta.operand_cos["pixels"]["sub"])
+    losses = pd.read_csv(Path(cfg.out) / "tables" / "arithmetic_inversions.csv")
+    assert len(losses) == 10 and (losses["feature_loss"] >= 0).all() and set(losses["inverter"]) == {"optimise"}
+    figs = sorted(record.figures)
+    assert figs == ["figures/arithmetic_expr_add.png", "figures/arithmetic_expr_sub.png", "figures/arithmetic_retrieval.png"]
+    for f in figs:
+        assert (Path(cfg.out) / f).stat().st_size > 5000
+    stamp = path_for(rd, "test_linear").stat().st_mtime_ns
+    logs: list[str] = []
+    again = run(cfg, log=logs.append)  # numbers and images both reused
+    assert (again.computed, again.resumed) == (0, 1) and any("images already made, reused" in s for s in logs)
+    assert path_for(rd, "test_linear").stat().st_mtime_ns == stamp
+    # another inverter setting keeps the folder and the numbers, and remakes only the images
+    more = run(dataclasses.replace(cfg, inversion_steps=4))
+    assert (more.computed, more.resumed) == (0, 1)
+    assert read(path_for(rd, "test_linear")).meta.records[0].settings["settings"]["steps"] == 4
+    pd.testing.assert_frame_equal(first.tables["arithmetic"], more.tables["arithmetic"])
+
+
+def test_decoder_inverter_and_its_errors(tmp_path, patch_dir, linear_model, fake_decoders):
+    from shiftlens.store import ArithmeticRecord, ResultsDir
+
+    cfg = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:linear"], inverter="decoder",
+                       expressions={"sub": "three - two"})
+    run(cfg)
+    record = ResultsDir(cfg.out).read_run(ArithmeticRecord)
+    (rec,) = record.inversions
+    assert rec.inverter == "decoder" and rec.settings["source"] == "shipped" and rec.settings["steps_done"] == 7
+    # auto: the shipped decoder only for ImageNet weights; random weights fall back to optimise with a note
+    p = plan(dataclasses.replace(cfg, inverter="auto", models=["test_linear:linear,pixels"]))
+    assert p.notes == ["test_linear:linear: inverted with optimise (its weights are not the ImageNet ones the shipped "
+                       "decoders learnt)", "test_linear:pixels: inverted with optimise (its weights are not the ImageNet "
+                       "ones the shipped decoders learnt)"]
+    for inverter, models, message in [
+        ("decoder", ["test_linear:pixels"], r"no decoder is shipped for test_linear:pixels: train one with `shiftlens "
+                                            r"inverter train --model test_linear:pixels"),
+        (f"decoder:{fake_decoders.other}", ["test_linear:linear"], "was made for test_linear:const, not test_linear:linear"),
+        (f"decoder:{tmp_path / 'nope.pt'}", ["test_linear:linear"], "nope.pt does not exist"),
+        ("deepsim", ["test_linear:linear"], "unknown inverter 'deepsim': use auto, optimise, decoder, decoder:PATH or none"),
+    ]:
+        with pytest.raises(ShiftlensError, match=message) as exc:
+            plan(dataclasses.replace(cfg, inverter=inverter, models=models))
+        assert "\n" not in str(exc.value)
+
+
+def test_cli_unknown_inverter_is_one_line(tmp_path, patch_dir, linear_model):
+    f = tmp_path / "base.toml"
+    f.write_text(f'canvas = {CANVAS}\nsize = 16\nproblems = 0\npatches = "folder:{patch_dir}"\nmodels = ["test_linear:linear"]\n'
+                 'weights = "random"\n[scenes]\na = "cat_00@0,0"\n[expressions]\ne = "a"\n')
+    result, text = cli(str(f), "--inverter", "magic", "--out", str(tmp_path / "out"))
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "unknown inverter 'magic'" in lines[0], text
+    assert not (tmp_path / "out").exists()

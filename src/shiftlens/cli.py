@@ -348,6 +348,9 @@ def arithmetic_cmd(
     device: DeviceOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="scenes per forward pass (0 = auto)")] = None,
     out: Annotated[Optional[str], typer.Option(help="results folder (results/arithmetic)")] = None,
+    inverter: Annotated[Optional[str], typer.Option(help="images of the expressions: auto (shipped decoder, else optimise), optimise, decoder, decoder:PATH, none")] = None,
+    inversion_steps: Annotated[Optional[int], typer.Option("--inversion-steps", help="gradient steps of the optimise inverter (200)")] = None,
+    site: SiteOpt = None,
     force: Annotated[bool, typer.Option("--force", help="replace arithmetic results of a different config in --out")] = False,
 ) -> None:
     """Feature arithmetic on multi-object scenes (the paper's Experiment 3), measured: cos(r, f(E)), position
@@ -367,11 +370,15 @@ def arithmetic_cmd(
             fail("--scene defines scenes but no --expr uses them: add e.g. --expr \"A - B\"")
         flags = dict(models=config_mod.parse_models(";".join(models)) if models else None, weights=weights,
                      patches=patches, size=size, stride=stride, problems=problems, seed=seed, device=device,
-                     batch_size=batch_size, out=out)
+                     batch_size=batch_size, out=out, inverter=inverter, inversion_steps=inversion_steps)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     with one_line_errors(Path(cfg.out)):
         result = arith.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
-    out_console.print(f"results: {result.out.resolve()}")
+        if site is not False:
+            from shiftlens.site import build as build_site
+
+            build_site(result.out)
+    out_console.print(f"results: {result.out.resolve()}  (figures/, tables/, site/index.html)")
     per = result.tables["arithmetic_per_problem"]
     table = Table(title="Expressions: r = sum c_i f(S_i) + (1 - sum c_i) f(blank) against the expected scene E")
     for col in ("model", "layer", "weights", "expression", "probe", "cos(r,E)", "best operand", "rank", "px error"):

@@ -21,12 +21,16 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shiftlens.api import Progress, _Silent, check_weights, device_name, versions, weights_record
+from shiftlens.arithmetic import inversions as inv_mod
 from shiftlens.arithmetic import tables
 from shiftlens.arithmetic.benchmark import measure, scenes_needed
 from shiftlens.arithmetic.expressions import Expression, parse_expression
+from shiftlens.arithmetic.figures import make_figures
 from shiftlens.arithmetic.problems import Problem, expression_problems, random_problems
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
+from shiftlens.inversion.inverters import Inverter, check_inverter, check_name, make_inverter
+from shiftlens.inversion.optimise import InversionSettings
 from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_specs
 from shiftlens.patches import Patch, load_patches
 from shiftlens.scenes import Scene, SceneRenderer, parse_scene, scene_from_toml, validate_scene
@@ -67,12 +71,20 @@ class ArithmeticConfig:
     precision: str = "auto"
     batch_size: int = 0
     out: str = "results/arithmetic"
+    inverter: str = "auto"
+    """How the expressions' operands and results become images: auto (the shipped decoder where there is one for
+    the model and layer, else optimise), optimise, decoder, decoder:PATH, or none."""
+    inversion_steps: int = 200
+    """Gradient steps of the optimise inverter (docs/inversion.md)."""
 
     def fingerprint(self) -> str:
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "device", "batch_size")}
+        """The numbers' identity; the inverter only changes the images, which are keyed on their own
+        (arithmetic/inversions.py), so changing it keeps the folder and its numbers."""
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_NUMBERS}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
+_NOT_NUMBERS = ("out", "device", "batch_size", "inverter", "inversion_steps")
 _KEYS = {f.name for f in dataclasses.fields(ArithmeticConfig)}
 
 
@@ -126,6 +138,8 @@ class ArithmeticPlan:
     problems: list[Problem]
     device: Any
     precision: str
+    notes: list[str]
+    """What `--inverter auto` chose where it fell back to optimise."""
 
 
 def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
@@ -136,6 +150,9 @@ def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
         raise ShiftlensError(f"size {cfg.size} is invalid: use 1 to {cfg.canvas}")
     if cfg.problems < 0:
         raise ShiftlensError(f"--problems {cfg.problems} is invalid: use 0 or more")
+    check_name(cfg.inverter)
+    if cfg.inversion_steps < 1:
+        raise ShiftlensError(f"--inversion-steps {cfg.inversion_steps} is invalid: use 1 or more")
     specs = [parse_spec(s) for s in split_specs(cfg.models)]
     patches = load_patches(RunConfig(patches=cfg.patches))
     ids = [p.id for p in patches]
@@ -147,8 +164,15 @@ def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
     problems += random_problems(ids, cfg.problems, cfg.seed, cfg.size, cfg.canvas, cfg.stride)
     if not problems:
         raise ShiftlensError("nothing to compute: give --expr (with --scene definitions) or --problems N")
+    notes = []
+    if exprs and cfg.inverter != "none":
+        for spec in specs:
+            for layer in spec.layers:
+                note = check_inverter(cfg.inverter, spec.entry.name, layer, cfg.weights)
+                notes += [note] if note else []
     device = resolve_device(cfg.device)
-    return ArithmeticPlan(cfg, specs, patches, scenes, exprs, problems, device, resolve_precision(cfg.precision, device))
+    return ArithmeticPlan(cfg, specs, patches, scenes, exprs, problems, device, resolve_precision(cfg.precision, device),
+                          notes)
 
 
 class ModelPart(BaseModel):
@@ -210,6 +234,11 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
         patches_digest = digest_bytes(*(f"{x.id}:{x.digest()}".encode() for x in p.patches))
         computed = resumed = 0
         rows: list[dict] = []
+        inv_rows: list[dict] = []
+        inverted: dict[str, inv_mod.Inversions] = {}
+        record.notes += p.notes
+        for note in p.notes:
+            log(note)
         for spec in p.models:
             model, prov = build_with_weights(spec.entry, cfg.weights, cfg.seed)
             weights = weights_record(prov, model)
@@ -219,6 +248,10 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
                                                   net_stride=spec.entry.net_stride)
             path = part_path(results, spec.key)
             part = read_part(path) if path.is_file() else None
+            batch = resolve_batch_size(cfg.batch_size, p.device, spec.entry.auto_batch)
+            renderer = SceneRenderer(patches, cfg.canvas, cfg.background, spec.entry.normalisation, p.device,
+                                     cfg.keep_aspect)
+            layers = [spec.entry.layer(name) for name in spec.layers]
             if part is not None and (part.fingerprint, part.weights_digest, part.patches_digest) == (
                     record.fingerprint, weights.digest, patches_digest):
                 log(f"{spec.key}: already done, reused")
@@ -226,36 +259,71 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
                                                   images_per_s=round(part.images / max(part.seconds, 1e-9), 2))
                 rows += part.rows
                 resumed += 1
-                continue
-            if part is not None:
-                log(f"{spec.key}: finished rows are recomputed: the weights or the patches changed")
-            batch = resolve_batch_size(cfg.batch_size, p.device, spec.entry.auto_batch)
-            renderer = SceneRenderer(patches, cfg.canvas, cfg.background, spec.entry.normalisation, p.device,
-                                     cfg.keep_aspect)
-            layers = [spec.entry.layer(name) for name in spec.layers]
-            progress.start(f"{spec.key} scenes", n_scenes)
-            t0 = time.perf_counter()
-            with FeatureExtractor(model, layers, spec.entry.normalisation, p.device, p.precision) as extractor:
-                model_rows = measure(p.problems, extractor, renderer, spec.layers, cfg.canvas, cfg.stride, batch,
-                                     progress.advance)
-            seconds = time.perf_counter() - t0
-            progress.stop()
-            record.timings[spec.key] = Timing(seconds=round(seconds, 3), images=n_scenes,
-                                              images_per_s=round(n_scenes / seconds, 2))
-            model_rows = [dict(model=spec.key, weights=weights.label) | r for r in model_rows]
-            part = ModelPart(model=spec.key, fingerprint=record.fingerprint, weights_digest=weights.digest,
-                             patches_digest=patches_digest, images=n_scenes, seconds=round(seconds, 3), rows=model_rows)
-            atomic_write_text(path, part.model_dump_json())
-            rows += model_rows
-            computed += 1
-            results.write_run(record)
+            else:
+                if part is not None:
+                    log(f"{spec.key}: finished rows are recomputed: the weights or the patches changed")
+                progress.start(f"{spec.key} scenes", n_scenes)
+                t0 = time.perf_counter()
+                with FeatureExtractor(model, layers, spec.entry.normalisation, p.device, p.precision) as extractor:
+                    model_rows = measure(p.problems, extractor, renderer, spec.layers, cfg.canvas, cfg.stride, batch,
+                                         progress.advance)
+                seconds = time.perf_counter() - t0
+                progress.stop()
+                record.timings[spec.key] = Timing(seconds=round(seconds, 3), images=n_scenes,
+                                                  images_per_s=round(n_scenes / seconds, 2))
+                model_rows = [dict(model=spec.key, weights=weights.label) | r for r in model_rows]
+                part = ModelPart(model=spec.key, fingerprint=record.fingerprint, weights_digest=weights.digest,
+                                 patches_digest=patches_digest, images=n_scenes, seconds=round(seconds, 3),
+                                 rows=model_rows)
+                atomic_write_text(path, part.model_dump_json())
+                rows += model_rows
+                computed += 1
+                results.write_run(record)
+            if p.expressions and cfg.inverter != "none":
+                numbers_key = f"{record.fingerprint}:{weights.digest}:{patches_digest}"
+                inv = _inversions(p, spec, model, layers, renderer, batch, numbers_key, results, progress, log)
+                inverted[spec.key] = inv
+                inv_rows += inv_mod.loss_rows(inv, weights.label)
+                record.inversions += inv.meta.records
+                results.write_run(record)
             del model
         per = tables.per_problem(rows)
         out = {"arithmetic": tables.summary(per), "arithmetic_per_problem": per}
+        if inv_rows:
+            out["arithmetic_inversions"] = pd.DataFrame(inv_rows)
         for name, df in out.items():
             results.write_table(name, df)
+        record.tables = sorted(out)
+        record.figures = [str(f.relative_to(results.root)) for f in make_figures(
+            results.figures_dir, record, out["arithmetic"], per, inverted, p.scenes, p.expressions, patches, cfg.canvas,
+            cfg.background, cfg.keep_aspect)]
         record.status = "complete"
         record.finished = datetime.now(timezone.utc).isoformat()
-        record.tables = sorted(out)
         results.write_run(record)
     return ArithmeticResult(results.root, out, record, computed, resumed)
+
+
+def _inversions(p: ArithmeticPlan, spec: ModelSpec, model: Any, layers: list, renderer: SceneRenderer, batch: int,
+                numbers_key: str, results: ResultsDir, progress: Progress,
+                log: Callable[[str], None]) -> inv_mod.Inversions:
+    """One model's expression images: reused from its file while the key matches, else computed and saved."""
+    cfg, key, norm = p.config, spec.key, spec.entry.normalisation
+    settings = InversionSettings(steps=cfg.inversion_steps, seed=cfg.seed, size=cfg.canvas)
+    inverters: dict[str, Inverter] = {}
+    for layer in layers:
+        inverter = make_inverter(cfg.inverter, model, layer, norm, model_name=spec.entry.name, weights=cfg.weights,
+                                 device=p.device, settings=settings)
+        assert inverter is not None  # `none` never gets here
+        inverters[layer.name] = inverter
+    ikey = inv_mod.key_for(numbers_key, inverters)
+    path = inv_mod.path_for(results, key)
+    stored = inv_mod.read(path)
+    if stored is not None and stored.meta.key == ikey:
+        log(f"{key}: images already made, reused")
+        return stored
+    with FeatureExtractor(model, layers, norm, p.device, p.precision) as extractor:
+        feats, rows = inv_mod.expression_features(extractor, renderer, p.expressions, p.scenes, batch)
+    inv = inv_mod.invert_layers(key, ikey, feats, rows, p.expressions, p.scenes, inverters, progress.start,
+                                progress.advance, progress.stop)
+    inv_mod.write(path, inv)
+    return inv

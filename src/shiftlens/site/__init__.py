@@ -188,9 +188,22 @@ def _copy_assets(site: Path) -> None:
             shutil.copy2(f, site / f.name)
 
 
+def _is_arithmetic(rd: ResultsDir) -> bool:
+    """Whether the folder was written by `shiftlens arithmetic` (its site is the Arithmetic page)."""
+    try:
+        return json.loads(rd.run_json.read_text()).get("kind") == "arithmetic"
+    except (OSError, ValueError, AttributeError):
+        return False  # read_run below gives the one-line reason
+
+
 def build(results_dir: Path | str) -> Path:
-    """Write `results_dir/site/` from the run's parts, patches, tables and figures; returns the site folder."""
+    """Write `results_dir/site/` from the run's parts, patches, tables and figures (for a `shiftlens arithmetic`
+    folder: the Arithmetic page, site/arithmetic.py); returns the site folder."""
     rd = ResultsDir(results_dir)
+    if _is_arithmetic(rd):
+        from shiftlens.site.arithmetic import build as build_arithmetic
+
+        return build_arithmetic(results_dir)
     run = rd.read_run()
     if run is None:
         raise ShiftlensError(f"{rd.root} holds no run.json: give a results folder made by `shiftlens run`")

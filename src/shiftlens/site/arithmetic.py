@@ -1,0 +1,106 @@
+"""The Arithmetic page: `build(results_dir)` writes `results_dir/site/` for a folder made by `shiftlens arithmetic`.
+
+Static, no network, works from file://: index.html and arithmetic.js (hand-written, in assets/), data/arithmetic.js
+(`window.SL_ARITH`: the run summary, the expressions with their numbers, every table's CSV text, the figures),
+figures/*.png and tables/*.csv copied for display and download.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shiftlens.errors import ShiftlensError
+from shiftlens.store import ArithmeticRecord, ResultsDir, swap_in_dir, temp_dir
+
+ASSETS = Path(__file__).parent / "assets"
+PAGE = ("arithmetic.html", "arithmetic.js")
+
+
+def _summary(run: ArithmeticRecord) -> dict[str, Any]:
+    return {
+        "models": [{"model": k, "layers": m.layers, "weights": m.weights.label, "untrained": m.weights.untrained}
+                   for k, m in run.models.items()],
+        "untrained": run.untrained,
+        "device": run.device.model_dump(),
+        "precision": run.precision,
+        "status": run.status,
+        "started": run.started,
+        "finished": run.finished,
+        "fingerprint": run.fingerprint,
+        "scenes": run.scenes,
+        "expressions": run.expressions,
+        "problems": run.problems,
+        "inversions": [r.model_dump(exclude={"settings", "key"}) for r in run.inversions],
+        "notes": run.notes,
+        "config": {k: run.config.get(k) for k in ("patches", "size", "stride", "canvas", "weights", "seed", "inverter",
+                                                  "inversion_steps")},
+    }
+
+
+def _expressions(run: ArithmeticRecord, per: pd.DataFrame | None) -> list[dict[str, Any]]:
+    from shiftlens.arithmetic.figures import figure_name
+
+    out = []
+    for name, text in run.expressions.items():
+        rows: list[dict[str, Any]] = []
+        if per is not None:
+            sub = per[(per["kind"] == "expression") & (per["problem"] == name)]
+            cols = ["model", "layer", "weights", "probe", "cos_result", "cos_uncorrected", "cos_best_operand",
+                    "cos_gain", "rank", "n_candidates", "pixel_error"]
+            rows = json.loads(sub[cols].to_json(orient="records"))
+        fig = f"figures/{figure_name(name)}.png"
+        out.append({"name": name, "text": text, "figure": fig if fig in run.figures else None, "rows": rows})
+    return out
+
+
+def build(results_dir: Path | str) -> Path:
+    """Write `results_dir/site/` (the Arithmetic page) from an arithmetic run; returns the site folder."""
+    rd = ResultsDir(results_dir)
+    run = rd.read_run(ArithmeticRecord)
+    if run is None:
+        raise ShiftlensError(f"{rd.root} holds no run.json: give a results folder made by `shiftlens arithmetic`")
+    with rd.lock():
+        tmp = temp_dir(rd.root, prefix=".site.")
+        try:
+            _build_into(rd, run, tmp)
+            swap_in_dir(tmp, rd.site_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return rd.site_dir
+
+
+def _build_into(rd: ResultsDir, run: ArithmeticRecord, site: Path) -> None:
+    shutil.copy2(ASSETS / "arithmetic.html", site / "index.html")
+    shutil.copy2(ASSETS / "arithmetic.js", site / "arithmetic.js")
+    tables: dict[str, str] = {}
+    for name in run.tables:
+        csv = rd.tables_dir / f"{name}.csv"
+        if csv.is_file():
+            (site / "tables").mkdir(exist_ok=True)
+            shutil.copy2(csv, site / "tables" / csv.name)
+            tables[name] = csv.read_text(encoding="utf-8")
+    figures = []
+    for rel in run.figures:
+        src = rd.root / rel
+        if src.is_file():
+            (site / "figures").mkdir(exist_ok=True)
+            shutil.copy2(src, site / "figures" / src.name)
+            figures.append({"name": src.stem, "file": f"figures/{src.name}"})
+    per = pd.read_csv(rd.tables_dir / "arithmetic_per_problem.csv") if "arithmetic_per_problem" in tables else None
+    data = {
+        "format": 1,
+        "title": f"shiftlens feature arithmetic: {rd.root.resolve().name}",
+        "summary": _summary(run),
+        "expressions": _expressions(run, per),
+        "tables": tables,
+        "figures": figures,
+    }
+    (site / "data").mkdir()
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str).replace("</", "<\\/")
+    (site / "data" / "arithmetic.js").write_text(f"window.SL_ARITH = {text};\n", encoding="utf-8")

@@ -1,0 +1,84 @@
+"""The Arithmetic page of the results site: built by `shiftlens arithmetic` from a tiny run (the test_linear
+network of test_arithmetic.py, random weights, optimise inverter with a few steps), driven in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shiftlens.cli import app
+from test_arithmetic import CANVAS, linear_model  # noqa: F401  (the fixture registers test_linear)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, linear_model) -> Path:  # noqa: F811
+    from conftest import write_patch_dir
+
+    root = tmp_path_factory.mktemp("arith_site")
+    patches = write_patch_dir(root / "patches")
+    f = root / "a.toml"
+    f.write_text(f'canvas = {CANVAS}\nsize = 16\nstride = 8\nproblems = 3\nweights = "random"\n'
+                 f'models = ["test_linear:pixels,linear"]\npatches = "folder:{patches}"\ninverter = "optimise"\n'
+                 'inversion_steps = 2\ndevice = "cpu"\n[scenes]\ntwo = "cat_00@0,0 cup_01@30,30"\none = "cup_01@30,30"\n'
+                 '[expressions]\nsub = "two - one"\n')
+    result = CliRunner().invoke(app, ["arithmetic", str(f), "--out", str(root / "out")])
+    assert result.exit_code == 0, result.output
+    return root / "out"
+
+
+def test_site_is_built_static_and_self_contained(results):
+    site = results / "site"
+    data = json.loads((site / "data" / "arithmetic.js").read_text().removeprefix("window.SL_ARITH = ").rstrip(";\n"))
+    assert set(data["tables"]) == {"arithmetic", "arithmetic_per_problem", "arithmetic_inversions"}
+    assert [e["name"] for e in data["expressions"]] == ["sub"] and data["expressions"][0]["figure"]
+    for f in data["figures"]:
+        assert (site / f["file"]).is_file()
+    assert data["summary"]["untrained"] is True
+    for name in ("index.html", "arithmetic.js"):
+        text = (site / name).read_text()
+        assert "http://" not in text and "https://" not in text and "fetch(" not in text
+    # `shiftlens report` rebuilds the same page from the folder
+    assert CliRunner().invoke(app, ["report", str(results)]).exit_code == 0
+    assert (site / "index.html").read_text().count("Expressions") >= 1
+
+
+def test_page_loads_and_shows_the_tables(results):
+    from playwright import sync_api
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("the website tests need the system Chromium: apt-get install chromium (no playwright install)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1300, "height": 900})
+            errors: list[str] = []
+            pg.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+            pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+            pg.on("requestfailed", lambda r: errors.append(f"requestfailed: {r.url}"))
+            pg.goto((results / "site" / "index.html").resolve().as_uri())
+            pg.wait_for_function("document.body.dataset.ready === '1'")
+            assert errors == []
+            # the benchmark summary: one row per (layer, kind), untrained labelled
+            rows = pg.eval_on_selector_all("#summary tr", "rs => rs.map(r => r.innerText)")
+            assert len(rows) == 1 + 2 * 4 and all("random (untrained)" in r for r in rows[1:])
+            assert pg.is_visible("#untrained") and "Untrained" in pg.inner_text("#untrained")
+            # the expression's numbers per layer, and its figure and the retrieval figure actually decoded
+            expr = pg.eval_on_selector_all("#expr-sub tr", "rs => rs.map(r => r.innerText)")
+            assert len(expr) == 3 and "pixels" in expr[1] and "1.000" in expr[1]
+            widths = pg.eval_on_selector_all("figure img", "is => is.map(i => i.complete ? i.naturalWidth : -1)")
+            assert len(widths) == 2 and all(w > 100 for w in widths)
+            assert pg.eval_on_selector_all("#inversions-table tr", "rs => rs.length") == 1 + 2 * 3
+            assert pg.eval_on_selector_all("#per-problem tr", "rs => rs.length") == 1 + 2 * 4
+            # sorting by a column keeps every row
+            pg.click("#summary th:nth-child(7)")
+            assert len(pg.eval_on_selector_all("#summary tr", "rs => rs")) == len(rows)
+        finally:
+            browser.close()
