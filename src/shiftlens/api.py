@@ -30,7 +30,7 @@ from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchor
 from shiftlens.analyses.unit_state import UnitAccumulator, UnitsCompute, uncounted
 from shiftlens.analyses.units import UnitOutputs
 from shiftlens.analyses.folds import N_FOLDS
-from shiftlens.canvases import grid
+from shiftlens.canvases import grid, load_images, parse_background
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.executors import Executor, ModelJob, Progress, WorkItem, closing, make_executor
@@ -110,7 +110,9 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
                                  "(e.g. coco:annotations/instances_train2017.json:train2017)")
         nominal = len(cfg.coco_categories) * cfg.per_category
         cfg = dataclasses.replace(cfg, patches="sample", max_patches=1)
-    patches = load_patches(cfg)
+    # crop: the large images a window slides over; paste: the object patches
+    patches = load_images(cfg.patches, cfg.canvas, cfg.max_patches) if cfg.protocol == "crop" else load_patches(cfg)
+    parse_background(cfg.background, cfg.canvas)  # an unknown texture or unreadable image fails here, before any work
     notes = []
     for name in ("class", "consistency"):
         lacking = [s.key for s in specs if s.entry.logits_layer is None]
@@ -129,7 +131,7 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
                 notes.append(f"{s.key}: grid share left out, its total stride is unknown ({s.entry.net_stride_note})")
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    positions = {s: len(grid(cfg.canvas, s, cfg.stride)[0]) for s in cfg.sizes}
+    positions = {s: len(grid(cfg.canvas, s, cfg.stride, cfg.protocol, cfg.shift)[0]) for s in cfg.sizes}
     cross_validated = [a for a in cfg.analyses if a in ("separability", "location")]
     if cross_validated:
         size, fewest = min(positions.items(), key=lambda kv: kv[1])
@@ -180,7 +182,7 @@ def run_patch(
 ) -> dict[str, np.ndarray]:
     """Every selected analysis for one model, size and patch; returns the part's arrays."""
     size = rgba.shape[0]
-    ys, xs = grid(cfg.canvas, size, cfg.stride)
+    ys, xs = grid(cfg.canvas, size, cfg.stride, cfg.protocol, cfg.shift)
     n = int(round(np.sqrt(len(ys))))
     anc = anchors(n)
     ctx = PatchContext(model=spec.key, weights=weights_label, layers=list(spec.layers), patch_id=patch.id,
@@ -191,7 +193,7 @@ def run_patch(
     analyses = [cls(ctx) for cls in classes]
     keep = any(cls.needs_features for cls in classes)
     features: dict[str, torch.Tensor] | None = None
-    renderer = extractor.renderer(rgba, cfg.canvas, cfg.background)
+    renderer = extractor.renderer(rgba, cfg.canvas, cfg.background, cfg.protocol, cfg.shift)
     order = stream_order(len(ys), list(anc.values()))
     n_anchors = len(set(anc.values()))
     for idx, feats in stream(extractor, renderer, ys, xs, order, cfg.batch_size, first=n_anchors):
@@ -258,7 +260,8 @@ def build_outputs(results: ResultsDir, record: RunRecord, order: list[tuple[str,
     for name, df in tables.items():
         results.write_table(name, df)
     if parts and ("similarity" in cfg.analyses or units is not None):
-        maps.write(parts, results.maps_zarr, cfg.canvas, cfg.stride, extra=units.write_zarr if units is not None else None)
+        maps.write(parts, results.maps_zarr, cfg.canvas, cfg.stride, cfg.protocol, cfg.shift,
+                   extra=units.write_zarr if units is not None else None)
     written = figures.make_all(parts, results.figures_dir, record) if parts else []
     if units is not None:
         written += unit_figures.make_all(units, results, record)
@@ -266,12 +269,19 @@ def build_outputs(results: ResultsDir, record: RunRecord, order: list[tuple[str,
 
 
 def _write_patch_pngs(results: ResultsDir, p: Plan) -> dict[tuple[int, str], str]:
-    """The exact resized patches (the site composes its images from them); returns each one's pixel digest."""
+    """The exact resized patches (the site composes its images from them) and, unless it is a flat colour, the
+    canvas-sized background.png; returns each patch's pixel digest (with the background's pixels when they are an
+    image, so an edited image:PATH recomputes its parts)."""
     digests = {}
+    background = parse_background(p.config.background, p.config.canvas)
+    extra = b"" if background.flat else background.image.tobytes()
+    if not background.flat:
+        with atomic_path(results.background_png) as tmp:
+            Image.fromarray(background.image, "RGB").save(tmp, format="PNG")
     for patch in p.patches:
         for size in p.config.sizes:
             rgba = patch.resized(size, p.config.keep_aspect)
-            digests[(size, patch.id)] = digest_bytes(str(rgba.shape).encode(), rgba.tobytes())
+            digests[(size, patch.id)] = digest_bytes(str(rgba.shape).encode(), rgba.tobytes(), extra)
             with atomic_path(results.patch_png(size, patch.id)) as tmp:
                 Image.fromarray(rgba, "RGBA").save(tmp, format="PNG")
     return digests
@@ -411,8 +421,9 @@ def estimate(p: Plan, warmup_batches: int = 2) -> dict[str, float]:
         with FeatureExtractor(model, [spec.entry.layer(l) for l in spec.layers], spec.entry.normalisation,
                               p.device, p.precision) as extractor:
             size = p.config.sizes[0]
-            renderer = extractor.renderer(patch.resized(size), p.config.canvas, p.config.background)
-            ys, xs = grid(p.config.canvas, size, p.config.stride)
+            c = p.config
+            renderer = extractor.renderer(patch.resized(size), c.canvas, c.background, c.protocol, c.shift)
+            ys, xs = grid(c.canvas, size, c.stride, c.protocol, c.shift)
             bs = min(p.batch_for(spec), len(ys))
             sel = np.arange(bs) % len(ys)
             extractor(renderer.render(ys[sel], xs[sel]))  # warm-up

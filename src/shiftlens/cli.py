@@ -149,6 +149,9 @@ SquareCropOpt = Annotated[Optional[bool], typer.Option("--square-crop/--bbox-cro
 SvmOpt = Annotated[Optional[str], typer.Option(help="separability solver: auto or torch (the batched solver), sklearn (the libsvm reference)")]
 SiteOpt = Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")]
+ProtocolOpt = Annotated[Optional[str], typer.Option(help="paste (a patch moves on the canvas) or crop (a window moves over a larger image: --patches images or image:PATH, sizes above the canvas)")]
+ShiftOpt = Annotated[Optional[str], typer.Option(help="move (over a fixed background) or circular (the canvas rolls with wrap-around)")]
+BackgroundOpt = Annotated[Optional[str], typer.Option(help="white, black, gray, mean (ImageNet mean pixel), #RRGGBB, image:PATH or texture:NAME (brick, grass, gravel)")]
 ExecutorOpt = Annotated[Optional[str], typer.Option(help="local (this process) or ray (workers on a Ray cluster; pip install 'shiftlens[ray]')")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="auto or HOST:PORT of a running Ray cluster (default: start a local Ray)")]
 WorkersOpt = Annotated[Optional[int], typer.Option(help="Ray workers (0 = auto: one per GPU, or one per 4 CPUs)")]
@@ -177,6 +180,9 @@ def run(
     svm: SvmOpt = None,
     site: SiteOpt = None,
     seed: SeedOpt = None,
+    protocol: ProtocolOpt = None,
+    shift: ShiftOpt = None,
+    background: BackgroundOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace results of a different config in --out")] = False,
 ) -> None:
@@ -186,7 +192,7 @@ def run(
                            device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
                            executor=executor, ray_address=ray_address, workers=workers,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
-                           site=site, seed=seed)
+                           site=site, seed=seed, protocol=protocol, shift=shift, background=background)
     from shiftlens import api
 
     with one_line_errors(Path(cfg.out)):
@@ -230,6 +236,9 @@ def config_cmd(
     svm: SvmOpt = None,
     site: SiteOpt = None,
     seed: SeedOpt = None,
+    protocol: ProtocolOpt = None,
+    shift: ShiftOpt = None,
+    background: BackgroundOpt = None,
 ) -> None:
     """Print the effective config (preset or file plus flags) as TOML: save it, edit it, `shiftlens run FILE.toml`."""
     with one_line_errors():
@@ -237,7 +246,7 @@ def config_cmd(
                            device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
                            executor=executor, ray_address=ray_address, workers=workers,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
-                           site=site, seed=seed)
+                           site=site, seed=seed, protocol=protocol, shift=shift, background=background)
     typer.echo(f"# shiftlens run config (fingerprint {cfg.fingerprint()}): save as a .toml file and pass it to "
                "`shiftlens run`")
     typer.echo(config_mod.to_toml(cfg), nl=False)

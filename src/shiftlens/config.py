@@ -35,7 +35,10 @@ class RunConfig:
     sizes: list[int] = field(default_factory=lambda: [75, 125])
     stride: int = 8
     canvas: int = 224
-    background: list[int] = field(default_factory=lambda: [255, 255, 255])
+    protocol: str = "paste"  # paste | crop: a patch moves over the canvas, or a window over a larger image
+    shift: str = "move"  # move | circular: the patch moves over a fixed background, or the canvas rolls
+    # white | gray | mean | #RRGGBB | image:PATH | texture:NAME (canvases/background.py); [r, g, b] also works
+    background: str | list[int] = "white"
     keep_aspect: bool = False
     square_crop: bool = False
     coco_categories: list[str] = field(
@@ -84,21 +87,31 @@ class RunConfig:
         repeated = sorted({s for s in self.sizes if self.sizes.count(s) > 1})
         if repeated:
             raise ShiftlensError(f"patch size {repeated[0]} is given twice in {self.sizes}: give each size once")
-        for s in self.sizes:
+        if self.protocol not in ("paste", "crop"):
+            raise ShiftlensError(f"unknown protocol {self.protocol!r}: use paste or crop")
+        if self.shift not in ("move", "circular"):
+            raise ShiftlensError(f"unknown shift {self.shift!r}: use move or circular")
+        if self.protocol == "crop":
+            self._validate_crop()
+        for s in self.sizes if self.protocol == "paste" else []:
             if s < 1:
                 raise ShiftlensError(f"patch size {s} is invalid: sizes must be positive, e.g. --sizes 75,125")
             if s > self.canvas:
                 raise ShiftlensError(
                     f"patch size {s} is larger than the {self.canvas}px canvas: use sizes up to {self.canvas}"
                 )
-            if s + self.stride > self.canvas:  # (canvas - s) // stride + 1 positions per axis
+            if self.shift == "circular" and self.stride >= self.canvas:  # ceil(canvas / stride) shifts per axis
+                raise ShiftlensError(f"stride {self.stride} gives one circular shift of the {self.canvas}px canvas, so "
+                                     f"nothing can shift: use --stride {self.canvas // 2} or less")
+            if self.shift == "move" and s + self.stride > self.canvas:  # (canvas - s) // stride + 1 positions per axis
                 fix = (f"use --stride {self.canvas - s} or less" if s < self.canvas
                        else f"use patch sizes below the {self.canvas}px canvas")
                 raise ShiftlensError(
                     f"{s}px patches at stride {self.stride} have one position on the {self.canvas}px canvas, so "
                     f"nothing can shift and every similarity would be 1.0: {fix} (2+ positions per axis)"
                 )
-        if len(self.background) != 3 or not all(0 <= int(c) <= 255 for c in self.background):
+        if isinstance(self.background, list) and (len(self.background) != 3
+                                                  or not all(0 <= int(c) <= 255 for c in self.background)):
             raise ShiftlensError(f"background {self.background} is invalid: give three values 0-255, e.g. [255, 255, 255]")
         if self.precision not in PRECISIONS:
             raise ShiftlensError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
@@ -134,6 +147,23 @@ class RunConfig:
         if self.max_patches is not None and self.max_patches < 1:
             raise ShiftlensError(f"max_patches {self.max_patches} is invalid: use 1 or more, or leave it out")
         return self
+
+    def _validate_crop(self) -> None:
+        """--protocol crop: sizes are the side the image is resized to, so each must leave the window room to move."""
+        if self.shift != "move":
+            raise ShiftlensError("--shift circular is for the paste protocol: use --shift move with --protocol crop")
+        if self.keep_aspect:
+            raise ShiftlensError("--keep-aspect is for pasted patches: --protocol crop uses each image's centred square")
+        if self.background not in ("white", [255, 255, 255]):
+            raise ShiftlensError(f"--background {self.background} has no effect with --protocol crop (the window is all "
+                                 "image): leave --background out")
+        for s in self.sizes:
+            if s < self.canvas + self.stride:  # (s - canvas) // stride + 1 window positions per axis
+                raise ShiftlensError(
+                    f"crop size {s} gives fewer than 2 window positions per axis on the {self.canvas}px canvas at "
+                    f"stride {self.stride}: for --protocol crop, sizes are the side the image is resized to; use "
+                    f"sizes of {self.canvas + self.stride} or more, e.g. --sizes {self.canvas + 8 * self.stride}"
+                )
 
 
 PRESETS: dict[str, dict[str, Any]] = {

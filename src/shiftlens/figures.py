@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from shiftlens.analyses.base import ANCHORS  # noqa: E402
-from shiftlens.canvases import offsets  # noqa: E402
+from shiftlens.canvases import axis_positions  # noqa: E402
 from shiftlens.models.weights import UNTRAINED  # noqa: E402
 from shiftlens.store import Part, RunRecord, atomic_path  # noqa: E402
 
@@ -60,7 +60,7 @@ def similarity_grids(parts: list[Part], out: Path, run: RunRecord) -> list[Path]
         vmin = min(float(m.min()) for m in means.values())
         fig, axes = plt.subplots(len(means), len(ANCHORS), figsize=(2.2 * len(ANCHORS) + 1, 2.2 * len(means) + 0.8),
                                  squeeze=False)
-        o = offsets(canvas, size, stride)
+        o = axis_positions(canvas, size, stride, run.config.protocol, run.config.shift)
         extent = (o[0] - 0.5 * stride, o[-1] + 0.5 * stride, o[-1] + 0.5 * stride, o[0] - 0.5 * stride)
         im = None
         for r, ((model, layer), m) in enumerate(means.items()):
@@ -166,7 +166,7 @@ def location_error_maps(parts: list[Part], out: Path, run: RunRecord) -> list[Pa
         weights = {p.weights for p in parts if p.patch_size == size}
         means = {k: np.mean(errs[k], axis=0) for k in keys}
         vmax = max(float(m.max()) for m in means.values())
-        o = offsets(canvas, size, stride) + size / 2
+        o = axis_positions(canvas, size, stride, run.config.protocol, run.config.shift) + size / 2
         extent = (o[0] - 0.5 * stride, o[-1] + 0.5 * stride, o[-1] + 0.5 * stride, o[0] - 0.5 * stride)
         fig, axes = plt.subplots(len(keys), len(PROTOCOLS), figsize=(3 * len(PROTOCOLS) + 1, 2.8 * len(keys) + 0.8),
                                  squeeze=False)

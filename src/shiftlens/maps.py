@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from shiftlens.analyses.base import ANCHORS
-from shiftlens.canvases import offsets
+from shiftlens.canvases import axis_positions
 from shiftlens.store import Part, swap_in_dir, temp_dir
 
 
@@ -28,9 +28,12 @@ def groups(parts: list[Part]) -> dict[tuple[str, str, int], list[Part]]:
     return out
 
 
-def dataset(parts: list[Part], model: str, layer: str, size: int, canvas: int, stride: int) -> xr.Dataset:
+def dataset(parts: list[Part], model: str, layer: str, size: int, canvas: int, stride: int, protocol: str = "paste",
+            shift: str = "move") -> xr.Dataset:
+    """y and x: the protocol's offsets (canvases.positions): the patch's top-left corner, the circular shift, or
+    the crop window's top-left corner."""
     maps = np.stack([p.get("similarity", layer, "maps") for p in parts])
-    o = offsets(canvas, size, stride)
+    o = axis_positions(canvas, size, stride, protocol, shift)
     first = parts[0]
     return xr.Dataset(
         {"similarity": (("patch", "anchor", "y", "x"), maps)},
@@ -42,11 +45,12 @@ def dataset(parts: list[Part], model: str, layer: str, size: int, canvas: int, s
             "x": o,
         },
         attrs={"model": model, "layer": layer, "patch_size": size, "weights": first.weights,
-               "untrained": first.untrained, "stride": stride, "canvas": canvas},
+               "untrained": first.untrained, "stride": stride, "canvas": canvas, "protocol": protocol, "shift": shift},
     )
 
 
-def write(parts: list[Part], path: Path, canvas: int, stride: int, extra: Callable[[Path], None] | None = None) -> None:
+def write(parts: list[Part], path: Path, canvas: int, stride: int, protocol: str = "paste", shift: str = "move",
+          extra: Callable[[Path], None] | None = None) -> None:
     """`extra(store)` adds other groups (the units analysis's) to the store before it is swapped in."""
     tmp = temp_dir(path.parent, prefix=".maps.", suffix=".zarr")
     try:
@@ -55,7 +59,7 @@ def write(parts: list[Part], path: Path, canvas: int, stride: int, extra: Callab
             # xarray writes and reads it fine.
             warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
             for (model, layer, size), members in groups(parts).items():
-                ds = dataset(members, model, layer, size, canvas, stride)
+                ds = dataset(members, model, layer, size, canvas, stride, protocol, shift)
                 ds.to_zarr(tmp, group=f"{model}/{layer}/p{size}", mode="a", consolidated=False, zarr_format=3)
         if extra is not None:
             extra(tmp)

@@ -301,7 +301,8 @@ class Part:
 
 # -- the folder -------------------------------------------------------------------------------------------------
 
-OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", ".shiftlens.lock")
+OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", "background.png",
+               ".shiftlens.lock")
 """Top-level names a run writes; --force removes shiftlens's own files under them and nothing else."""
 _LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|.*\.tmp)$")
 """Temporary files and folders a killed run can leave (atomic writes, store and site being built)."""
@@ -339,6 +340,11 @@ class ResultsDir:
 
     def patch_png(self, size: int, patch_id: str) -> Path:
         return self.root / "patches" / f"p{size}" / f"{file_key(patch_id)}.png"
+
+    @property
+    def background_png(self) -> Path:
+        """The canvas-sized background of a run whose background is an image or texture (not a flat colour)."""
+        return self.root / "background.png"
 
     # -- run.json -------------------------------------------------------------------------------------------
     def read_run(self, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
@@ -412,6 +418,7 @@ class ResultsDir:
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))
         own += list((self.root / "parts" / "arithmetic").glob("*.npz"))
         own += list((self.root / "patches").glob("p*/*.png"))
+        own += [self.background_png]
         return [p for p in own if p.is_file()]
 
     def clear(self, record: _RunBase) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shiftlens.canvases import CanvasRenderer, Normalisation
+from shiftlens.canvases import Normalisation, Renderer, make_renderer
 from shiftlens.errors import ShiftlensError
 from shiftlens.models.registry import LayerSpec
 from shiftlens.models.fold import fold_batchnorm
@@ -153,8 +153,10 @@ class FeatureExtractor:
                 torch._dynamo.reset()
         return self._eager(batch)
 
-    def renderer(self, rgba: np.ndarray, canvas: int, background) -> CanvasRenderer:
-        return CanvasRenderer(rgba, canvas, background, self.normalisation, self.device, pool=self._pool)
+    def renderer(self, rgba: np.ndarray, canvas: int, background, protocol: str = "paste",
+                 shift: str = "move") -> Renderer:
+        """The renderer of the run's protocol and shift (canvases.make_renderer), sharing this extractor's buffer."""
+        return make_renderer(rgba, canvas, background, self.normalisation, self.device, self._pool, protocol, shift)
 
 
 def stream_order(n_positions: int, first: list[int]) -> np.ndarray:
@@ -165,7 +167,7 @@ def stream_order(n_positions: int, first: list[int]) -> np.ndarray:
 
 def stream(
     extractor: FeatureExtractor,
-    renderer: CanvasRenderer,
+    renderer: Renderer,
     ys: np.ndarray,
     xs: np.ndarray,
     order: np.ndarray,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shiftlens.canvases import Normalisation
 from shiftlens.errors import ShiftlensError
-from shiftlens.models import antialiased
+from shiftlens.models import antialiased, aps
 from shiftlens.models.registry import LayerSpec, ModelEntry, register
 from shiftlens.models.weights import download_state_dict
 
@@ -157,5 +157,30 @@ for _base, _desc, _layers, _default, _logits in [
                 net_stride=NET_STRIDE,
                 auto_batch=_AUTO_BATCH.get(_base, {}),
                 extra={"filter_size": _size, "variant_of": f"{_base}_aa" if _k else None},
+            )
+        )
+
+
+# Adaptive polyphase sampling (Chaman & Dokmanić 2021): exactly invariant to circular shifts; no ImageNet weights
+# were released, so they run with random weights or a user's checkpoint (models/aps.py).
+for _base, _desc in (("resnet18", "ResNet-18"), ("resnet50", "ResNet-50")):
+    for _k in (None, *aps.FILTER_SIZES[1:]):
+        _name = f"{_base}_aps{_k or ''}"
+        register(
+            ModelEntry(
+                name=_name,
+                description=f"{_desc}, adaptive polyphase sampling (Chaman & Dokmanić 2021), circular padding"
+                + (f", blur filter size {_k}" if _k else ""),
+                build=partial(aps.BUILDERS[_base], _k or 1),
+                normalisation=IMAGENET_NORM,
+                layers={"pool": LayerSpec("pool", "avgpool", f"{512 * (4 if _base == 'resnet50' else 1)}-d "
+                                          "global-average-pooled feature"),
+                        "fc": LayerSpec("fc", "fc", "logits, 1000 ImageNet classes (pre-softmax)")},
+                default_layers=("fc",),
+                imagenet=aps.no_imagenet(_name),
+                weights_source="none released (random, or a checkpoint trained with the authors' code: @PATH)",
+                logits_layer="fc",
+                net_stride=NET_STRIDE,
+                extra={"filter_size": _k or 1, "variant_of": f"{_base}_aps" if _k else None},
             )
         )
