@@ -158,5 +158,5 @@ def test_a_second_driver_on_the_same_folder_is_refused_before_starting_workers(c
 
 
 def test_more_workers_than_cpus_is_one_clear_line(cluster):
-    with pytest.raises(ShiftlensError, match="--workers 3 needs a CPU each, the Ray cluster has 2"):
+    with pytest.raises(ShiftlensError, match="--workers 3 needs 1 CPU\(s\) each, the Ray cluster has 2"):
         RayExecutor(workers=3)

@@ -229,15 +229,16 @@ class RaySession:
 @dataclass
 class RayExecutor:
     """Connects to the cluster at `address` (`auto`, `HOST:PORT`) or starts a local one (None), and starts
-    `workers` actors (0: one per GPU when the run is on CUDA, else one per AUTO_THREADS CPUs)."""
+    `workers` actors (0: one per GPU when the run is on CUDA, else one per AUTO_THREADS CPUs) of `threads` CPU
+    threads each (0: the cluster's CPUs shared out evenly)."""
 
     address: str | None = None
     workers: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: Callable[[str], None] = lambda s: None
+    threads: int = 0
     name: str = "ray"
     slots: list[_Slot] = field(default_factory=list)
-    threads: int = 1
     started_ray: bool = False
     startup_seconds: float = 0.0
     """Connecting to (or starting) Ray and starting every worker process, measured; models are built later."""
@@ -277,10 +278,10 @@ class RayExecutor:
             self.threads, options = 1, dict(num_gpus=1, num_cpus=1)
         else:
             n = self.workers or max(1, cpus // AUTO_THREADS)
-            if n > cpus:
-                raise ShiftlensError(f"--workers {n} needs a CPU each, the Ray cluster has {cpus}: give --workers "
-                                     f"{cpus} or fewer")
-            self.threads = max(1, cpus // n)
+            if n * max(self.threads, 1) > cpus:
+                raise ShiftlensError(f"--workers {n} needs {max(self.threads, 1)} CPU(s) each, the Ray cluster has {cpus}: "
+                                     f"give --workers {cpus // max(self.threads, 1)} or fewer")
+            self.threads = self.threads or max(1, cpus // n)
             options = dict(num_cpus=self.threads)
         namespace, tally = ray.get_runtime_context().namespace, f"shiftlens-tally-{uuid.uuid4().hex}"
         self.tally = ray.remote(num_cpus=0)(Tally).options(name=tally, namespace=namespace).remote()
