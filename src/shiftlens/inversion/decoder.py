@@ -50,25 +50,28 @@ class TrainSettings(_Record):
     spec: str
     weights: str = "imagenet"
     patches: str = "sample"
-    steps: int = 360
-    batch: int = 32
+    steps: int = 640
+    batch: int = 16
     seed: int = 0
     lr: float = 1e-3
-    pool: int = 192
+    pool: int = 128
     """Scenes rendered (and their features computed) per epoch; each is seen `passes` times, so a feature forward
     of the encoder, the expensive part on a CPU, serves several generator steps."""
-    passes: int = 6
+    passes: int = 4
     held_out: int = 2
     sizes: tuple[int, int] = (60, 140)
     max_objects: int = 3
     pixel_weight: float = 1.0
+    object_weight: float = 4.0
+    """Extra pixel-loss weight on the object's pixels (not white in the truth): on a mostly white canvas the plain
+    squared error is lowest for a pale blur, and the objects are what the decoder must place."""
     feature_weight: float = 0.05
     adversarial: bool = False
     adversarial_weight: float = 0.01
     comparator: str = ""
     """Module path of the encoder's conv stage the feature loss compares in; empty: the model's default."""
     precision: Literal["fp32", "bf16"] = "fp32"
-    checkpoint_every: int = 36
+    checkpoint_every: int = 32
     validate_n: int = 12
     generator: GeneratorConfig
 

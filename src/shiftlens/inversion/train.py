@@ -230,7 +230,8 @@ class Trainer:
         feats, truth, comp_t = pool.features[idx], pool.truth[idx], pool.comparator_target[idx]
         self.generator.train()
         fake = self.generator(feats)
-        pixel = F.mse_loss(fake, truth)
+        weight = 1.0 + s.object_weight * object_mask(truth, 0.1).unsqueeze(1).float()
+        pixel = (weight * (fake - truth) ** 2).mean() / weight.mean()
         feature = _feature_loss(self.encoder.comparator, fake, comp_t)
         total = s.pixel_weight * pixel + s.feature_weight * feature
         adv_value = None
