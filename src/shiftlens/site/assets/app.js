@@ -272,7 +272,7 @@
     const q = new URLSearchParams();
     q.set('kind', S.kind);
     q.set('size', String(S.size));
-    if (IDX.kinds[S.kind].anchored) q.set('anchor', S.anchor);
+    q.set('anchor', S.anchor);
     if (S.sel.startsWith('p:')) q.set('patch', IDX.patches[Number(S.sel.slice(2))].id);
     else if (S.sel.startsWith('cat:')) q.set('cat', S.sel.slice(4));
     q.set('model_a', S.a.model);
@@ -289,8 +289,8 @@
         q.set('link', S.link ? '1' : '0');
         if (!S.link) q.set('floor_b', S.b.auto ? 'auto' : S.b.floor.toFixed(3));
       }
-      q.set('cmap', S.cmap);
     }
+    q.set('cmap', S.cmap);
     return q;
   }
 
