@@ -6,7 +6,9 @@ EfficientNet-Lite0 (packaged ImageNet weights), bundled patches, fp32. The run h
 (`WARM_SIZE`) gives every worker its first part, which carries building and compiling the model; the second is
 the steady state, whose images/s are compared. Scaling efficiency = images/s with N workers / (N x images/s with
 the fewest). The fixed cost = starting Ray (once) + starting the worker processes + the warm size's seconds beyond
-what its images take at the steady rate (building, compiling, first batches).
+what its images take at the steady rate (building, compiling, first batches). Images per CPU-second (the workers'
+own process time) say what the workers cost whatever else loads the machine: on a busy machine the wall-clock
+efficiency measures the neighbours, this one the executor.
 """
 
 from __future__ import annotations
@@ -73,8 +75,12 @@ def measure(workers: list[int], quick: bool, compile: bool, log: Log = lambda s:
             warm = result.record.timings[f"{MODEL.split(':')[0]}/p{WARM_SIZE}"]
             steady = result.record.timings[f"{MODEL.split(':')[0]}/p{STEADY_SIZE}"]
             load_s = max(0.0, warm.seconds - warm.images / steady.images_per_s)
+            parts = [d for item, d in executor.done if item.size == STEADY_SIZE]
+            per_cpu_s = steady.images / sum(d.cpu_seconds for d in parts)
             out["by_workers"][str(n)] = {
                 "images_per_s": steady.images_per_s, "steady_images": steady.images, "steady_s": steady.seconds,
+                "images_per_cpu_s": round(per_cpu_s, 2),
+                "parts_per_worker": {w: sum(d.worker == w for d in parts) for w in sorted({d.worker for d in parts})},
                 "workers_start_s": round(executor.startup_seconds, 2), "build_and_compile_s": round(load_s, 2),
                 "fixed_cost_s": round(out["ray_start_s"] + executor.startup_seconds + load_s, 2),
                 "compiled": result.record.models[MODEL.split(":")[0]].compiled}
@@ -86,6 +92,9 @@ def measure(workers: list[int], quick: bool, compile: bool, log: Log = lambda s:
     base_ips = out["by_workers"][str(base)]["images_per_s"]
     out["efficiency"] = {str(n): round(out["by_workers"][str(n)]["images_per_s"] / (n / base * base_ips), 3)
                          for n in workers if n != base}
+    base_cpu = out["by_workers"][str(base)]["images_per_cpu_s"]
+    out["cpu_efficiency"] = {str(n): round(out["by_workers"][str(n)]["images_per_cpu_s"] / base_cpu, 3)
+                             for n in workers if n != base}
     out["target_efficiency"] = TARGET_EFFICIENCY
     out["load_average_end"] = list(os.getloadavg())
     return out
@@ -107,7 +116,9 @@ def summary(info: dict[str, Any], paper_hours_fp32: float | None) -> list[str]:
                      f"{r['build_and_compile_s']:.1f} s)")
     for n, e in info["efficiency"].items():
         ok = "meets" if e >= info["target_efficiency"] else "misses"
-        lines.append(f"  scaling efficiency with {n} workers: {e:.2f} ({ok} the {info['target_efficiency']} target)")
+        lines.append(f"  scaling efficiency with {n} workers: {e:.2f} ({ok} the {info['target_efficiency']} target); "
+                     f"images per CPU-second {info['cpu_efficiency'][n]:.2f}x of {min(map(int, info['by_workers']))} "
+                     "worker's (what the workers cost, whatever else loads the machine)")
         if paper_hours_fp32 is not None:
             eight = paper_hours_fp32 / (8 * e)
             lines.append(f"  paper protocol (fp32, {paper_hours_fp32:.0f} h on this machine): about {eight:.0f} h on 8 "

@@ -41,6 +41,13 @@ class SlowNet(nn.Module):
         return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
 
 
+class HungryNet(SlowNet):
+    """Runs out of memory on every batch, as a part too large for any worker would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise MemoryError("test: out of memory")
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """2 workers of 1 CPU each; this module's classes travel to them by value (the workers cannot import tests/)."""
@@ -50,6 +57,9 @@ def cluster():
     register(ModelEntry(name="test_slow", description="test network: a small conv that sleeps per batch",
                         build=SlowNet, normalisation=Normalisation(),
                         layers={"head": LayerSpec("head", "head", "pooled conv features")},
+                        default_layers=("head",)))
+    register(ModelEntry(name="test_hungry", description="test network: always out of memory", build=HungryNet,
+                        normalisation=Normalisation(), layers={"head": LayerSpec("head", "head", "never computed")},
                         default_layers=("head",)))
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
@@ -158,5 +168,12 @@ def test_a_second_driver_on_the_same_folder_is_refused_before_starting_workers(c
 
 
 def test_more_workers_than_cpus_is_one_clear_line(cluster):
-    with pytest.raises(ShiftlensError, match="--workers 3 needs 1 CPU\(s\) each, the Ray cluster has 2"):
+    with pytest.raises(ShiftlensError, match=r"--workers 3 needs 1 CPU\(s\) each, the Ray cluster has 2"):
         RayExecutor(workers=3)
+
+
+def test_a_part_that_fails_on_every_attempt_stops_the_run_with_one_line(executor, cfg, tmp_path):
+    hungry = dataclasses.replace(cfg, models=["test_hungry"], executor="ray", out=str(tmp_path / "hungry"))
+    with pytest.raises(ShiftlensError, match="failed 3 times, the last on worker w[12] \\(MemoryError\\)"):
+        api.run(hungry, executor=executor, log=LOGS.append)
+    assert sum("ran out of memory on worker" in line for line in LOGS) >= 2

@@ -37,7 +37,10 @@ AUTO_THREADS = 4
 core, and each still busy enough)."""
 MAX_RESTARTS = 3
 """Restarts of one worker's process before the driver gives up on it (the others carry on)."""
+MAX_ATTEMPTS = 3
+"""Tries of one part (each by the next free worker) before the run stops on it: a part that kills every worker."""
 START_TIMEOUT_S = 300.0
+"""How long to wait for workers to start, or for a lost one to come back, before giving up on them."""
 POLL_S = 0.2
 
 
@@ -58,6 +61,9 @@ class PartDone:
     compiled: bool
     compile_error: str | None
     seconds: float
+    cpu_seconds: float
+    """CPU time of the worker's process for the part (all its threads): what the part cost, however loaded the
+    machine."""
 
 
 class Worker:
@@ -97,12 +103,13 @@ class Worker:
         if job_id != self.job_id:
             self._load(job_id, ray.get(job_box[0]))
         job, extractor = self.job, self.extractor
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         arrays = job.compute(extractor, job.spec, job.weights_label, item.patch,
                              item.patch.resized(item.size, job.cfg.keep_aspect), job.cfg,
                              lambda n: self.tally.add.remote(self.name, token, n))
         ResultsDir(job.results_root).save_part(item.meta, arrays)
-        return PartDone(self.name, extractor.compiled, extractor.compile_error, time.perf_counter() - t0)
+        return PartDone(self.name, extractor.compiled, extractor.compile_error, time.perf_counter() - t0,
+                        time.process_time() - c0)
 
 
 class Tally:
@@ -129,6 +136,7 @@ class _Slot:
     gone: bool = False
     probe: Any = None
     """While a lost worker restarts: a call that answers once it is back (no parts go to it until then)."""
+    lost_at: float = 0.0
 
     def ready(self, ray: Any) -> bool:
         """Whether parts can go to this worker; a restarted one's new pid is read here."""
@@ -138,6 +146,7 @@ class _Slot:
             return True
         done, _ = ray.wait([self.probe], timeout=0)
         if not done:
+            self.gone = time.monotonic() - self.lost_at > START_TIMEOUT_S  # no room for it left in the cluster
             return False
         try:
             self.pid, self.node = ray.get(self.probe)
@@ -166,8 +175,7 @@ class RaySession:
         self.job_box = [ray.put(replace(job, model=None))]  # workers build their own copy
         self.compiled = job.compile
         self.compile_error: str | None = None
-        self.seconds: dict[str, float] = collections.defaultdict(float)
-        self.images: dict[str, int] = collections.defaultdict(int)
+        self.attempts: dict[str, int] = collections.defaultdict(int)
 
     def run(self, items: list[WorkItem], progress: Progress) -> None:
         ray = _ray()
@@ -197,24 +205,38 @@ class RaySession:
                 flight = running.pop(ref)
                 try:
                     done: PartDone = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-                    self._report(live, progress)
-                    live.pop(flight.token)
-                    progress.advance(-flight.reported, flight.slot.name)
-                    pending.appendleft(flight.item)
+                except (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError) as exc:  # the process died
+                    self._give_back(flight, exc, live, pending, progress)
                     ex.lost(flight.slot, flight.item, exc)
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
                     if isinstance(cause, ShiftlensError):
                         raise ShiftlensError(str(cause)) from None
-                    raise
+                    if not isinstance(cause, (torch.cuda.OutOfMemoryError, MemoryError)):
+                        raise
+                    self._give_back(flight, cause, live, pending, progress)
+                    ex.log(f"ray: {flight.item.label} ran out of memory on worker {flight.slot.name}; it goes to the "
+                           "next free worker")
+                    continue
                 live.pop(flight.token)
+                ex.done.append((flight.item, done))
                 progress.advance(flight.item.images - flight.reported, done.worker)
                 self.compiled = self.compiled and done.compiled
                 self.compile_error = self.compile_error or done.compile_error
-                self.seconds[done.worker] += done.seconds
-                self.images[done.worker] += flight.item.images
+
+    def _give_back(self, flight: _InFlight, exc: BaseException, live: dict[int, _InFlight],
+                   pending: collections.deque, progress: Progress) -> None:
+        """A failed attempt: its images leave the progress bar and its part goes to the front of the queue."""
+        self._report(live, progress)
+        live.pop(flight.token)
+        progress.advance(-flight.reported, flight.slot.name)
+        self.attempts[flight.item.label] += 1
+        if self.attempts[flight.item.label] >= MAX_ATTEMPTS:
+            raise ShiftlensError(f"{flight.item.label} failed {MAX_ATTEMPTS} times, the last on worker {flight.slot.name} "
+                                 f"({exc.__class__.__name__}): the finished parts are saved; see `ray logs` for why, "
+                                 "then run the same command again")
+        pending.appendleft(flight.item)
 
     def _report(self, live: dict[int, _InFlight], progress: Progress) -> None:
         ray = _ray()
@@ -244,6 +266,8 @@ class RayExecutor:
     """Connecting to (or starting) Ray and starting every worker process, measured; models are built later."""
     token: int = 0
     tally: Any = None
+    done: list[tuple[WorkItem, PartDone]] = field(default_factory=list)
+    """Every part the workers finished, with who computed it and its cost (what the benchmark reads)."""
 
     def __post_init__(self) -> None:
         ray = _ray()
@@ -302,6 +326,7 @@ class RayExecutor:
         """A worker died mid-part: its part is already back in the queue; Ray restarts the process, up to
         MAX_RESTARTS times."""
         slot.lost += 1
+        slot.lost_at = time.monotonic()
         slot.gone = slot.lost > MAX_RESTARTS
         slot.probe = None if slot.gone else slot.actor.pid.remote()
         fate = "given up" if slot.gone else "restarting"
