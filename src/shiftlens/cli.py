@@ -456,6 +456,47 @@ def inverter_train(
                           f"{last.held_out_centroid_share:.2f} (training {last.training_centroid_share:.2f})")
 
 
+units_app = typer.Typer(no_args_is_help=True, help="Single units of a run's layers (the units analysis).")
+app.add_typer(units_app, name="units")
+
+
+@units_app.command("visualise")
+def units_visualise_cmd(
+    results_dir: Annotated[Path, typer.Argument(help="a results folder made by `shiftlens run`")],
+    model: Annotated[str, typer.Option("--model", help="MODEL:LAYER, a layer the run tapped")],
+    unit: Annotated[Optional[int], typer.Option(help="the unit to maximise")] = None,
+    caricature: Annotated[bool, typer.Option("--caricature", help="exaggerate what the layer detects in one canvas (--patch, --position)")] = False,
+    patch: Annotated[Optional[str], typer.Option(help="--caricature: the patch id")] = None,
+    position: Annotated[Optional[str], typer.Option(help="--caricature: Y,X, the patch's top-left in px (a grid position)")] = None,
+    patch_size: Annotated[Optional[int], typer.Option("--patch-size", help="--caricature: the patch size (default: the run's first)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="optimiser steps (200)")] = None,
+    tv_weight: Annotated[Optional[float], typer.Option("--tv-weight", help="total-variation prior weight (15)")] = None,
+    size: Annotated[Optional[int], typer.Option(help="image side in px (224)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of the start image and jitter (0)")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+) -> None:
+    """The image that maximises a unit (activation maximisation with the inversion's priors), or a caricature of a
+    canvas, written to RESULTS_DIR/figures/units/ with how far it raised the unit over its random start."""
+    pos = None
+    if position is not None:
+        try:
+            y, x = (int(v) for v in position.split(","))
+            pos = (y, x)
+        except ValueError:
+            fail(f"--position {position!r}: give Y,X in pixels, e.g. 40,120")
+    with one_line_errors(Path(results_dir), hint="make the results folder writable"):
+        from shiftlens.unit_visualise import visualise
+
+        entry, _ = visualise(results_dir, model, unit, as_caricature=caricature, patch=patch, position=pos,
+                             patch_size=patch_size, device=device, steps=steps, tv_weight=tv_weight, size=size,
+                             seed=seed)
+    what = "caricature" if caricature else f"unit {unit}"
+    label = " (UNTRAINED weights)" if entry.untrained else ""
+    out_console.print(f"{entry.model}:{entry.layer} {what}{label}: {entry.start_value:.4g} at the start image -> "
+                      f"{entry.value:.4g} (gain {entry.gain:.1f}x its start size), {entry.seconds:.0f} s; "
+                      f"written {Path(results_dir) / entry.file}", markup=False)
+
+
 def print_plan(p, ips: dict[str, float]) -> None:
     table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short eager warm-up with random weights")
     for col in ("model", "layers", "patches", "sizes", "positions/patch", "images", "img/s", "estimated time"):

@@ -123,44 +123,69 @@ def exemplars(g: LayerUnits, unit: int, render: ExemplarRenderer, config: RunCon
             for p, q in zip(g.ex_patch[unit], g.ex_pos[unit])]
 
 
+THUMB = 96
+"""Side in px of one exemplar in a unit's tile."""
+
+
+def _resized(image: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] -> (side, side, 3), area-averaged down or nearest-neighbour up."""
+    u8 = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    resample = Image.Resampling.BOX if image.shape[0] >= side else Image.Resampling.NEAREST
+    return np.asarray(u8.resize((side, side), resample), dtype=np.float32) / 255
+
+
+def unit_tile(g: LayerUnits, unit: int, render: ExemplarRenderer, config: RunConfig,
+              synthetic: np.ndarray | None) -> np.ndarray:
+    """One unit side by side as one image: tuning map (viridis, own scale), exemplar mosaic, synthetic image."""
+    ex = mosaic([_resized(e, THUMB) for e in exemplars(g, unit, render, config)])
+    side = ex.shape[0]
+    t = g.tuning[unit].astype(np.float64)
+    span = float(t.max() - t.min())
+    tuning = matplotlib.colormaps["viridis"]((t - t.min()) / span if span > 0 else np.zeros_like(t))[..., :3]
+    panels = [_resized(tuning, side), ex]
+    if synthetic is not None:
+        panels.append(_resized(synthetic, side))
+    gap = np.ones((side, 4, 3), np.float32)
+    out = [panels[0]]
+    for p in panels[1:]:
+        out += [gap, p]
+    return np.concatenate(out, axis=1)
+
+
 def unit_figure(g: LayerUnits, results: ResultsDir, record: RunRecord, synthetic: dict[int, Path]) -> Path | None:
-    """The figure of one model, layer and size; None when it has no live unit."""
+    """The figure of one model, layer and size; None when it has no unit to show."""
     cfg = record.config
     featured = g.featured(cfg.units)
-    sections = [(f"most position-coding", featured["position"]), (f"most identity-coding", featured["identity"]),
+    sections = [("most position-coding", featured["position"]), ("most identity-coding", featured["identity"]),
                 ("requested (--units)", featured["requested"])]
     sections = [(t, u) for t, u in sections if u]
     if not sections:
         return None
     render = ExemplarRenderer(results, cfg, g.patch_size)
     shares = g.shares()
-    per_tile = 3 if synthetic else 2
     rows = sum(math.ceil(len(u) / TILES_PER_ROW) for _, u in sections)
-    fig, axes = plt.subplots(rows, TILES_PER_ROW * per_tile, squeeze=False,
-                             figsize=(1.9 * TILES_PER_ROW * per_tile, 2.2 * rows + 1.0))
+    width = 3 if synthetic else 2
+    fig, axes = plt.subplots(rows, TILES_PER_ROW, squeeze=False,
+                             figsize=(2.0 * width * TILES_PER_ROW, 2.25 * rows + 1.0))
     for ax in axes.ravel():
         ax.axis("off")
-    o = positions(cfg, g.patch_size)
-    extent = (o[0], o[-1], o[-1], o[0])
     row = 0
     for title, units in sections:
         for i, u in enumerate(units):
-            r, c = row + i // TILES_PER_ROW, (i % TILES_PER_ROW) * per_tile
-            ax = axes[r, c]
-            ax.imshow(g.tuning[u], cmap="viridis", extent=extent, interpolation="nearest")
-            ax.set_title(f"unit {u}  pos {shares['position_share'][u]:.2f} id {shares['identity_share'][u]:.2f}",
-                         fontsize=7)
-            if i % TILES_PER_ROW == 0:
-                ax.text(-0.15, 0.5, title, transform=ax.transAxes, rotation=90, va="center", ha="right", fontsize=8)
-            axes[r, c + 1].imshow(mosaic(exemplars(g, u, render, cfg)))
-            axes[r, c + 1].set_title(f"top {g.ex_value.shape[1]} canvases (max {g.ex_value[u, 0]:.3g})", fontsize=7)
+            ax = axes[row + i // TILES_PER_ROW, i % TILES_PER_ROW]
+            image = None
             if u in synthetic:
-                axes[r, c + 2].imshow(np.asarray(Image.open(results.root / synthetic[u]).convert("RGB")))
-                axes[r, c + 2].set_title("synthetic (maximised)", fontsize=7)
+                image = np.asarray(Image.open(results.root / synthetic[u]).convert("RGB"), dtype=np.float32) / 255
+            ax.imshow(unit_tile(g, u, render, cfg, image))
+            ax.set_title(f"unit {u}: position {shares['position_share'][u]:.2f}, identity "
+                         f"{shares['identity_share'][u]:.2f}, top {g.ex_value[u, 0]:.3g}", fontsize=7)
+            if i % TILES_PER_ROW == 0:
+                ax.text(-0.04, 0.5, title, transform=ax.transAxes, rotation=90, va="center", ha="right", fontsize=8)
         row += math.ceil(len(units) / TILES_PER_ROW)
+    panels = "tuning map (mean over patches at each position, own colour scale) | top canvases" + (
+        " | synthetic image (maximised)" if synthetic else "")
     fig.suptitle(f"Units of {g.model} {g.layer}, {g.patch_size}px patches ({len(g.patch_ids)} patches, stride "
-                 f"{cfg.stride}): tuning map (mean over patches at each position, own colour scale) and natural "
-                 f"exemplars\n{weights_note({g.weights})}", fontsize=9)
+                 f"{cfg.stride})\n{panels}\n{weights_note({g.weights})}", fontsize=9)
     return save(fig, results.figures_dir / f"units_{file_key(g.model + '_' + g.layer)}_p{g.patch_size}.png")
 
 

@@ -1,0 +1,230 @@
+"""The units analysis (issue 12): position vs identity per unit with known answers, running top-k against brute
+force, the cross-part accumulator's shards under interruption and recomputation, and `units visualise`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from shiftlens import api
+from shiftlens.analyses.base import PatchContext, anchors
+from shiftlens.analyses.unit_state import UnitAccumulator, shard_paths, shard_summary
+from shiftlens.analyses.units import UnitOutputs, Units, merge_topk, open_units
+from shiftlens.cli import app
+from shiftlens.config import RunConfig
+from shiftlens.store import ResultsDir
+
+from conftest import part_meta
+
+N = 6  # 6 x 6 positions
+PATCHES = ["a", "b", "c", "d"]
+
+
+def synthetic_feats(i: int) -> torch.Tensor:
+    """(N*N, 4) features of patch i: unit 0 = the x position, unit 1 = the patch's identity, unit 2 = constant,
+    unit 3 = position x identity (no main effect of either)."""
+    ys, xs = np.divmod(np.arange(N * N), N)
+    sign = 1.0 if i % 2 else -1.0
+    f = np.stack([xs.astype(float), np.full(N * N, 3.0 * i + 1), np.full(N * N, 7.0), sign * (xs - (N - 1) / 2)], 1)
+    return torch.as_tensor(f, dtype=torch.float32)
+
+
+def run_synthetic(root: Path, feats_of=synthetic_feats, patches=PATCHES, topk: int = 3, batch: int = 7):
+    """Stream hand-made features through the units analysis as api.run does; returns the UnitOutputs."""
+    results = ResultsDir(root)
+    cfg = RunConfig(models=["m"], sizes=[75], stride=8, canvas=75 + 8 * (N - 1), out=str(root), units_topk=topk,
+                    analyses=["units"])
+    acc = UnitAccumulator(results, "m", 75)
+    for i, pid in enumerate(patches):
+        ctx = PatchContext(model="m", weights="imagenet", layers=["L"], patch_id=pid, category="c", patch_size=75,
+                           ys=np.zeros(N * N), xs=np.zeros(N * N), n=N, anchors=anchors(N), config=cfg,
+                           device=torch.device("cpu"), accumulator=acc)
+        a = Units(ctx)
+        f = feats_of(i)
+        order = torch.randperm(N * N, generator=torch.Generator().manual_seed(i))
+        for s in range(0, N * N, batch):
+            idx = order[s:s + batch]
+            a.update(idx, {"L": f[idx]})
+        meta = part_meta(model="m", patch_size=75, patch_id=pid, n=N)
+        results.save_part(meta, a.finish())
+        acc.saved(pid)
+    acc.close()
+    return UnitOutputs(results, results.parts(), cfg)
+
+
+def test_known_answers_position_identity_interaction(tmp_path):
+    out = run_synthetic(tmp_path)
+    (g,) = out.groups
+    s = g.shares()
+    assert s["position_share"][0] == pytest.approx(1.0, abs=1e-12)  # unit = x position
+    assert s["identity_share"][0] == pytest.approx(0.0, abs=1e-12)
+    assert s["identity_share"][1] == pytest.approx(1.0, abs=1e-12)  # unit = patch identity
+    assert s["position_share"][1] == pytest.approx(0.0, abs=1e-12)
+    assert not g.live[2] and np.isnan(s["position_share"][2])  # constant: silent, no shares
+    assert s["interaction_share"][3] == pytest.approx(1.0, abs=1e-12)
+    # the tuning map of the position unit is the x coordinate of the grid
+    np.testing.assert_allclose(g.tuning[0], np.tile(np.arange(N, dtype=float), (N, 1)), atol=1e-12)
+    # against the two-way decomposition of the full tensor
+    full = np.stack([synthetic_feats(i).numpy().astype(np.float64) for i in range(len(PATCHES))])  # (N_p, P, D)
+    np.testing.assert_allclose(g.total, full.reshape(-1, 4).var(0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(g.position, full.mean(0).var(0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(g.identity, full.mean(1).var(0), rtol=1e-10, atol=1e-12)
+    row = out.tables()["units"].iloc[0]
+    assert row.n_silent == 1 and row.n_units == 4 and row.n_patches == 4 and row.n_positions == N * N
+    assert row.frac_position_dominant == pytest.approx(1 / 3)  # unit 0 of the three live units
+    assert row.effective_position_units == pytest.approx(1.0)  # only unit 0 has position variance
+
+
+def test_running_topk_equals_brute_force(tmp_path):
+    rng = np.random.default_rng(0)
+    data = [torch.as_tensor(rng.normal(size=(N * N, 5)), dtype=torch.float32) for _ in PATCHES]
+    out = run_synthetic(tmp_path, feats_of=lambda i: data[i], topk=5, batch=5)
+    (g,) = out.groups
+    full = np.stack([d.numpy() for d in data])  # (patches, positions, units)
+    for u in range(5):
+        flat = full[:, :, u].ravel()
+        best = np.argsort(-flat, kind="stable")[:5]
+        np.testing.assert_array_equal(g.ex_patch[u], best // (N * N))
+        np.testing.assert_array_equal(g.ex_pos[u], best % (N * N))
+        np.testing.assert_allclose(g.ex_value[u], flat[best], rtol=1e-6)
+
+
+def test_merge_topk_takes_the_best_across_parts():
+    values = np.array([[[5.0, 1.0]], [[4.0, 3.0]]])  # 2 parts, 1 unit, k=2
+    positions = np.array([[[10, 11]], [[20, 21]]])
+    v, p, q = merge_topk(values, positions, 3)
+    assert v.tolist() == [[5.0, 4.0, 3.0]] and p.tolist() == [[0, 1, 1]] and q.tolist() == [[10, 20, 21]]
+
+
+# ------------------------------------------------------------------------------------------------ through api.run
+class Interrupt(Exception):
+    pass
+
+
+class StopAfter:
+    def __init__(self, images: int) -> None:
+        self.left = images
+
+    def start(self, label, total): ...
+    def stop(self): ...
+
+    def advance(self, images, worker=None):
+        self.left -= images
+        if self.left <= 0:
+            raise Interrupt()
+
+
+class UnitsNet(nn.Module):
+    """`grid`: a 4-channel stride-8 convolution averaged onto a 3 x 3 grid (36 units, linear in the pixels, so they
+    code where things are); `pool`: its global average (4 units)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 8, stride=8)
+        self.grid = nn.AdaptiveAvgPool2d(3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.grid(self.conv(x))).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def units_model() -> str:
+    from shiftlens.canvases import Normalisation
+    from shiftlens.models import LayerSpec, ModelEntry, register
+
+    register(ModelEntry(name="test_units", description="test network: a 3 x 3 grid of conv units and their mean",
+                        build=UnitsNet, normalisation=Normalisation(), input_size=96,
+                        layers={n: LayerSpec(n, n, n) for n in ("grid", "pool")}, default_layers=("grid", "pool")))
+    return "test_units"
+
+
+@pytest.fixture
+def units_config(tmp_path, patch_dir, units_model, monkeypatch):
+    monkeypatch.setattr("shiftlens.analyses.units.FEATURED", 2)  # two units per kind in the figures: faster
+    return RunConfig(models=[f"{units_model}:grid,pool"], patches=f"folder:{patch_dir}", sizes=[32, 48], canvas=96,
+                     stride=16, weights="random", out=str(tmp_path / "out"), batch_size=16, site=False,
+                     analyses=["similarity", "units"], device="cpu", units_topk=4, compile="off")
+
+
+def shares(result) -> pd.DataFrame:
+    return result.tables["units_per_unit"]
+
+
+def test_run_writes_units_outputs_and_resumes_to_identical_shares(units_config, tmp_path):
+    reference = api.run(dataclasses.replace(units_config, out=str(tmp_path / "reference")))
+    root = Path(units_config.out)
+    # stopped in the second patch of the first size: part 1 saved, but the size's shard never written
+    with pytest.raises(Interrupt):
+        api.run(units_config, progress=StopAfter(25 + 10))
+    assert len(list((root / "parts").glob("*/p*/*.npz"))) == 1
+    assert not shard_paths(ResultsDir(root), "test_units", 32)
+    resumed = api.run(units_config)
+    assert resumed.computed == 4 and resumed.skipped == 0  # the saved part was in no shard: recomputed
+    again = api.run(units_config)
+    assert again.computed == 0 and again.skipped == 4
+    pd.testing.assert_frame_equal(shares(again), shares(reference), rtol=1e-9, check_exact=False)
+    pd.testing.assert_frame_equal(again.tables["units"], reference.tables["units"], rtol=1e-9, check_exact=False)
+    ds = open_units(root / "maps.zarr", "test_units", "grid", 32)
+    assert ds.sizes["unit"] == len(shares(again).query("layer == 'grid' and patch_size == 32"))
+    assert ds.attrs["untrained"] and ds.sizes["rank"] == 4
+    assert any(p.name.startswith("units_") for p in again.figures)
+
+
+def test_recomputed_part_invalidates_the_shard_that_held_it(units_config):
+    first = api.run(units_config)
+    results = ResultsDir(units_config.out)
+    assert shard_summary(results, "test_units", 32) == {"shards": 1, "parts": 2}
+    # a part's file goes bad: it is recomputed, the shard naming it is dropped, its neighbour redone too
+    victim = sorted((results.root / "parts").glob("*/p32/*.npz"))[0]
+    victim.write_bytes(b"truncated")
+    again = api.run(units_config)
+    assert again.computed == 2 and again.skipped == 2
+    assert shard_summary(results, "test_units", 32) == {"shards": 1, "parts": 2}
+    pd.testing.assert_frame_equal(shares(again), shares(first), rtol=1e-9, check_exact=False)
+
+
+# ------------------------------------------------------------------------------------------------ visualise
+@pytest.fixture(scope="module")
+def units_run(tmp_path_factory, units_model) -> RunConfig:
+    from conftest import write_patch_dir
+
+    root = tmp_path_factory.mktemp("units_run")
+    cfg = RunConfig(models=[f"{units_model}:grid,pool"], patches=f"folder:{write_patch_dir(root / 'patches')}",
+                    sizes=[32], canvas=96, stride=16, weights="random", out=str(root / "out"), batch_size=16,
+                    site=False, analyses=["units"], device="cpu", compile="off")
+    api.run(cfg)
+    return cfg
+
+
+def test_visualise_raises_the_unit_and_records_the_image(units_run):
+    units_config = units_run
+    args = ["units", "visualise", units_config.out, "--model", "test_units:grid", "--unit", "5", "--steps", "40",
+            "--size", "32", "--tv-weight", "0.05"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "gain" in result.output
+    from shiftlens.unit_figures import read_synthetic
+
+    (img,) = read_synthetic(ResultsDir(units_config.out)).images
+    assert img.unit == 5 and img.untrained and (Path(units_config.out) / img.file).is_file()
+    # far above its value at the random start (measured: -0.146 -> 1.08, a gain of 8.4 times the size of the start value)
+    assert img.value > 0 > img.start_value and img.gain > 5
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model", "test_units:grid", "--unit", "99999"], "unit 99999 is out of range"),
+    (["--model", "test_units:nope", "--unit", "1"], "layer nope was not tapped"),
+    (["--model", "other:grid", "--unit", "1"], "model other is not in the run"),
+])
+def test_visualise_bad_input_is_one_line(units_run, args, expected):
+    result = CliRunner().invoke(app, ["units", "visualise", units_run.out, *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and len(result.output.strip().splitlines()) == 1
