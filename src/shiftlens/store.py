@@ -417,6 +417,7 @@ class ResultsDir:
         own += list((self.root / "parts").glob("*/p*/*.npz"))
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))
         own += list((self.root / "parts" / "arithmetic").glob("*.npz"))
+        own += list((self.root / "parts" / "units").glob("*/p*/shard-*.npz"))  # the units analysis's sums
         own += list((self.root / "patches").glob("p*/*.png"))
         own += [self.background_png]
         return [p for p in own if p.is_file()]
