@@ -200,3 +200,18 @@ def test_crop_images_bundled_and_bad_input(tmp_path):
         load_images("sample", 224)
     with pytest.raises(ShiftlensError, match="crop size 200 is smaller than the 224px canvas"):
         axis_positions(224, 200, 8, protocol="crop")
+
+
+@pytest.mark.parametrize("background", ["white", "texture:brick"])
+def test_the_gpu_indexed_paste_writes_what_the_cpu_slices_write(background):
+    """The CUDA path (one indexed write per batch) run on the CPU against the slice path, pasting and restoring."""
+    rgba = blob_rgba(15, seed=7)
+    r = CanvasRenderer(rgba, 40, background, Normalisation())
+    ys, xs = (torch.as_tensor(a) for a in grid(40, 15, 6))
+    a, b = r._fresh(len(ys)), r._fresh(len(ys))
+    r._paste_slices(a, ys, xs, restore=False)
+    r._paste_indexed(b, ys, xs, restore=False)
+    assert torch.equal(a, b) and not torch.equal(a, r._fresh(len(ys)))
+    r._paste_slices(a, ys, xs, restore=True)
+    r._paste_indexed(b, ys, xs, restore=True)
+    assert torch.equal(a, r._fresh(len(ys))) and torch.equal(b, r._fresh(len(ys)))

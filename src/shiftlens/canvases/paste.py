@@ -117,18 +117,25 @@ class CanvasRenderer:
 
     def _paste(self, out: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, restore: bool = False) -> None:
         """Writes the block at each (y, x) of the NHWC batch `out`, or with `restore` the background there."""
+        if out.device.type == "cpu":
+            self._paste_slices(out, ys, xs, restore)  # a slice copy per image beats building index tensors on a CPU
+        else:
+            self._paste_indexed(out, ys, xs, restore)  # one indexed write for the whole batch on a GPU
+
+    def _paste_slices(self, out: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, restore: bool) -> None:
+        p, q = self._dy.shape[1], self._dx.shape[2]
+        image = self._image
+        for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
+            if image is None:
+                out[i, y : y + p, x : x + q] = self.background if restore else self.block
+            else:
+                under = image[y : y + p, x : x + q]
+                out[i, y : y + p, x : x + q] = under if restore else torch.where(self._mask, self.block, under)
+
+    def _paste_indexed(self, out: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, restore: bool) -> None:
         b = ys.shape[0]
         p, q = self._dy.shape[1], self._dx.shape[2]
         image = self._image
-        if out.device.type == "cpu":
-            # A slice copy per image moves only p*q*3 values; on a CPU that beats building index tensors.
-            for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
-                if image is None:
-                    out[i, y : y + p, x : x + q] = self.background if restore else self.block
-                else:
-                    under = image[y : y + p, x : x + q]
-                    out[i, y : y + p, x : x + q] = under if restore else torch.where(self._mask, self.block, under)
-            return
         rows = (ys.view(b, 1, 1) + self._dy).expand(b, p, q)
         cols = (xs.view(b, 1, 1) + self._dx).expand_as(rows)
         batch = torch.arange(b, device=self.device).view(b, 1, 1).expand_as(rows)
