@@ -211,6 +211,34 @@ def test_panel_b_shows_the_anti_aliased_twin_and_follows_a(page):
     assert page.errors == []
 
 
+def _renamed_site(site: Path, dest: Path, names: dict[str, list[str]]) -> Path:
+    """A copy of `site` whose index lists each model under other names (the same map files): twin pairing by name."""
+    shutil.copytree(site, dest)
+    path = dest / "data" / "index.js"
+    index = json.loads(path.read_text()[len("window.SL_INDEX = "):].rstrip().rstrip(";"))
+    index["models"] = [new for old in index["models"] for new in names[old]]
+    index["groups"] = [dict(g, model=new) for g in index["groups"] for new in names[g["model"]]]
+    path.write_text("window.SL_INDEX = " + json.dumps(index) + ";\n")
+    return dest
+
+
+def test_twins_by_name_keep_their_weights_and_include_aps(browser, aa_run, tmp_path):
+    names = {"alexnet": ["alexnet@a.pth", "alexnet@b.pth", "resnet50"], "alexnet_aa": ["alexnet_aa@b.pth", "resnet50_aps"]}
+    pg = open_page(browser, _renamed_site(aa_run / "site", tmp_path / "site", names))
+    try:
+        # alexnet@a.pth has no twin with its own weights; alexnet@b.pth has
+        assert (heat(pg, "a")["model"], heat(pg, "b")["model"]) == ("alexnet@b.pth", "alexnet_aa@b.pth")
+        choose(pg, "#model-a", "resnet50")
+        assert heat(pg, "b")["model"] == "resnet50_aps"
+        choose(pg, "#model-a", "resnet50_aps")
+        assert heat(pg, "b")["model"] == "resnet50"
+        choose(pg, "#model-a", "alexnet@a.pth")
+        assert pg.is_hidden("#follow-label")
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
 def test_untrained_stays_labelled(page):
     assert "UNTRAINED" in page.inner_text("#untrained-banner")
     for side in "ab":
