@@ -18,7 +18,6 @@ layer's sum and one shard's copy of it (twice that layer's share) at a time.
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
 import zipfile
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from shiftlens.store import PartMeta, ResultsDir, atomic_write_bytes, file_key
+from shiftlens.store import PartMeta, ResultsDir, atomic_path, file_key
 
 SHARD_SCHEMA = 1
 FLUSH_EVERY_S = 300.0
@@ -142,7 +141,10 @@ def load_sum(results: ResultsDir, model: str, size: int, layer: str, tokens: dic
             continue
         with np.load(path) as z:
             arr = z[f"sum/{meta.layers.index(layer)}"]
-        total = arr if total is None else total + arr
+        if total is None:
+            total = arr
+        else:
+            total += arr
         covered.update(meta.parts)
     if covered != tokens:
         missing = sorted(set(tokens) - set(covered))
@@ -208,10 +210,9 @@ class UnitAccumulator:
             return
         layers = list(self.sums)
         meta = ShardMeta(model=self.model, patch_size=self.size, n=self.n or 0, layers=layers, parts=dict(self.held))
-        buf = io.BytesIO()
         arrays = {f"sum/{i}": self.sums[l].cpu().numpy() for i, l in enumerate(layers)}
-        np.savez(buf, __meta__=np.frombuffer(meta.model_dump_json().encode(), dtype=np.uint8), **arrays)
-        atomic_write_bytes(self.path, buf.getvalue())
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as f:  # streamed: no in-memory copy of the sums
+            np.savez(f, __meta__=np.frombuffer(meta.model_dump_json().encode(), dtype=np.uint8), **arrays)
         self._dirty = False
         self._last_flush = time.monotonic()
 
