@@ -60,7 +60,7 @@ def expression_figure(path: Path, e: Expression, record: ArithmeticRecord, per: 
     rows_df = per[(per["kind"] == "expression") & (per["problem"] == e.name)]
     layers = list(dict.fromkeys(zip(rows_df["model"], rows_df["layer"])))
     nrow = 1 + len(layers)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol + 0.6, 2.75 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol + 0.6, 3.0 * nrow), squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
