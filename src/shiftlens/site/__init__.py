@@ -42,6 +42,7 @@ from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import FLAT, axis_positions, parse_background
 from shiftlens.errors import ShiftlensError
 from shiftlens.store import ResultsDir, RunRecord, file_key, swap_in_dir, temp_dir
+from shiftlens.site import units as units_page
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -364,6 +365,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
         "qmax": QMAX,
     }
     _write(data / "index.js", "window.SL_INDEX = " + json.dumps(index, separators=(",", ":")) + ";\n")
+    units_page.build(rd, run, site, [p["id"] for p in patches])  # units.html's data, when the run has units
 
 
 def _offsets(view: CanvasView, canvas: int, size: int, stride: int) -> list[int]:
