@@ -127,6 +127,12 @@ def build_config(preset: str, **overrides) -> config_mod.RunConfig:
         overrides["sizes"] = config_mod.parse_sizes(overrides["sizes"])
     if overrides.get("analyses") is not None:
         overrides["analyses"] = config_mod.split_list(overrides["analyses"])
+    if overrides.get("units") is not None:
+        try:
+            overrides["units"] = [int(u) for u in config_mod.split_list(overrides["units"])]
+        except ValueError:
+            raise ShiftlensError(f"--units {overrides['units']!r} is invalid: give unit indices separated by commas, "
+                                 "e.g. 3,17") from None
     return config_mod.with_overrides(cfg, **overrides).validate()
 
 
@@ -152,6 +158,8 @@ SeedOpt = Annotated[Optional[int], typer.Option(help="seed for random weights an
 ProtocolOpt = Annotated[Optional[str], typer.Option(help="paste (a patch moves on the canvas) or crop (a window moves over a larger image: --patches images or image:PATH, sizes above the canvas)")]
 ShiftOpt = Annotated[Optional[str], typer.Option(help="move (over a fixed background) or circular (the canvas rolls with wrap-around)")]
 BackgroundOpt = Annotated[Optional[str], typer.Option(help="white, black, gray, mean (ImageNet mean pixel), #RRGGBB, image:PATH or texture:NAME (brick, grass, gravel)")]
+UnitsOpt = Annotated[Optional[str], typer.Option(help="units analysis: unit indices to add to its figures, e.g. 3,17")]
+UnitsTopkOpt = Annotated[Optional[int], typer.Option("--units-topk", help="units analysis: exemplars kept per unit (9)")]
 ExecutorOpt = Annotated[Optional[str], typer.Option(help="local (this process) or ray (workers on a Ray cluster; pip install 'shiftlens[ray]')")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="auto or HOST:PORT of a running Ray cluster (default: start a local Ray)")]
 WorkersOpt = Annotated[Optional[int], typer.Option(help="Ray workers (0 = auto: one per GPU, or one per 4 CPUs)")]
@@ -183,6 +191,8 @@ def run(
     protocol: ProtocolOpt = None,
     shift: ShiftOpt = None,
     background: BackgroundOpt = None,
+    units: UnitsOpt = None,
+    units_topk: UnitsTopkOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace results of a different config in --out")] = False,
 ) -> None:
@@ -192,7 +202,8 @@ def run(
                            device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
                            executor=executor, ray_address=ray_address, workers=workers,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
-                           site=site, seed=seed, protocol=protocol, shift=shift, background=background)
+                           site=site, seed=seed, protocol=protocol, shift=shift, background=background, units=units,
+                           units_topk=units_topk)
     from shiftlens import api
 
     with one_line_errors(Path(cfg.out)):
@@ -239,6 +250,8 @@ def config_cmd(
     protocol: ProtocolOpt = None,
     shift: ShiftOpt = None,
     background: BackgroundOpt = None,
+    units: UnitsOpt = None,
+    units_topk: UnitsTopkOpt = None,
 ) -> None:
     """Print the effective config (preset or file plus flags) as TOML: save it, edit it, `shiftlens run FILE.toml`."""
     with one_line_errors():
@@ -246,7 +259,8 @@ def config_cmd(
                            device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
                            executor=executor, ray_address=ray_address, workers=workers,
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
-                           site=site, seed=seed, protocol=protocol, shift=shift, background=background)
+                           site=site, seed=seed, protocol=protocol, shift=shift, background=background, units=units,
+                           units_topk=units_topk)
     typer.echo(f"# shiftlens run config (fingerprint {cfg.fingerprint()}): save as a .toml file and pass it to "
                "`shiftlens run`")
     typer.echo(config_mod.to_toml(cfg), nl=False)
