@@ -365,7 +365,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
         "qmax": QMAX,
     }
     _write(data / "index.js", "window.SL_INDEX = " + json.dumps(index, separators=(",", ":")) + ";\n")
-    units_page.build(rd, run, site, [p["id"] for p in patches])  # units.html's data, when the run has units
+    units_page.build(rd, run, site, [p["id"] for p in patches], quantise)  # units.html's data, if the run has units
 
 
 def _offsets(view: CanvasView, canvas: int, size: int, stride: int) -> list[int]:

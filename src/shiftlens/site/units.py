@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -45,11 +46,11 @@ def _order(share: np.ndarray) -> list[int]:
     return np.argsort(key, kind="stable").tolist()
 
 
-def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str]) -> bool:
+def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
+          quantise: Callable[[np.ndarray], tuple[str, float, float]]) -> bool:
     """Write the Units page's data into `site` (the assets are copied with the others); False when the run has no
-    units analysis. `patch_order`: patch ids in the main index's order (exemplars name patches by that index)."""
-    from shiftlens.site import quantise
-
+    units analysis. `patch_order`: patch ids in the main index's order (exemplars name patches by that index);
+    `quantise`: the site's map encoding (site.quantise), so tuning maps decode like every other map."""
     if "units" not in run.config.analyses or not rd.maps_zarr.is_dir():
         return False
     pindex = {pid: j for j, pid in enumerate(patch_order)}
