@@ -117,3 +117,19 @@ def test_dry_run_projects_the_time_on_n_ray_workers(constant_model, patch_dir, t
     assert code == 0, text
     assert "--executor ray, 4 workers each as fast as this device" in text
     assert not (tmp_path / "o").exists()
+
+
+def test_the_progress_bar_shows_each_workers_rate_and_takes_back_lost_images():
+    from shiftlens.cli import RichProgress
+
+    bar = RichProgress()
+    bar.start("m 75px", 100)
+    try:
+        for worker in ("w1", "w2", "w1", "w2"):
+            bar.advance(10, worker)
+        bar.advance(-10, "w2")  # a lost worker's batches leave the bar
+        task = bar.bar.tasks[0]
+        assert task.completed == 30 and "w1 " in task.description and "w2 " in task.description
+        assert task.description.startswith("m 75px (") and "/s" in task.description
+    finally:
+        bar.stop()

@@ -59,7 +59,7 @@ class RichProgress:
         seen[0] += images
         rates = "  ".join(f"{w} {n / max(now - t, 1e-9):,.0f}/s" if now > t else f"{w} --/s"
                           for w, (n, t) in sorted(self.workers.items()))
-        self.bar.update(self.task, advance=images, description=f"{self.label}  [{rates}]")
+        self.bar.update(self.task, advance=images, description=f"{self.label} ({rates})")
 
     def stop(self) -> None:
         if self.bar is not None:
