@@ -131,6 +131,7 @@ def test_a_worker_killed_mid_part_is_replaced_and_the_tables_equal_the_local_run
     assert any("worker w1" in line and "was lost" in line for line in LOGS), LOGS
     assert progress.total == sum(t.images for t in reference.record.timings.values())  # the lost batches taken back
     assert result.computed == 6
+    assert "parts computed by 2 Ray worker(s), 1 thread(s) each, on a local Ray" in result.record.notes
     assert_same_results(reference.out, result.out)
 
 

@@ -326,6 +326,8 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         started=previous.started if previous else datetime.now(timezone.utc).isoformat(),
         status="running", notes=list(p.notes),
     )
+    if executor.name != "local":  # run.json's device is the driver's: say who computed the parts
+        record.notes.append(f"parts computed by {executor.describe()}")
     for note in p.notes:
         log(note)
     results.write_run(record)

@@ -87,6 +87,10 @@ class ModelSession(Protocol):
 class Executor(Protocol):
     name: str
 
+    def describe(self) -> str:
+        """Who computes the parts, for run.json's notes (e.g. `2 Ray workers, 1 thread each, on a local Ray`)."""
+        ...
+
     def session(self, job: ModelJob) -> contextlib.AbstractContextManager[ModelSession]: ...
 
     def close(self) -> None:

@@ -37,6 +37,9 @@ class LocalSession:
 class LocalExecutor:
     name = "local"
 
+    def describe(self) -> str:
+        return "this process"
+
     @contextlib.contextmanager
     def session(self, job: ModelJob) -> Iterator[LocalSession]:
         model = job.model if job.model is not None else job.build()

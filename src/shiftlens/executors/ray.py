@@ -333,6 +333,11 @@ class RayExecutor:
         self.log(f"ray: worker {slot.name} (pid {slot.pid} on {slot.node}) was lost during {item.label} "
                  f"({exc.__class__.__name__}); the part goes to the next free worker, {slot.name} is {fate}")
 
+    def describe(self) -> str:
+        each = "1 GPU" if self.device.type == "cuda" else f"{self.threads} thread(s)"
+        where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+        return f"{len(self.slots)} Ray worker(s), {each} each, on {where}"
+
     @contextlib.contextmanager
     def session(self, job: ModelJob) -> Iterator[RaySession]:
         yield RaySession(self, job)
