@@ -60,7 +60,7 @@ def expression_figure(path: Path, e: Expression, record: ArithmeticRecord, per: 
     rows_df = per[(per["kind"] == "expression") & (per["problem"] == e.name)]
     layers = list(dict.fromkeys(zip(rows_df["model"], rows_df["layer"])))
     nrow = 1 + len(layers)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol + 0.6, 3.0 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol + 0.6, 3.3 * nrow), squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -90,23 +90,34 @@ def expression_figure(path: Path, e: Expression, record: ArithmeticRecord, per: 
         ax = axes[i, -1]
         ranks = ", ".join(f"{r:g}" for r in sub["rank"].dropna())
         errs = ", ".join(f"{x:.0f}" for x in sub["pixel_error"].dropna())
-        text = (f"cos(r,f(E)) {first['cos_result']:.3f}\nbest operand {first['cos_best_operand']:.3f}\n"
+        text = (f"result r: cos(r,f(E)) {first['cos_result']:.3f}\nbest operand {first['cos_best_operand']:.3f}\n"
                 f"rank of E {ranks or '-'} / {int(first['n_candidates'])}\npixel error {errs or '-'} px")
         if have:
             img, loss = inv.image(layer, f"result:{e.name}")
             ax.imshow(img)
-            ax.set_title("result r", fontsize=9)
             text += f"\nfeature loss {loss:.3f}"
         else:
-            ax.set_title("result r (not inverted)", fontsize=9)
+            text += "\n(not inverted)"
         ax.set_xlabel(text, fontsize=7)
-    how = sorted({r.inverter for r in record.inversions}) or ["none"]
-    title = f"{e.name}: {e.text}   (images: {', '.join(how)} inverter)"
+    title = f"{e.name}: {e.text}\nimages: {_inverters(record)}"
     if _untrained(record):
         title += "   [untrained weights: random (untrained)]"
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _inverters(record: ArithmeticRecord) -> str:
+    """How the images were made, for the title: the inverter per layer kind, a decoder with its training steps."""
+    how = []
+    for r in record.inversions:
+        text = r.inverter
+        if r.inverter == "decoder":
+            text += f" ({r.settings.get('source', '')}, {r.settings.get('steps_done', '?')} training steps)"
+        elif r.inverter == "optimise":
+            text += f" ({r.settings.get('settings', {}).get('steps', '?')} steps)"
+        how.append(text)
+    return ", ".join(dict.fromkeys(how)) or "none (numbers only)"
 
 
 def retrieval_figure(path: Path, summary: pd.DataFrame, record: ArithmeticRecord) -> Path:
