@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import platform
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -367,6 +368,4 @@ class RayExecutor:
 
 
 def _ray_loaded() -> bool:
-    import sys
-
     return "ray" in sys.modules
