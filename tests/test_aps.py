@@ -84,3 +84,21 @@ def test_a_users_checkpoint_loads_through_the_spec_and_another_architecture_is_r
 def test_imagenet_weights_say_what_to_give_instead():
     with pytest.raises(ShiftlensError, match=r"no ImageNet weights were released for resnet50_aps.*--weights random"):
         REGISTRY["resnet50_aps"].imagenet()
+
+
+def test_on_a_flat_background_moving_the_object_is_a_circular_shift_so_aps_is_invariant_but_not_on_a_texture():
+    """A patch moved over a uniform canvas is the canvas rolled (the background rolls onto itself), so circular
+    padding + APS gives similarity 1 for the paste protocol too; a texture stays while the object moves, so not."""
+    from shiftlens.canvases import CanvasRenderer
+
+    entry = REGISTRY["resnet18_aps"]
+    model, _ = build_with_weights(entry, "random", 0)
+    rgba = blob_rgba(28, seed=2)
+    ys, xs = grid(CANVAS, 28, 12)
+    sims = {}
+    with FeatureExtractor(model, [entry.layer("pool")], entry.normalisation, torch.device("cpu"), "fp32") as ex:
+        for background in ("white", "texture:gravel"):
+            feats = ex(CanvasRenderer(rgba, CANVAS, background, entry.normalisation).render(ys, xs))["pool"]
+            sims[background] = F.cosine_similarity(feats, feats[:1], dim=1)
+    assert (sims["white"] - 1).abs().max() < 1e-5, sims["white"]
+    assert sims["texture:gravel"].min() < 1 - 1e-3, sims["texture:gravel"]
