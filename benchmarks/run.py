@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import memory, png_baseline, precision, speed, svm_speed
+from benchmarks import memory, png_baseline, precision, speed, svm_speed, units_memory
 from benchmarks.common import Log, Settings, bench_patches, precisions_for, sample_count
 from benchmarks.targets import evaluate
 from shiftlens import api
@@ -91,6 +91,13 @@ def run_bench(st: Settings, log: Log = lambda s: None) -> dict[str, Any]:
     if st.memory:
         info["peak_rss_mb"] = memory.peak_rss(st, device, log)
         sections.mark("peak_rss")
+        # the units analysis's accumulator against its bound: AlexNet fc6, 75 px, at stride 2 (quick) or 1
+        try:
+            info["units_accumulator"] = units_memory.measure(5_625 if st.quick else 22_500, 4_096)
+            log(f"units accumulator: {info['units_accumulator']['ratio_to_bound']}x its bound")
+        except RuntimeError as exc:
+            info["units_accumulator"] = {"available": False, "note": str(exc)}
+        sections.mark("units_accumulator")
     if st.peak:  # once more at the end: on a shared machine the best of both is closer to the real peak
         again = speed.matmul_peak(device, precisions)
         info["matmul_peak_gflops"] = {p: max(v, again[p]) for p, v in info["matmul_peak_gflops"].items()}

@@ -186,6 +186,7 @@ def unit_figure(g: LayerUnits, results: ResultsDir, record: RunRecord, synthetic
         " | synthetic image (maximised)" if synthetic else "")
     fig.suptitle(f"Units of {g.model} {g.layer}, {g.patch_size}px patches ({len(g.patch_ids)} patches, stride "
                  f"{cfg.stride})\n{panels}\n{weights_note({g.weights})}", fontsize=9)
+    fig.subplots_adjust(top=1 - 0.9 / fig.get_figheight())  # the title's lines, not a fixed share of a tall figure
     return save(fig, results.figures_dir / f"units_{file_key(g.model + '_' + g.layer)}_p{g.patch_size}.png")
 
 
