@@ -228,3 +228,12 @@ def test_visualise_bad_input_is_one_line(units_run, args, expected):
     result = CliRunner().invoke(app, ["units", "visualise", units_run.out, *args])
     assert result.exit_code == 2, result.output
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_units_memory_benchmark_measures_the_accumulator_in_a_fresh_process():
+    from benchmarks.units_memory import measure
+
+    res = measure(400, 256)
+    assert res["positions"] == 400 and res["units"] == 256
+    assert res["bound_mb"] == pytest.approx(400 * 256 * 8 / 2**20, abs=0.05)
+    assert res["peak_with_shard_write_mb"] >= 0 and res["write_shard_s"] >= 0
