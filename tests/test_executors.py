@@ -133,3 +133,15 @@ def test_the_progress_bar_shows_each_workers_rate_and_takes_back_lost_images():
         assert task.description.startswith("m 75px (") and "/s" in task.description
     finally:
         bar.stop()
+
+
+@pytest.mark.parametrize("address, message", [
+    ("127.0.0.1:1", "--ray-address 127.0.0.1:1: nothing answers there"),
+    ("headnode", "give auto or HOST:PORT of the Ray head"),
+])
+def test_an_unreachable_or_malformed_ray_address_is_one_line_at_once(address, message):
+    pytest.importorskip("ray", reason="ray is not installed")
+    from shiftlens.executors.ray import RayExecutor
+
+    with pytest.raises(ShiftlensError, match=message):
+        RayExecutor(address=address)

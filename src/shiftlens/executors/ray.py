@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import platform
+import socket
 import sys
 import time
 import uuid
@@ -277,6 +278,7 @@ class RayExecutor:
             kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
             try:
                 if self.address:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, **kwargs)
                 else:
                     ray.init(**kwargs)
@@ -365,6 +367,20 @@ class RayExecutor:
         if self.started_ray and ray.is_initialized():
             ray.shutdown()
         self.started_ray = False
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT that nothing answers on fails here in seconds (Ray itself keeps retrying for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ShiftlensError(f"--ray-address {address}: give auto or HOST:PORT of the Ray head (e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ShiftlensError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}): start the head "
+                             "with `ray start --head`, or leave --ray-address out to start a local Ray") from None
 
 
 def _ray_loaded() -> bool:
