@@ -25,7 +25,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ('sizes = ["75"]', "sizes", "a list of integers", "['75']"),
         ("sizes = [75.5]", "sizes", "a list of integers", "[75.5]"),
         ('max_patches = "2"', "max_patches", "an integer (or left out)", "'2'"),
-        ('background = [255, 255, "a"]', "background", "a list of integers", "[255, 255, 'a']"),
+        ('background = [255, 255, "a"]', "background", "a string or a list of integers", "[255, 255, 'a']"),
         ('models = [["a"]]', "models", "a list of strings", "[['a']]"),
         ('models = "alexnet"', "models", "a list of strings", "'alexnet'"),
         ("stride = 2.5", "stride", "an integer", "2.5"),

@@ -155,14 +155,14 @@ SquareCropOpt = Annotated[Optional[bool], typer.Option("--square-crop/--bbox-cro
 SvmOpt = Annotated[Optional[str], typer.Option(help="separability solver: auto or torch (the batched solver), sklearn (the libsvm reference)")]
 SiteOpt = Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")]
+UnitsOpt = Annotated[Optional[str], typer.Option(help="units analysis: unit indices to add to its figures, e.g. 3,17")]
+UnitsTopkOpt = Annotated[Optional[int], typer.Option("--units-topk", help="units analysis: exemplars kept per unit (9)")]
+ExecutorOpt = Annotated[Optional[str], typer.Option(help="local (this process) or ray (workers on a Ray cluster; needs the ray extra, see README)")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="auto or HOST:PORT of a running Ray cluster (default: start a local Ray)")]
+WorkersOpt = Annotated[Optional[int], typer.Option(help="Ray workers (0 = auto: one per GPU, or one per 4 CPUs)")]
 ProtocolOpt = Annotated[Optional[str], typer.Option(help="paste (a patch moves on the canvas) or crop (a window moves over a larger image: --patches images or image:PATH, sizes above the canvas)")]
 ShiftOpt = Annotated[Optional[str], typer.Option(help="move (over a fixed background) or circular (the canvas rolls with wrap-around)")]
 BackgroundOpt = Annotated[Optional[str], typer.Option(help="white, black, gray, mean (ImageNet mean pixel), #RRGGBB, image:PATH or texture:NAME (brick, grass, gravel)")]
-UnitsOpt = Annotated[Optional[str], typer.Option(help="units analysis: unit indices to add to its figures, e.g. 3,17")]
-UnitsTopkOpt = Annotated[Optional[int], typer.Option("--units-topk", help="units analysis: exemplars kept per unit (9)")]
-ExecutorOpt = Annotated[Optional[str], typer.Option(help="local (this process) or ray (workers on a Ray cluster; pip install 'shiftlens[ray]')")]
-RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="auto or HOST:PORT of a running Ray cluster (default: start a local Ray)")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="Ray workers (0 = auto: one per GPU, or one per 4 CPUs)")]
 
 
 @app.command()
