@@ -350,6 +350,8 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
                                      "start over with --no-resume") from None
             if settings.generator.feature_dim == 0:
                 settings = settings.model_copy(update={"generator": old.generator})
+            if not settings.comparator:  # the default, which the checkpoint records resolved
+                settings = settings.model_copy(update={"comparator": old.comparator})
             diff = _settings_differ(old, settings)
             if diff and not force:
                 raise ShiftlensError(f"{out} was trained with other settings ({', '.join(diff)} differ): give the same "
