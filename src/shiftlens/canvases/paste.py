@@ -56,7 +56,7 @@ class CanvasRenderer:
         self.size = rgba.shape[0]
         norm = normalisation or Normalisation()
         bg = parse_background(background, canvas)
-        patch = torch.from_numpy(rgba).to(self.device)
+        patch = torch.tensor(rgba, device=self.device)  # a copy: cached patches are read-only arrays
         self._image: torch.Tensor | None = None
         if bg.flat:
             colour = torch.tensor(list(bg.rgb), dtype=torch.uint8, device=self.device)
