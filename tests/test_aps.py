@@ -3,7 +3,6 @@ and loading a user's checkpoint through the ordinary weights path."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -31,12 +31,10 @@ from shiftlens.inversion.decoder import (
     DecoderMeta,
     Evaluation,
     Generator,
-    GeneratorConfig,
     StepLoss,
     TrainSettings,
     checkpoint_dict,
     read_decoder_file,
-    upsample,
 )
 from shiftlens.inversion.network import FeatureNet
 from shiftlens.models import LayerSpec, build_with_weights, parse_spec
