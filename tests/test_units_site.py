@@ -64,3 +64,56 @@ def test_units_page_loads_and_a_click_shows_a_unit(site):
         assert "unit " + unit in page.inner_text("#detail-title")
         assert errors == []
         browser.close()
+
+
+@pytest.fixture(scope="module", params=["circular", "crop", "texture"])
+def protocol_site(request, tmp_path_factory, units_model) -> Path:  # noqa: F811
+    from test_site_views import CANVAS, PROTOCOL_RUNS, _images, _patches
+
+    root = tmp_path_factory.mktemp(f"units_{request.param}")
+    fields = dict(PROTOCOL_RUNS[request.param])
+    patches = (f"image:{_images(root / 'images')}" if fields.get("protocol") == "crop"
+               else f"folder:{_patches(root / 'in')}")
+    cfg = RunConfig(models=[f"{units_model}:grid"], patches=patches, canvas=CANVAS, weights="random",
+                    out=str(root / "out"), batch_size=16, site=False, analyses=["similarity", "units"], device="cpu",
+                    compile="off", units_topk=3, **fields)
+    api.run(cfg)
+    build(root / "out")
+    return root / "out"
+
+
+def test_units_exemplars_follow_the_protocol(protocol_site):
+    """An exemplar is the canvas the run rendered: a rolled image for circular shifts, a window for crops, the
+    patch over a texture; compared pixel for pixel with NumPy."""
+    import numpy as np
+    from playwright import sync_api
+
+    from shiftlens.store import ResultsDir
+    from test_site_views import CANVAS, expected_image
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((protocol_site / "site" / "units.html").resolve().as_uri())
+        page.wait_for_function("document.body.dataset.ready === 'yes'")
+        row = page.locator("#unit-list tr.has-detail").first
+        unit = row.get_attribute("data-unit")
+        row.click()
+        page.wait_for_function(f"document.body.dataset.unit === '{unit}'")
+        figures = page.eval_on_selector_all(
+            "#exemplars figure", "fs => fs.map(f => [f.querySelector('figcaption').textContent, "
+            "f.querySelector('canvas').dataset.drawn || ''])")
+        assert figures and all(drawn for _, drawn in figures)
+        size = ResultsDir(protocol_site).read_run().config.sizes[0]
+        for k, (caption, drawn) in enumerate(figures):
+            patch_id = caption.split(" @ ")[0]
+            y, x = (int(v) for v in drawn.split(","))
+            data = page.evaluate("k => Array.from(document.querySelectorAll('#exemplars canvas')[k].getContext('2d')"
+                                 f".getImageData(0, 0, {CANVAS}, {CANVAS}).data)", k)
+            got = np.asarray(data, np.uint8).reshape(CANVAS, CANVAS, 4)[..., :3]
+            want = expected_image(protocol_site, patch_id, size, y, x)
+            assert np.array_equal(got, want), (patch_id, y, x, int(np.abs(got.astype(int) - want).max()))
+        assert errors == []
+        browser.close()
