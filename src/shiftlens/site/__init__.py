@@ -2,7 +2,8 @@
 
 Layout of the site folder:
 
-    index.html, app.js, style.css     hand-written assets (no CDN, no build step)
+    index.html, app.js, canvas.js,    hand-written assets (no CDN, no build step); canvas.js draws a canvas under
+    style.css, units.*, arithmetic.*  the run's protocol for both the Maps and Units pages
     data/index.js                     window.SL_INDEX: run summary, protocol, shift, background, groups, patches,
                                       tables, figures, colour maps, the top-1 classes' names and colours
     data/maps/gN/all.js               mean map over all patches of group N (model, layer, size, kind)

@@ -564,25 +564,6 @@
   const patchImage = (size, j) => imageOf('data/img/p' + size + '/' + j + '.js', 'img/' + size + '/' + j);
   const backgroundImage = () => (IDX.background.image ? imageOf(IDX.background.image, 'img/background') : Promise.resolve(null));
 
-  // The image at offset (y, x) under the run's protocol: paste = the patch at (y, x) on the background; crop = the
-  // canvas window at (y, x) of the resized large image; a circular shift rolls the image at (0, 0) by (y, x).
-  function drawUnshifted(ctx, img, bg, y, x) {
-    const w = ctx.canvas.width, h = ctx.canvas.height;
-    if (IDX.protocol === 'crop') {
-      ctx.fillStyle = '#fff';
-      ctx.fillRect(0, 0, w, h);
-      if (img) ctx.drawImage(img, -x, -y);
-      return;
-    }
-    if (bg) ctx.drawImage(bg, 0, 0, w, h);
-    else {
-      const c = IDX.background.colour || [255, 255, 255];
-      ctx.fillStyle = 'rgb(' + c[0] + ',' + c[1] + ',' + c[2] + ')';
-      ctx.fillRect(0, 0, w, h);
-    }
-    if (img) ctx.drawImage(img, x, y);  // binary alpha: a plain paste
-  }
-
   async function compose(canvas, j, y, x) {
     canvas.dataset.y = String(y);
     canvas.dataset.x = String(x);
@@ -590,21 +571,7 @@
     delete canvas.dataset.drawn;
     const [img, bg] = await Promise.all([j == null ? null : patchImage(S.size, j), backgroundImage()]);
     if (canvas.dataset.y !== String(y) || canvas.dataset.x !== String(x)) return;  // a newer hover won
-    if (canvas.width !== IDX.canvas) canvas.width = canvas.height = IDX.canvas;
-    const ctx = canvas.getContext('2d');
-    ctx.imageSmoothingEnabled = false;
-    if (IDX.shift === 'circular') {
-      const w = canvas.width, h = canvas.height;
-      const base = document.createElement('canvas');
-      base.width = w; base.height = h;
-      const bctx = base.getContext('2d');
-      bctx.imageSmoothingEnabled = false;
-      drawUnshifted(bctx, img, bg, 0, 0);
-      const dy = ((y % h) + h) % h, dx = ((x % w) + w) % w;
-      for (const oy of [dy, dy - h]) for (const ox of [dx, dx - w]) ctx.drawImage(base, ox, oy);
-    } else {
-      drawUnshifted(ctx, img, bg, y, x);
-    }
+    window.SLCanvas.draw(canvas, IDX, img, bg, y, x);  // canvas.js: paste, crop window or circular roll
     canvas.dataset.drawn = String(y) + ',' + String(x);
   }
 

@@ -79,30 +79,11 @@
   }
 
   async function composeExemplar(canvas, j, y, x) {
-    canvas.width = canvas.height = IDX.canvas || 224;
-    const ctx = canvas.getContext('2d');
-    ctx.imageSmoothingEnabled = false;
-    const bg = IDX.background || {};
-    const c = bg.colour || [255, 255, 255];
-    ctx.fillStyle = 'rgb(' + c.join(',') + ')';
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    if (bg.image) ctx.drawImage(await imageFrom(bg.image, 'img/background'), 0, 0);
-    if (j == null) return;
-    const img = await imageFrom('data/img/p' + group.size + '/' + j + '.js', 'img/' + group.size + '/' + j);
-    if (IDX.shift === 'circular') {
-      // a circular shift rolls the image at (0, 0) by (y, x), as the run rendered it (canvases/circular.py)
-      const w = canvas.width, h = canvas.height;
-      const base = document.createElement('canvas');
-      base.width = w; base.height = h;
-      const bctx = base.getContext('2d');
-      bctx.imageSmoothingEnabled = false;
-      bctx.drawImage(canvas, 0, 0);
-      bctx.drawImage(img, 0, 0);
-      const dy = ((y % h) + h) % h, dx = ((x % w) + w) % w;
-      for (const oy of [dy, dy - h]) for (const ox of [dx, dx - w]) ctx.drawImage(base, ox, oy);
-    } else if (IDX.protocol === 'crop') ctx.drawImage(img, -x, -y);
-    else ctx.drawImage(img, x, y);  // binary alpha: a paste
-    canvas.dataset.drawn = y + ',' + x;
+    const bg = (IDX.background || {}).image ? await imageFrom(IDX.background.image, 'img/background') : null;
+    const img = j == null ? null
+      : await imageFrom('data/img/p' + group.size + '/' + j + '.js', 'img/' + group.size + '/' + j);
+    window.SLCanvas.draw(canvas, IDX, img, bg, y, x);  // canvas.js, as the Maps page's hover image
+    if (j != null) canvas.dataset.drawn = y + ',' + x;
   }
 
   async function showUnit(u) {
