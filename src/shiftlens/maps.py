@@ -7,7 +7,6 @@ swapped in, so a reader never sees half a store.
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,7 @@ import xarray as xr
 
 from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import axis_positions
-from shiftlens.store import Part, swap_in_dir, temp_dir
+from shiftlens.store import Part, atomic_dir
 
 
 def groups(parts: list[Part]) -> dict[tuple[str, str, int], list[Part]]:
@@ -52,21 +51,15 @@ def dataset(parts: list[Part], model: str, layer: str, size: int, canvas: int, s
 def write(parts: list[Part], path: Path, canvas: int, stride: int, protocol: str = "paste", shift: str = "move",
           extra: Callable[[Path], None] | None = None) -> None:
     """`extra(store)` adds other groups (the units analysis's) to the store before it is swapped in."""
-    tmp = temp_dir(path.parent, prefix=".maps.", suffix=".zarr")
-    try:
-        with warnings.catch_warnings():
-            # zarr 3 warns that fixed-width unicode (the patch and anchor labels) is not yet in its v3 spec;
-            # xarray writes and reads it fine.
-            warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
-            for (model, layer, size), members in groups(parts).items():
-                ds = dataset(members, model, layer, size, canvas, stride, protocol, shift)
-                ds.to_zarr(tmp, group=f"{model}/{layer}/p{size}", mode="a", consolidated=False, zarr_format=3)
+    with atomic_dir(path, prefix=".maps.", suffix=".zarr") as tmp, warnings.catch_warnings():
+        # zarr 3 warns that fixed-width unicode (the patch and anchor labels) is not yet in its v3 spec;
+        # xarray writes and reads it fine.
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        for (model, layer, size), members in groups(parts).items():
+            ds = dataset(members, model, layer, size, canvas, stride, protocol, shift)
+            ds.to_zarr(tmp, group=f"{model}/{layer}/p{size}", mode="a", consolidated=False, zarr_format=3)
         if extra is not None:
             extra(tmp)
-        swap_in_dir(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def open_group(path: Path, model: str, layer: str, size: int) -> xr.Dataset:

@@ -102,6 +102,19 @@ def swap_in_dir(built: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+@contextlib.contextmanager
+def atomic_dir(target: Path, prefix: str, suffix: str = "") -> Iterator[Path]:
+    """Yields a fresh folder beside `target` to fill; on success it replaces `target` (`swap_in_dir`), on failure it
+    is removed and `target` is left as it was: the folder-sized `atomic_path`."""
+    tmp = temp_dir(target.parent, prefix=prefix, suffix=suffix)
+    try:
+        yield tmp
+        swap_in_dir(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def file_key(text: str) -> str:
     """A file name for a model or patch name: a readable slug plus a hash of the exact name, so two names never
     share a file (`cat 1` and `cat_1`, `猫` and `犬`) while the tables and the site keep the original names."""

@@ -42,7 +42,7 @@ import numpy as np
 from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import FLAT, axis_positions, parse_background
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ResultsDir, RunRecord, file_key, swap_in_dir, temp_dir
+from shiftlens.store import ResultsDir, RunRecord, atomic_dir, file_key
 from shiftlens.site import units as units_page
 
 ASSETS = Path(__file__).parent / "assets"
@@ -209,14 +209,8 @@ def build(results_dir: Path | str) -> Path:
     run = rd.read_run()
     if run is None:
         raise ShiftlensError(f"{rd.root} holds no run.json: give a results folder made by `shiftlens run`")
-    with rd.lock():
-        tmp = temp_dir(rd.root, prefix=".site.")
-        try:
-            _build_into(rd, run, tmp)
-            swap_in_dir(tmp, rd.site_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+    with rd.lock(), atomic_dir(rd.site_dir, prefix=".site.") as tmp:
+        _build_into(rd, run, tmp)
     return rd.site_dir
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ArithmeticRecord, ResultsDir, swap_in_dir, temp_dir
+from shiftlens.store import ArithmeticRecord, ResultsDir, atomic_dir
 
 ASSETS = Path(__file__).parent / "assets"
 PAGE = ("arithmetic.html", "arithmetic.js")
@@ -64,14 +64,8 @@ def build(results_dir: Path | str) -> Path:
     run = rd.read_run(ArithmeticRecord)
     if run is None:
         raise ShiftlensError(f"{rd.root} holds no run.json: give a results folder made by `shiftlens arithmetic`")
-    with rd.lock():
-        tmp = temp_dir(rd.root, prefix=".site.")
-        try:
-            _build_into(rd, run, tmp)
-            swap_in_dir(tmp, rd.site_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+    with rd.lock(), atomic_dir(rd.site_dir, prefix=".site.") as tmp:
+        _build_into(rd, run, tmp)
     return rd.site_dir
 
 
