@@ -185,6 +185,9 @@ def test_site_files_are_static_and_self_contained(results):
     text = "".join(f.read_text() for f in site.glob("*.html")) + (site / "app.js").read_text()
     assert "http://" not in text.replace("http://127.0.0.1", "") and "https://" not in text
     assert "fetch(" not in (site / "app.js").read_text().split("*/", 1)[1]
+    # every page the site has works here: the Arithmetic page belongs to `shiftlens arithmetic` folders only
+    assert {"index.html", "app.js", "canvas.js"} <= {f.name for f in site.iterdir()}
+    assert not list(site.glob("arithmetic.*")) and not list(site.glob("units.*"))  # this run has no units analysis
 
 
 # ------------------------------------------------------------------------------------------------- browser

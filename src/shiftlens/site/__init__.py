@@ -186,7 +186,8 @@ def canvas_view(run: RunRecord, rd: ResultsDir) -> CanvasView:
 
 def _copy_assets(site: Path) -> None:
     for f in ASSETS.iterdir():
-        if f.is_file():
+        # the Units page comes with the units data (site/units.py); the Arithmetic page is its own site (arithmetic.py)
+        if f.is_file() and not f.name.startswith(("arithmetic.", "units.")):
             shutil.copy2(f, site / f.name)
 
 

@@ -23,6 +23,8 @@ import numpy as np
 from shiftlens.analyses.units import FEATURED, open_units
 from shiftlens.store import ResultsDir, RunRecord
 
+ASSETS = Path(__file__).parent / "assets"
+
 DETAIL = 64
 """Units per group whose tuning map and exemplars the site carries."""
 
@@ -48,8 +50,8 @@ def _order(share: np.ndarray) -> list[int]:
 
 def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
           quantise: Callable[[np.ndarray], tuple[str, float, float]]) -> bool:
-    """Write the Units page's data into `site` (the assets are copied with the others); False when the run has no
-    units analysis. `patch_order`: patch ids in the main index's order (exemplars name patches by that index);
+    """Write the Units page (units.html, units.js and their data) into `site`; False when the run has no units
+    analysis, and then the site has no Units page. `patch_order`: patch ids in the main index's order (exemplars name patches by that index);
     `quantise`: the site's map encoding (site.quantise), so tuning maps decode like every other map."""
     if "units" not in run.config.analyses or not rd.maps_zarr.is_dir():
         return False
@@ -85,6 +87,8 @@ def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
                                "position_share": _rounded(pos), "identity_share": _rounded(ident),
                                "order": by_pos, "detail": detail})
     _write(site / "data" / "units" / "index.js", _script("units/index", {"groups": groups, "featured": FEATURED}))
+    for name in ("units.html", "units.js"):
+        shutil.copy2(ASSETS / name, site / name)
     _link_from_index(site)
     return True
 
