@@ -39,6 +39,24 @@ def test_resnet50_aps_is_invariant_to_circular_shifts_by_the_total_stride_and_pl
     assert plain.min() < 0.999, plain
 
 
+def test_mobilenet_v2_aps_is_invariant_to_every_circular_shift_and_plain_mobilenet_v2_is_not():
+    aps = _circular_similarities("mobilenet_v2_aps", 8)  # 64 shifts, most not multiples of the total stride
+    plain = _circular_similarities("mobilenet_v2", 8)
+    assert len(aps) == 64 and (aps - 1).abs().max() < 1e-5, aps
+    assert plain.min() < 0.999, plain
+
+
+def test_mobilenet_v2_aps_keeps_the_anti_aliased_module_paths():
+    aps = REGISTRY["mobilenet_v2_aps3"].build()
+    aa = REGISTRY["mobilenet_v2_aa3"].build()
+    keys, aa_keys = set(aps.state_dict()), set(aa.state_dict())
+    assert keys - aa_keys == {"features.0.3.filt"}  # the stem subsamples by APS too; mobilenet_v2_aa keeps it strided
+    assert aa_keys <= keys
+    convs = [m for m in aps.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.stride == (1, 1) for m in convs)  # every subsampling is an APS
+    assert {m.padding_mode for m in convs if m.padding != (0, 0)} == {"circular"}
+
+
 def test_resnet18_aps_with_blur_is_invariant_to_every_circular_shift():
     sims = _circular_similarities("resnet18_aps3", 16)
     assert len(sims) == 16 and (sims - 1).abs().max() < 1e-5, sims

@@ -10,7 +10,8 @@ is `maxpool.{0: APS, 1: circular pad, 2: MaxPool2d(2, 1), 3: APS}`, a strided bl
 its 3x3 convolution (ResNet-50) or after conv1 (ResNet-18), and its shortcut `downsample.{0: APS, 1: conv, 2: bn}`
 takes the same component. `NAME_apsK` puts a K x K binomial blur (circular padding) before each APS (`filt`
 buffers, as the anti-aliased networks); `NAME_aps` is plain APS (K = 1). The authors released training code, not
-ImageNet weights: load a checkpoint with `--weights PATH` or `NAME_aps@PATH`.
+ImageNet weights: load a checkpoint with `--weights PATH` or `NAME_aps@PATH`. `mobilenet_v2_aps` applies the same
+recipe to torchvision's MobileNetV2 (the authors built ResNets only), with `mobilenet_v2_aa`'s module paths.
 """
 
 from __future__ import annotations
@@ -192,7 +193,35 @@ def resnet50_aps(filter_size: int = 1) -> nn.Module:
     return ApsResNet(ApsBottleneck, [3, 4, 6, 3], filter_size)
 
 
-BUILDERS = {"resnet18": resnet18_aps, "resnet50": resnet50_aps}
+def circular_padding(model: nn.Module) -> nn.Module:
+    """Every padded convolution of `model` pads with wrap-around (Conv2d's own `padding_mode`, so keys stay put)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding):
+            m.padding_mode = "circular"
+    return model
+
+
+def mobilenet_v2_aps(filter_size: int = 1) -> nn.Module:
+    """torchvision's MobileNetV2 with circular padding, the stem's and every strided depthwise convolution at stride 1
+    followed (after its activation) by APS, as `mobilenet_v2_aa` places BlurPool, so the module paths are the
+    anti-aliased ones (`features.N.conv.2` is the APS of a strided block; the stem's is `features.0.3`) and the
+    classifier is one Linear. The authors built APS for ResNets only; this follows their recipe."""
+    import torchvision.models as tvm
+
+    model = circular_padding(tvm.mobilenet_v2(weights=None))
+    stem = model.features[0]
+    stem[0].stride = (1, 1)
+    model.features[0] = nn.Sequential(*stem, ApsPool(stem[0].out_channels, filter_size))
+    for block in model.features[1:]:
+        if getattr(block, "stride", 1) == 2:
+            *head, dw, pw, bn = block.conv
+            dw[0].stride = (1, 1)
+            block.conv = nn.Sequential(*head, dw, ApsPool(dw[0].out_channels, filter_size), pw, bn)
+    model.classifier = nn.Sequential(model.classifier[1])
+    return model
+
+
+BUILDERS = {"resnet18": resnet18_aps, "resnet50": resnet50_aps, "mobilenet_v2": mobilenet_v2_aps}
 
 
 def no_imagenet(name: str):
@@ -206,5 +235,5 @@ def no_imagenet(name: str):
     return load
 
 
-__all__ = ["ApsPool", "ApsResNet", "BUILDERS", "CircularPad", "FILTER_SIZES", "no_imagenet", "resnet18_aps",
-           "resnet50_aps", "partial"]
+__all__ = ["ApsPool", "ApsResNet", "BUILDERS", "CircularPad", "FILTER_SIZES", "circular_padding",
+           "mobilenet_v2_aps", "no_imagenet", "resnet18_aps", "resnet50_aps", "partial"]

@@ -163,7 +163,15 @@ for _base, _desc, _layers, _default, _logits in [
 
 # Adaptive polyphase sampling (Chaman & Dokmanić 2021): exactly invariant to circular shifts; no ImageNet weights
 # were released, so they run with random weights or a user's checkpoint (models/aps.py).
-for _base, _desc in (("resnet18", "ResNet-18"), ("resnet50", "ResNet-50")):
+_APS_RESNET_LAYERS = {
+    dim: {"pool": LayerSpec("pool", "avgpool", f"{dim}-d global-average-pooled feature"),
+          "fc": LayerSpec("fc", "fc", "logits, 1000 ImageNet classes (pre-softmax)")}
+    for dim in (512, 2048)
+}
+for _base, _desc, _layers in (("resnet18", "ResNet-18", _APS_RESNET_LAYERS[512]),
+                              ("resnet50", "ResNet-50", _APS_RESNET_LAYERS[2048]),
+                              ("mobilenet_v2", "MobileNetV2 (APS placed as mobilenet_v2_aa's BlurPool)",
+                               _MOBILENET_AA_LAYERS)):
     for _k in (None, *aps.FILTER_SIZES[1:]):
         _name = f"{_base}_aps{_k or ''}"
         register(
@@ -173,9 +181,7 @@ for _base, _desc in (("resnet18", "ResNet-18"), ("resnet50", "ResNet-50")):
                 + (f", blur filter size {_k}" if _k else ""),
                 build=partial(aps.BUILDERS[_base], _k or 1),
                 normalisation=IMAGENET_NORM,
-                layers={"pool": LayerSpec("pool", "avgpool", f"{512 * (4 if _base == 'resnet50' else 1)}-d "
-                                          "global-average-pooled feature"),
-                        "fc": LayerSpec("fc", "fc", "logits, 1000 ImageNet classes (pre-softmax)")},
+                layers=_layers,
                 default_layers=("fc",),
                 imagenet=aps.no_imagenet(_name),
                 weights_source="none released (random, or a checkpoint trained with the authors' code: @PATH)",
