@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shiftlens.arithmetic.config import ArithmeticConfig
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 
@@ -232,7 +233,7 @@ class ArithmeticRecord(_RunBase):
     """run.json of `shiftlens arithmetic` (kind "arithmetic"): its config, models, scenes and expressions."""
 
     kind: Literal["arithmetic"]
-    config: dict[str, Any]
+    config: ArithmeticConfig
     scenes: dict[str, str]
     """Each scene as its compact string with every size written out (`cat_01:75@10,20 ...`)."""
     expressions: dict[str, str]

@@ -8,11 +8,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +22,7 @@ from shiftlens.api import Progress, _Silent, check_weights, device_name, version
 from shiftlens.arithmetic import inversions as inv_mod
 from shiftlens.arithmetic import tables
 from shiftlens.arithmetic.benchmark import measure, scenes_needed
+from shiftlens.arithmetic.config import DEMO_EXPRESSIONS, DEMO_SCENES, ArithmeticConfig  # noqa: F401 (the API's names)
 from shiftlens.arithmetic.expressions import Expression, parse_expression
 from shiftlens.arithmetic.figures import make_figures
 from shiftlens.arithmetic.problems import Problem, expression_problems, random_problems
@@ -38,53 +37,6 @@ from shiftlens.store import (SCHEMA_VERSION, ArithmeticRecord, DeviceRecord, Mod
                              Timing, atomic_write_text, digest_bytes, file_key)
 from shiftlens.stream import FeatureExtractor, resolve_batch_size, resolve_device, resolve_precision
 
-# The default demo, after the paper's Fig. 6 with copies of one bundled object at the quick preset's first size:
-# three minus the top two leaves the lower-left one; two at the top plus one at the lower right gives three.
-DEMO_SCENES = {
-    "three": "flower_01@20,20 flower_01@20,129 flower_01@129,20",
-    "top_two": "flower_01@20,20 flower_01@20,129",
-    "lower_right": "flower_01@129,129",
-}
-DEMO_EXPRESSIONS = {"subtraction": "three - top_two", "addition": "top_two + lower_right"}
-
-
-@dataclass
-class ArithmeticConfig:
-    """Everything that decides an arithmetic run's numbers (and where they go)."""
-
-    scenes: dict[str, str] = field(default_factory=lambda: dict(DEMO_SCENES))
-    """Compact scene strings by name (TOML scenes are converted to these)."""
-    expressions: dict[str, str] = field(default_factory=lambda: dict(DEMO_EXPRESSIONS))
-    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc"])
-    weights: str = "imagenet"
-    patches: str = "sample"
-    size: int = 75
-    """Side in px of an object written without `:SIZE`, and of the benchmark's objects (the quick preset's first)."""
-    stride: int = 16
-    """Grid step in px of the retrieval candidates and of the benchmark's random positions."""
-    problems: int = 9
-    seed: int = 0
-    canvas: int = 224
-    background: list[int] = field(default_factory=lambda: [255, 255, 255])
-    keep_aspect: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int = 0
-    out: str = "results/arithmetic"
-    inverter: str = "auto"
-    """How the expressions' operands and results become images: auto (the shipped decoder where there is one for
-    the model and layer, else optimise), optimise, decoder, decoder:PATH, or none."""
-    inversion_steps: int = 200
-    """Gradient steps of the optimise inverter (docs/inversion.md)."""
-
-    def fingerprint(self) -> str:
-        """The numbers' identity; the inverter only changes the images, which are keyed on their own
-        (arithmetic/inversions.py), so changing it keeps the folder and its numbers."""
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_NUMBERS}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
-
-
-_NOT_NUMBERS = ("out", "device", "batch_size", "inverter", "inversion_steps")
 _KEYS = {f.name for f in dataclasses.fields(ArithmeticConfig)}
 
 
@@ -221,7 +173,7 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
         results.prepare(cfg, force, ArithmeticRecord)
         record = ArithmeticRecord(
             schema_version=SCHEMA_VERSION, kind="arithmetic", fingerprint=cfg.fingerprint(),
-            config=dataclasses.asdict(cfg), versions=versions(),
+            config=cfg, versions=versions(),
             device=DeviceRecord(type=p.device.type, name=device_name(p.device)), precision=p.precision, models={},
             patches=[PatchRecord(id=x.id, category=x.category, source=x.source, licence=x.licence,
                                  provenance=x.provenance, file=file_key(x.id)) for x in p.patches],

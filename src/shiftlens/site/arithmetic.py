@@ -37,7 +37,7 @@ def _summary(run: ArithmeticRecord) -> dict[str, Any]:
         "problems": run.problems,
         "inversions": [r.model_dump(exclude={"settings", "key"}) for r in run.inversions],
         "notes": run.notes,
-        "config": {k: run.config.get(k) for k in ("patches", "size", "stride", "canvas", "weights", "seed", "inverter",
+        "config": {k: getattr(run.config, k) for k in ("patches", "size", "stride", "canvas", "weights", "seed", "inverter",
                                                   "inversion_steps")},
     }
 
