@@ -268,8 +268,7 @@ def config_cmd(
 
 @app.command("models")
 def models_cmd() -> None:
-    """List the built-in models, their layers (meaning, feature size), total stride and where their weights come
-    from."""
+    """List the built-in models: layers (meaning, feature size), total stride, where the weights come from."""
     from shiftlens.models import REGISTRY
     from shiftlens.models.summary import feature_sizes
 
@@ -379,8 +378,9 @@ def arithmetic_cmd(
     site: SiteOpt = None,
     force: Annotated[bool, typer.Option("--force", help="replace arithmetic results of a different config in --out")] = False,
 ) -> None:
-    """Feature arithmetic on multi-object scenes (the paper's Experiment 3), measured: cos(r, f(E)), position
-    retrieval and a seeded move/add/remove benchmark. With no arguments: a demo like the paper's Fig. 6."""
+    """Feature arithmetic on multi-object scenes (the paper's Experiment 3): cos(r, f(E)), retrieval, a benchmark.
+
+    With no arguments: a demo like the paper's Fig. 6, its images drawn by the shipped decoders."""
     import dataclasses
 
     from shiftlens.arithmetic import run as arith
