@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -114,6 +115,31 @@ def test_train_resumes_with_identical_continuation(tiny_model, tiny_patches, tmp
     with pytest.raises(ShiftlensError, match=r"other settings \(batch differ\)"):
         train(tiny_settings(tiny_model, batch=2), straight, patches=tiny_patches)
     assert train(tiny_settings(tiny_model, batch=2, steps=1), straight, patches=tiny_patches, force=True).steps_done == 1
+
+
+def test_views_permute_channels_and_flip_and_keep_white():
+    from shiftlens.inversion.train import PERMUTATIONS, apply_views, augment_views
+
+    img = torch.ones(1, 3, 4, 5)
+    img[0, :, 0, 0] = torch.tensor([0.1, 0.5, 0.9])  # a coloured pixel at the top-left on white
+    out = apply_views(img, np.array([[PERMUTATIONS.index((2, 1, 0)), 1, 1]]))
+    assert torch.equal(out[0, :, 3, 4], torch.tensor([0.9, 0.5, 0.1]))  # channels reversed, moved to bottom-right
+    assert (out == 1).sum() == img.eq(1).sum()  # white stays white
+    views = augment_views(np.random.default_rng(0), 600)
+    assert set(views[:, 0]) == set(range(6)) and set(views[:, 1]) == {0, 1} == set(views[:, 2])
+
+
+def test_augmented_training_resumes_identically_and_differs_from_plain(tiny_model, tiny_patches, tmp_path):
+    straight, split, plain = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    meta_a = train(tiny_settings(tiny_model, augment=True), straight, patches=tiny_patches)
+    train(tiny_settings(tiny_model, augment=True, steps=3), split, patches=tiny_patches)
+    meta_b = train(tiny_settings(tiny_model, augment=True), split, patches=tiny_patches)
+    assert [l.total for l in meta_a.losses] == [l.total for l in meta_b.losses]
+    assert meta_a.settings.augment and load_decoder(straight, tiny_model, "fc").meta.settings.augment
+    meta_c = train(tiny_settings(tiny_model), plain, patches=tiny_patches)
+    assert [l.total for l in meta_a.losses] != [l.total for l in meta_c.losses]
+    with pytest.raises(ShiftlensError, match=r"other settings \(augment differ\)"):
+        train(tiny_settings(tiny_model, steps=8), straight, patches=tiny_patches)
 
 
 def test_adversarial_step_updates_the_discriminator(tiny_model, tiny_patches):

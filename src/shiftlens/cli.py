@@ -439,6 +439,7 @@ def inverter_train(
     batch: Annotated[Optional[int], typer.Option(help="scenes per step (16)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the scenes, the held-out patches and the generator (0)")] = None,
     adversarial: Annotated[bool, typer.Option("--adversarial/--no-adversarial", help="add the conditional adversarial loss")] = False,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="flip scenes and permute their colour channels (docs/decoder.md)")] = False,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="steps between checkpoints and validations (32)")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue from --out's checkpoint")] = True,
     force: Annotated[bool, typer.Option("--force", help="start over when --out was trained with other settings")] = False,
@@ -451,7 +452,7 @@ def inverter_train(
     with one_line_errors(out.parent, hint="choose a writable --out"):
         given = dict(patches=patches, weights=weights, steps=steps, batch=batch, seed=seed,
                      checkpoint_every=checkpoint_every)
-        settings = TrainSettings(spec=model, adversarial=adversarial, generator=GeneratorConfig(feature_dim=0),
+        settings = TrainSettings(spec=model, adversarial=adversarial, augment=augment, generator=GeneratorConfig(feature_dim=0),
                                  **{k: v for k, v in given.items() if v is not None})
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)

@@ -61,6 +61,10 @@ class TrainSettings(_Record):
     held_out: int = 2
     sizes: tuple[int, int] = (60, 140)
     max_objects: int = 3
+    augment: bool = False
+    """Show each training scene flipped (left-right, up-down) and with its colour channels permuted, drawn per scene
+    from (seed, epoch): white stays white, and 7 training objects look like 56, so the generator has to read the
+    position from the features instead of memorising where each object's features point."""
     pixel_weight: float = 1.0
     object_weight: float = 4.0
     """Extra pixel-loss weight on the object's pixels (not white in the truth): on a mostly white canvas the plain

@@ -97,17 +97,44 @@ class Encoder:
     weights_label: str
     untrained: bool
 
-    def features(self, scenes: list[Scene], batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (N, D) float32, images (N, 3, canvas, canvas) RGB in [0, 1])."""
+    def features(self, scenes: list[Scene], batch: int = 16,
+                 views: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (N, D) float32, images (N, 3, canvas, canvas) RGB in [0, 1]); `views` (N, 3): per scene a
+        channel permutation index and left-right and up-down flips (`augment_views`), applied before the encoder."""
         feats, images = [], []
         norm = self.renderer.norm
         mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
         std = torch.tensor(norm.std).view(1, 3, 1, 1)
         for i in range(0, len(scenes), batch):
             x = self.renderer.render(scenes[i : i + batch])
+            rgb = (x.float() * std + mean).contiguous()
+            if views is not None:
+                rgb = apply_views(rgb, views[i : i + batch])
+                x = ((rgb - mean) / std).contiguous(memory_format=torch.channels_last).to(x.dtype)
             feats.append(self.extractor(x)[self.layer].float().clone())
-            images.append((x.float() * std + mean).contiguous().clamp(0, 1))
+            images.append(rgb.clamp(0, 1))
         return torch.cat(feats), torch.cat(images)
+
+
+PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
+def augment_views(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 3) ints: a channel permutation (index into PERMUTATIONS), a left-right flip and an up-down flip."""
+    return np.stack([rng.integers(len(PERMUTATIONS), size=n), rng.integers(2, size=n), rng.integers(2, size=n)], 1)
+
+
+def apply_views(rgb: torch.Tensor, views: np.ndarray) -> torch.Tensor:
+    """Each image of (N, 3, H, W) with its channels permuted and flipped as its row of `views` says."""
+    out = []
+    for img, (perm, lr, ud) in zip(rgb, views.tolist()):
+        img = img[list(PERMUTATIONS[perm])]
+        if lr:
+            img = img.flip(-1)
+        if ud:
+            img = img.flip(-2)
+        out.append(img)
+    return torch.stack(out)
 
 
 def build_encoder(spec: str, weights: str, patches: dict[str, Patch], comparator: str = "", precision: str = "bf16",
@@ -205,7 +232,9 @@ class Trainer:
         s = self.settings
         rng = np.random.default_rng([s.seed, epoch])
         scenes = random_scenes(rng, self.training, s.pool, tuple(s.sizes), s.max_objects, s.generator.canvas)
-        feats, images = self.encoder.features(scenes)
+        # drawn from the epoch's generator after everything an unaugmented run draws, which therefore stays the same
+        views = augment_views(np.random.default_rng([s.seed, epoch, 1]), s.pool) if s.augment else None
+        feats, images = self.encoder.features(scenes, views=views)
         truth = _downsample(images, s.generator.out_size)
         with torch.no_grad():
             comp = torch.cat([self.encoder.comparator(truth[i : i + 32]) for i in range(0, len(truth), 32)])
