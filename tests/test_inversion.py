@@ -256,3 +256,31 @@ def test_optimise_checks_its_start_images(conv_net: FeatureNet) -> None:
     with pytest.raises(ShiftlensError) as exc:
         optimise(conv_net, FeatureMatch(targets), InversionSettings(size=SIZE), start=torch.rand(3, 3, SIZE, SIZE))
     assert "(2, 3, H, W)" in one_line(exc)
+
+
+class DarkSpot(nn.Module):
+    """Two rectified units: `out[0]` fires where an 8 x 8 cell is darker than 0.52 (never on the grey noise start),
+    `out[1]` never fires at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        darkness = torch.nn.functional.avg_pool2d(1 - x.mean(1, keepdim=True), 8).amax((1, 2, 3))
+        return self.out(torch.stack([torch.relu(darkness - 0.52), torch.relu(-darkness - 1)], 1))
+
+
+def test_a_unit_silent_at_every_noise_start_is_refused_and_climbs_from_a_start_that_drives_it() -> None:
+    from shiftlens.inversion.maximise import LIVE_START_TRIES, SilentUnit
+
+    net = FeatureNet(DarkSpot(), "out", Normalisation(mean=(0, 0, 0), std=(1, 1, 1)))  # pixels as they are
+    with pytest.raises(SilentUnit, match=rf"unit 0 of .* is 0 at the start image of {LIVE_START_TRIES} seeds.*start="):
+        maximise_unit(net, None, 0, **dict(QUICK, steps=5))
+    start = torch.full((1, 3, SIZE, SIZE), 0.5)
+    start[..., :8, :8] = 0.4  # one cell just dark enough
+    result = maximise_unit(net, None, 0, start=start, **dict(QUICK, steps=40))
+    assert 0 < float(result.start_value[0]) < 0.1 and float(result.value[0]) > 3 * float(result.start_value[0])
+    assert result.settings.seed == QUICK.get("seed", 0)  # a given start uses the given seed's jitter
+    with pytest.raises(ShiftlensError, match="start must be one"):
+        maximise_unit(net, None, 0, start=start[0], **QUICK)

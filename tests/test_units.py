@@ -230,6 +230,42 @@ def test_visualise_bad_input_is_one_line(units_run, args, expected):
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.fixture(scope="module")
+def silent_run(tmp_path_factory) -> RunConfig:
+    """A run of a network whose unit 0 is rectified and silent on noise but fires on dark parts of the canvases
+    (test_inversion.DarkSpot), and whose unit 1 never fires."""
+    from conftest import write_patch_dir
+    from test_inversion import DarkSpot
+
+    from shiftlens.canvases import Normalisation
+    from shiftlens.models import LayerSpec, ModelEntry, register
+
+    register(ModelEntry(name="test_silent", description="test network: rectified dark-spot units",
+                        build=DarkSpot, normalisation=Normalisation(mean=(0, 0, 0), std=(1, 1, 1)), input_size=96,
+                        layers={"out": LayerSpec("out", "out", "two rectified units")}, default_layers=("out",)))
+    root = tmp_path_factory.mktemp("silent_run")
+    cfg = RunConfig(models=["test_silent:out"], patches=f"folder:{write_patch_dir(root / 'patches')}", sizes=[32],
+                    canvas=96, stride=32, weights="random", out=str(root / "out"), batch_size=16, site=False,
+                    analyses=["similarity"], device="cpu", compile="off")
+    api.run(cfg)
+    return cfg
+
+
+def test_visualise_climbs_from_a_canvas_when_noise_leaves_the_unit_silent(silent_run):
+    from shiftlens.unit_figures import read_synthetic
+
+    args = ["units", "visualise", silent_run.out, "--model", "test_silent:out", "--steps", "20", "--size", "96"]
+    result = CliRunner().invoke(app, [*args, "--unit", "0"])
+    assert result.exit_code == 0, result.output
+    assert "climbed from the run's canvas" in result.output
+    (img,) = read_synthetic(ResultsDir(silent_run.out)).images
+    assert img.kind == "maximise" and img.patch in {"cat_00", "cup_01"} and img.position is not None
+    assert img.start_value > 0 and img.value > img.start_value
+    result = CliRunner().invoke(app, [*args, "--unit", "1"])
+    assert result.exit_code == 2 and "nothing here drives it" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_units_memory_benchmark_measures_the_accumulator_in_a_fresh_process():
     from benchmarks.units_memory import measure
 

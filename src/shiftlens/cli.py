@@ -510,6 +510,9 @@ def units_visualise_cmd(
     out_console.print(f"{entry.model}:{entry.layer} {what}{label}: {entry.start_value:.4g} at the start image -> "
                       f"{entry.value:.4g} (gain {entry.gain:.1f}x its start size), {entry.seconds:.0f} s; "
                       f"written {Path(results_dir) / entry.file}", markup=False)
+    if not caricature and entry.patch is not None:
+        out_console.print(f"(noise starts left the unit at 0, so it climbed from the run's canvas that drives it most: "
+                          f"{entry.patch} at {entry.position[0]},{entry.position[1]})", markup=False)
 
 
 def print_plan(p, ips: dict[str, float]) -> None:

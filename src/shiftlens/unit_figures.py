@@ -52,6 +52,8 @@ class SyntheticImage(BaseModel):
     """(value - start) / |start|: how far the optimiser raised the quantity over its start."""
     patch: str | None = None
     position: tuple[int, int] | None = None
+    """The canvas (patch, top-left y, x at the run's first size): a caricature's, or the start of a maximisation
+    whose noise starts left the unit at 0 (None: it started from noise)."""
     steps: int
     tv_weight: float
     seed: int

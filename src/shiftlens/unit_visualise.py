@@ -16,6 +16,7 @@ from shiftlens.analyses.units import positions
 from shiftlens.api import build_checked
 from shiftlens.errors import ShiftlensError
 from shiftlens.inversion import FeatureNet, InversionSettings, MaximisationResult, caricature, maximise_unit
+from shiftlens.inversion.maximise import SilentUnit
 from shiftlens.models import parse_spec
 from shiftlens.store import ResultsDir, RunRecord, file_key
 from shiftlens.unit_figures import ExemplarRenderer, SyntheticImage, add_synthetic, save_png
@@ -51,6 +52,33 @@ def _net(record: RunRecord, model: str, layer: str, device: str) -> FeatureNet:
     return FeatureNet(net, spec.entry.layer(layer), spec.entry.normalisation, device, name=f"{model}:{layer}")
 
 
+def _driving_canvas(results: ResultsDir, record: RunRecord, net: FeatureNet, unit: int,
+                    size: int) -> tuple[torch.Tensor, str, tuple[int, int]]:
+    """The canvas among the run's patches (first size) at the grid's corners, edge middles and centre that drives
+    `unit` most, as a (1, 3, size, size) start image, with its patch and position; one line if none drives it."""
+    psize = record.config.sizes[0]
+    grid = positions(record.config, psize).tolist()
+    spots = sorted({grid[0], grid[len(grid) // 2], grid[-1]})
+    render = ExemplarRenderer(results, record.config, psize)
+    keys = [(p.id, y, x) for p in record.patches for y in spots for x in spots]
+    best, best_value = None, 0.0
+    for i in range(0, len(keys), 32):
+        batch = torch.stack([torch.from_numpy(render(*k)).permute(2, 0, 1) for k in keys[i : i + 32]])
+        with torch.no_grad():
+            values = net(batch.float())[:, unit].cpu()
+        j = int(values.argmax())
+        if float(values[j]) > best_value:
+            best, best_value = (batch[j : j + 1], *keys[i + j]), float(values[j])
+    if best is None:
+        raise ShiftlensError(f"unit {unit} of {net.name} is 0 at every noise start and on the run's {len(keys)} "
+                             f"canvases ({len(record.patches)} patches at {len(spots) ** 2} positions): nothing here "
+                             "drives it, so there is nothing to maximise; pick a live unit (tables/units_per_unit.csv)")
+    image, patch, y, x = best
+    if image.shape[-1] != size:
+        image = torch.nn.functional.interpolate(image.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return image.float().clamp(0, 1), patch, (y, x)
+
+
 def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None, *, as_caricature: bool = False,
               patch: str | None = None, position: tuple[int, int] | None = None, patch_size: int | None = None,
               device: str = "cpu", **settings) -> tuple[SyntheticImage, MaximisationResult]:
@@ -80,7 +108,12 @@ def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None
             raise ShiftlensError("give --unit N (or --caricature with --patch and --position)")
         if unit < 0:
             raise ShiftlensError(f"unit {unit} is out of range: unit indices start at 0")
-        res = maximise_unit(_net(record, model, layer, device), None, unit, settings=s)
+        net = _net(record, model, layer, device)
+        try:
+            res = maximise_unit(net, None, unit, settings=s)
+        except SilentUnit:  # a rectified unit the noise starts leave at 0: climb from the run's canvas that drives it
+            start, patch, position = _driving_canvas(results, record, net, unit, s.size)
+            res = maximise_unit(net, None, unit, settings=s, start=start)
         name = f"{file_key(model + '_' + layer)}-u{unit}.png"
     path = results.figures_dir / "units" / name
     with results.lock():
@@ -89,7 +122,7 @@ def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None
             model=model, layer=layer, kind="caricature" if as_caricature else "maximise",
             unit=None if as_caricature else unit, file=str(path.relative_to(results.root)),
             value=float(res.value[0]), start_value=float(res.start_value[0]), gain=float(res.gain[0]),
-            patch=patch if as_caricature else None, position=position if as_caricature else None,
+            patch=patch, position=position,
             steps=s.steps, tv_weight=s.tv_weight, seed=s.seed, seconds=round(res.seconds, 2),
             untrained=record.models[model].weights.untrained)
         add_synthetic(results, entry)

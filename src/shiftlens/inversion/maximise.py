@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -53,11 +54,17 @@ def _net(model: nn.Module | FeatureNet, layer: LayerSpec | str | None, normalisa
     return FeatureNet(model, layer, normalisation, device)
 
 
+class SilentUnit(ShiftlensError):
+    """A unit that is 0 at every start tried: rectified and not driven there, so it has no gradient to climb."""
+
+
 def maximise_unit(model: nn.Module | FeatureNet, layer: LayerSpec | str | None, units: int | Sequence[int],
                   normalisation: Normalisation | None = None, *, settings: InversionSettings | None = None,
                   device: torch.device | str = "cpu", progress: Progress | None = None,
-                  **overrides: Any) -> MaximisationResult:
-    """For each unit index, the image that maximises that unit of `layer`, from the settings' seeded start image.
+                  start: torch.Tensor | None = None, **overrides: Any) -> MaximisationResult:
+    """For each unit index, the image that maximises that unit of `layer`, from the settings' seeded start image
+    (the next seeds while it leaves a unit at exactly 0; `SilentUnit` if all do) or from `start` (1, 3, H, W) in
+    [0, 1], e.g. a canvas that drives the unit.
 
     The objective is the unit's value divided by the layer's RMS at the start image, so that it starts near 1 in
     size and the prior weights keep the meaning they have for inversion.
@@ -65,17 +72,43 @@ def maximise_unit(model: nn.Module | FeatureNet, layer: LayerSpec | str | None, 
     s = InversionSettings.with_overrides(settings, **overrides)
     net = _net(model, layer, normalisation, device)
     units_t = torch.as_tensor([units] if isinstance(units, int) else list(units), dtype=torch.long)
+    if start is not None and (start.ndim != 4 or start.shape[0] != 1 or start.shape[1] != 3):
+        raise ShiftlensError(f"start must be one (1, 3, H, W) image in [0, 1], got {tuple(start.shape)}")
     with torch.no_grad():
-        start_feats = net(s.start_image()).cpu()
+        start_feats = net(s.start_image() if start is None else start.float().clamp(0, 1)).cpu()
     dim = start_feats.shape[1]
     bad = [int(u) for u in units_t if not 0 <= int(u) < dim]
     if bad:
         raise ShiftlensError(f"unit {bad[0]} is out of range for layer {net.name}: it has units 0-{dim - 1}")
+    if start is None:
+        s, start_feats = _live_start(net, units_t, s, start_feats)
     scale = start_feats.square().mean().sqrt().clamp_min(1e-12)
     t0 = time.perf_counter()
-    images, obj = optimise(net, UnitActivation(units_t, scale), s, progress=progress)
+    starts = None if start is None else start.float().clamp(0, 1).expand(len(units_t), -1, -1, -1)
+    images, obj = optimise(net, UnitActivation(units_t, scale), s, start=starts, progress=progress)
     start = start_feats[0, units_t]
     return MaximisationResult(images, -obj * scale, start, s, net.name, time.perf_counter() - t0)
+
+
+LIVE_START_TRIES = 16
+
+
+def _live_start(net: FeatureNet, units: torch.Tensor, s: InversionSettings,
+                start_feats: torch.Tensor) -> tuple[InversionSettings, torch.Tensor]:
+    """Settings whose start image drives every unit (value not 0), trying the next seeds in turn.
+
+    A rectified unit (after a ReLU, or a pooled one) that is exactly 0 at the start image has no gradient there, so
+    gradient ascent would return the start image unchanged; another seed's noise usually wakes it."""
+    for k in range(LIVE_START_TRIES):
+        if k:
+            s = dataclasses.replace(s, seed=s.seed + 1)
+            with torch.no_grad():
+                start_feats = net(s.start_image()).cpu()
+        if bool((start_feats[0, units] != 0).all()):
+            return s, start_feats
+    silent = [int(u) for u in units if start_feats[0, u] == 0]
+    raise SilentUnit(f"unit {silent[0]} of {net.name} is 0 at the start image of {LIVE_START_TRIES} seeds (up to "
+                     f"{s.seed}), so it has no gradient to climb: start from an image that drives it (start=)")
 
 
 def caricature(model: nn.Module | FeatureNet, layer: LayerSpec | str | None, images: torch.Tensor,
