@@ -10,6 +10,7 @@ the package's fine-tuned K = 4 weights are not used).
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 from torch import nn
 
@@ -65,19 +66,24 @@ def resnet50_aa(filter_size: int = DEFAULT_FILTER_SIZE) -> nn.Module:
     return model
 
 
-def mobilenet_v2_aa(filter_size: int = DEFAULT_FILTER_SIZE) -> nn.Module:
-    """MobileNetV2 whose strided depthwise convs run at stride 1 followed by BlurPool; the classifier is a single
-    Linear (no dropout module), as in the released checkpoints."""
-    import torchvision.models as tvm
-
-    model = tvm.mobilenet_v2(weights=None)
+def subsample_after_depthwise(model: nn.Module, pool: Callable[[int], nn.Module]) -> nn.Module:
+    """torchvision's MobileNetV2 with every strided depthwise conv at stride 1 followed (after its activation) by
+    `pool(channels)`, at `features.N.conv.2`, and the classifier a single Linear (no dropout module), as in the
+    released anti-aliased checkpoints; shared by `mobilenet_v2_aa` (BlurPool) and `mobilenet_v2_aps` (APS)."""
     for block in model.features:
         if getattr(block, "stride", 1) == 2:
             *head, dw, pw, bn = block.conv
             dw[0].stride = (1, 1)
-            block.conv = nn.Sequential(*head, dw, BlurPool(dw[0].out_channels, filter_size), pw, bn)
+            block.conv = nn.Sequential(*head, dw, pool(dw[0].out_channels), pw, bn)
     model.classifier = nn.Sequential(model.classifier[1])
     return model
+
+
+def mobilenet_v2_aa(filter_size: int = DEFAULT_FILTER_SIZE) -> nn.Module:
+    """MobileNetV2 whose strided depthwise convs run at stride 1 followed by BlurPool."""
+    import torchvision.models as tvm
+
+    return subsample_after_depthwise(tvm.mobilenet_v2(weights=None), lambda c: BlurPool(c, filter_size))
 
 
 BUILDERS = {"alexnet": alexnet_aa, "resnet50": resnet50_aa, "mobilenet_v2": mobilenet_v2_aa}
@@ -107,4 +113,4 @@ def imagenet_loader(base: str, filter_size: int):
 
 
 __all__ = ["BUILDERS", "DEFAULT_FILTER_SIZE", "FILTER_SIZES", "alexnet_aa", "imagenet_loader", "mobilenet_v2_aa",
-           "resnet50_aa", "weights_url"]
+           "resnet50_aa", "subsample_after_depthwise", "weights_url"]

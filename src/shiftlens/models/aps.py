@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shiftlens.errors import ShiftlensError
+from shiftlens.models.antialiased import subsample_after_depthwise
 from shiftlens.models.blurpool import binomial_filter
 
 FILTER_SIZES = (1, 2, 3, 4, 5)  # the authors' resnet18_aps1 .. resnet18_aps5
@@ -212,13 +213,7 @@ def mobilenet_v2_aps(filter_size: int = 1) -> nn.Module:
     stem = model.features[0]
     stem[0].stride = (1, 1)
     model.features[0] = nn.Sequential(*stem, ApsPool(stem[0].out_channels, filter_size))
-    for block in model.features[1:]:
-        if getattr(block, "stride", 1) == 2:
-            *head, dw, pw, bn = block.conv
-            dw[0].stride = (1, 1)
-            block.conv = nn.Sequential(*head, dw, ApsPool(dw[0].out_channels, filter_size), pw, bn)
-    model.classifier = nn.Sequential(model.classifier[1])
-    return model
+    return subsample_after_depthwise(model, lambda c: ApsPool(c, filter_size))
 
 
 BUILDERS = {"resnet18": resnet18_aps, "resnet50": resnet50_aps, "mobilenet_v2": mobilenet_v2_aps}
