@@ -284,3 +284,23 @@ def test_a_unit_silent_at_every_noise_start_is_refused_and_climbs_from_a_start_t
     assert result.settings.seed == QUICK.get("seed", 0)  # a given start uses the given seed's jitter
     with pytest.raises(ShiftlensError, match="start must be one"):
         maximise_unit(net, None, 0, start=start[0], **QUICK)
+
+
+class TopLeftPixel(nn.Module):
+    """One rectified unit: how far the top-left red pixel is above 0.5 (0 for about half the noise seeds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(x[:, :1, 0, 0] - 0.5))
+
+
+def test_a_unit_silent_at_the_given_seed_climbs_from_the_next_seed_that_drives_it_and_reports_that_seed() -> None:
+    net = FeatureNet(TopLeftPixel(), "out", Normalisation(mean=(0, 0, 0), std=(1, 1, 1)))
+    assert float(net(InversionSettings(size=SIZE, seed=0).start_image())[0, 0]) == 0  # seed 0 leaves it silent
+    result = maximise_unit(net, None, 0, **dict(QUICK, steps=30, seed=0, jitter=0))
+    seed = result.settings.seed
+    assert seed > 0 and float(net(InversionSettings(size=SIZE, seed=seed).start_image())[0, 0]) > 0
+    assert float(result.start_value[0]) > 0 and float(result.value[0]) > float(result.start_value[0])

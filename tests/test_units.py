@@ -240,11 +240,14 @@ def silent_run(tmp_path_factory) -> RunConfig:
     from shiftlens.canvases import Normalisation
     from shiftlens.models import LayerSpec, ModelEntry, register
 
-    register(ModelEntry(name="test_silent", description="test network: rectified dark-spot units",
-                        build=DarkSpot, normalisation=Normalisation(mean=(0, 0, 0), std=(1, 1, 1)), input_size=96,
-                        layers={"out": LayerSpec("out", "out", "two rectified units")}, default_layers=("out",)))
+    from test_inversion import TopLeftPixel
+
+    for name, net in (("test_silent", DarkSpot), ("test_topleft", TopLeftPixel)):
+        register(ModelEntry(name=name, description="test network: rectified units", build=net,
+                            normalisation=Normalisation(mean=(0, 0, 0), std=(1, 1, 1)), input_size=96,
+                            layers={"out": LayerSpec("out", "out", "rectified units")}, default_layers=("out",)))
     root = tmp_path_factory.mktemp("silent_run")
-    cfg = RunConfig(models=["test_silent:out"], patches=f"folder:{write_patch_dir(root / 'patches')}", sizes=[32],
+    cfg = RunConfig(models=["test_silent:out", "test_topleft:out"], patches=f"folder:{write_patch_dir(root / 'patches')}", sizes=[32],
                     canvas=96, stride=32, weights="random", out=str(root / "out"), batch_size=16, site=False,
                     analyses=["similarity"], device="cpu", compile="off")
     api.run(cfg)
@@ -261,9 +264,24 @@ def test_visualise_climbs_from_a_canvas_when_noise_leaves_the_unit_silent(silent
     (img,) = read_synthetic(ResultsDir(silent_run.out)).images
     assert img.kind == "maximise" and img.patch in {"cat_00", "cup_01"} and img.position is not None
     assert img.start_value > 0 and img.value > img.start_value
+    assert img.seed == 0  # from a canvas the jitter keeps the asked seed
     result = CliRunner().invoke(app, [*args, "--unit", "1"])
     assert result.exit_code == 2 and "nothing here drives it" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_visualise_records_the_seed_it_climbed_from(silent_run):
+    from shiftlens.inversion import InversionSettings
+    from shiftlens.unit_figures import read_synthetic
+
+    live = next(k for k in range(16) if float(InversionSettings(size=96, seed=k).start_image()[0, 0, 0, 0]) > 0.5)
+    assert live > 0  # seed 0 leaves the unit silent, so the optimiser moves on
+    args = ["units", "visualise", silent_run.out, "--model", "test_topleft:out", "--unit", "0", "--steps", "5",
+            "--size", "96", "--seed", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    img = next(i for i in read_synthetic(ResultsDir(silent_run.out)).images if i.model == "test_topleft")
+    assert img.seed == live and img.patch is None and img.start_value > 0
 
 
 def test_units_memory_benchmark_measures_the_accumulator_in_a_fresh_process():

@@ -123,7 +123,8 @@ def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None
             unit=None if as_caricature else unit, file=str(path.relative_to(results.root)),
             value=float(res.value[0]), start_value=float(res.start_value[0]), gain=float(res.gain[0]),
             patch=patch, position=position,
-            steps=s.steps, tv_weight=s.tv_weight, seed=s.seed, seconds=round(res.seconds, 2),
+            steps=res.settings.steps, tv_weight=res.settings.tv_weight, seed=res.settings.seed,
+            seconds=round(res.seconds, 2),
             untrained=record.models[model].weights.untrained)
         add_synthetic(results, entry)
         listed = set(record.figures)

@@ -72,10 +72,12 @@ def maximise_unit(model: nn.Module | FeatureNet, layer: LayerSpec | str | None, 
     s = InversionSettings.with_overrides(settings, **overrides)
     net = _net(model, layer, normalisation, device)
     units_t = torch.as_tensor([units] if isinstance(units, int) else list(units), dtype=torch.long)
-    if start is not None and (start.ndim != 4 or start.shape[0] != 1 or start.shape[1] != 3):
-        raise ShiftlensError(f"start must be one (1, 3, H, W) image in [0, 1], got {tuple(start.shape)}")
+    if start is not None:
+        if start.ndim != 4 or start.shape[0] != 1 or start.shape[1] != 3:
+            raise ShiftlensError(f"start must be one (1, 3, H, W) image in [0, 1], got {tuple(start.shape)}")
+        start = start.float().clamp(0, 1)
     with torch.no_grad():
-        start_feats = net(s.start_image() if start is None else start.float().clamp(0, 1)).cpu()
+        start_feats = net(s.start_image() if start is None else start).cpu()
     dim = start_feats.shape[1]
     bad = [int(u) for u in units_t if not 0 <= int(u) < dim]
     if bad:
@@ -84,7 +86,7 @@ def maximise_unit(model: nn.Module | FeatureNet, layer: LayerSpec | str | None, 
         s, start_feats = _live_start(net, units_t, s, start_feats)
     scale = start_feats.square().mean().sqrt().clamp_min(1e-12)
     t0 = time.perf_counter()
-    starts = None if start is None else start.float().clamp(0, 1).expand(len(units_t), -1, -1, -1)
+    starts = None if start is None else start.expand(len(units_t), -1, -1, -1)
     images, obj = optimise(net, UnitActivation(units_t, scale), s, start=starts, progress=progress)
     start = start_feats[0, units_t]
     return MaximisationResult(images, -obj * scale, start, s, net.name, time.perf_counter() - t0)
