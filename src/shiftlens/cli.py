@@ -288,8 +288,8 @@ def models_cmd() -> None:
     out_console.print("Anti-aliased filter sizes: NAME_aa1 .. NAME_aa7 (e.g. resnet50_aa3); NAME_aa is Bin-5; "
                       "ImageNet weights were released for sizes 2-5.")
     out_console.print("Adaptive polyphase sampling (exactly invariant to circular shifts): resnet18_aps, resnet50_aps, "
-                      "mobilenet_v2_aps; NAME_aps2 .. NAME_aps5 blur before each subsampling. No ImageNet weights were released: "
-                      "--weights random or NAME_aps@PATH.")
+                      "mobilenet_v2_aps; NAME_aps2 .. NAME_aps5 blur before each subsampling. No ImageNet weights "
+                      "were released: --weights random or NAME_aps@PATH.")
     out_console.print("Any network: torchvision:NAME:MODULE[,MODULE] or timm:NAME:MODULE[,MODULE] "
                       "(timm: pip install 'shiftlens[timm]'); a layer is a module path, plus logits. "
                       "Python: shiftlens.models.custom(name, module, layers, mean, std).", markup=False)
@@ -452,7 +452,8 @@ def inverter_train(
     with one_line_errors(out.parent, hint="choose a writable --out"):
         given = dict(patches=patches, weights=weights, steps=steps, batch=batch, seed=seed,
                      checkpoint_every=checkpoint_every)
-        settings = TrainSettings(spec=model, adversarial=adversarial, augment=augment, generator=GeneratorConfig(feature_dim=0),
+        settings = TrainSettings(spec=model, adversarial=adversarial, augment=augment,
+                                 generator=GeneratorConfig(feature_dim=0),
                                  **{k: v for k, v in given.items() if v is not None})
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)

@@ -37,8 +37,8 @@ def _summary(run: ArithmeticRecord) -> dict[str, Any]:
         "problems": run.problems,
         "inversions": [r.model_dump(exclude={"settings", "key"}) for r in run.inversions],
         "notes": run.notes,
-        "config": {k: getattr(run.config, k) for k in ("patches", "size", "stride", "canvas", "weights", "seed", "inverter",
-                                                  "inversion_steps")},
+        "config": {k: getattr(run.config, k) for k in ("patches", "size", "stride", "canvas", "weights", "seed",
+                                                       "inverter", "inversion_steps")},
     }
 
 

@@ -51,8 +51,8 @@ def _order(share: np.ndarray) -> list[int]:
 def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
           quantise: Callable[[np.ndarray], tuple[str, float, float]]) -> bool:
     """Write the Units page (units.html, units.js and their data) into `site`; False when the run has no units
-    analysis, and then the site has no Units page. `patch_order`: patch ids in the main index's order (exemplars name patches by that index);
-    `quantise`: the site's map encoding (site.quantise), so tuning maps decode like every other map."""
+    analysis, and then the site has no Units page. `patch_order`: patch ids in the main index's order (exemplars
+    name patches by that index); `quantise`: the site's map encoding (site.quantise), so tuning maps decode like every other map."""
     if "units" not in run.config.analyses or not rd.maps_zarr.is_dir():
         return False
     pindex = {pid: j for j, pid in enumerate(patch_order)}
