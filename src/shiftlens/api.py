@@ -409,6 +409,7 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
     record.status = "complete"
     record.finished = datetime.now(timezone.utc).isoformat()
     record.tables = sorted(tables)
+    record.table_sha256 = results.table_digests(record.tables)
     record.figures = [str(w.relative_to(results.root)) for w in written]
     results.write_run(record)
     return RunResult(results.root, tables, written, computed, skipped, record)

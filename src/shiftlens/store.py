@@ -91,22 +91,112 @@ def temp_dir(parent: Path, prefix: str, suffix: str = "") -> Path:
     return tmp
 
 
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy a file's bytes with the mode the umask gives (shutil.copy2 keeps the source's, e.g. a package's 644
+    under umask 027); a symbolic link is refused, so nothing outside the folder is published through one."""
+    if src.is_symlink():
+        raise ShiftlensError(f"{src} is a symbolic link, which shiftlens never makes: replace it by the file, or "
+                             "remove it and run the command that writes it again")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    _chmod_default(dst)
+
+
+MANIFEST = ".shiftlens-files"
+"""Inside a folder shiftlens builds whole (maps.zarr, site): the files it wrote there, one relative path a line, so
+a rebuild or --force removes those and keeps anything a user added."""
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Every file and link under `folder` as relative POSIX paths, never descending into a linked folder."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        base = Path(dirpath)
+        out += [(base / n).relative_to(folder).as_posix() for n in filenames]
+        out += [(base / n).relative_to(folder).as_posix() for n in dirnames if (base / n).is_symlink()]
+    return sorted(out)
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise ShiftlensError(f"{path} is a symbolic link, which shiftlens never makes: remove the link (what it points "
+                             "to is left alone) and run again")
+
+
+def own_files_in(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(files shiftlens wrote in `folder` by its manifest, the other files and links there); a folder without a
+    manifest (an earlier version's) is refused, since its files cannot be told from a user's."""
+    _refuse_link(folder)
+    if not folder.exists():
+        return [], []
+    if not folder.is_dir():
+        raise ShiftlensError(f"{folder} is a file, not the folder shiftlens writes there: move it away and run again")
+    present = _files_under(folder)
+    manifest = folder / MANIFEST
+    if manifest.is_symlink() or not manifest.is_file():
+        raise ShiftlensError(f"{folder} holds no list of the files shiftlens wrote in it (an earlier version built it), "
+                             "so they cannot be told from yours: move out anything of yours, delete the folder, and "
+                             "run again")
+    listed = set(manifest.read_text(encoding="utf-8", errors="replace").splitlines()) | {MANIFEST}
+    ours = [folder / r for r in present if r in listed and not (folder / r).is_symlink()]
+    return ours, [folder / r for r in present if folder / r not in set(ours)]
+
+
+def _write_manifest(folder: Path) -> None:
+    (folder / MANIFEST).write_text("".join(f"{r}\n" for r in _files_under(folder)), encoding="utf-8")
+
+
+def _remove_empty_dirs(top: Path) -> None:
+    """Remove the empty folders under `top` and `top` itself if it ends empty (a non-empty one holds a user's file)."""
+    if top.is_symlink() or not top.is_dir():
+        return
+    for d in sorted((Path(p) for p, _, _ in os.walk(top)), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+def _rmtree_own(path: Path) -> None:
+    """Remove a folder shiftlens made itself (a temporary or old copy); a link there is removed, never followed."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
 def swap_in_dir(built: Path, target: Path) -> None:
-    """Replace the folder `target` by the finished folder `built` (same parent), so readers never see half of it."""
+    """Replace the folder `target` by the finished folder `built` (same parent), so readers never see half of it.
+    Files a user added to `target` (not in its manifest) are moved into the new folder, never deleted; a link at
+    `target` is refused."""
+    _write_manifest(built)
     old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
+    _rmtree_own(old)
+    if target.exists() or target.is_symlink():
+        _, foreign = own_files_in(target)
+        clash = [f for f in foreign if (built / f.relative_to(target)).exists()]
+        if clash:
+            raise ShiftlensError(f"{clash[0]} was not written by shiftlens, and the rebuilt {target.name} writes a "
+                                 "file of that name: move yours elsewhere and run again")
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for f in foreign:
+                dest = built / f.relative_to(target)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                f.rename(dest)
+                moved.append((f, dest))
+            target.rename(old)
+        except OSError:
+            for f, dest in reversed(moved):
+                dest.rename(f)
+            raise
     built.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
+    _rmtree_own(old)
 
 
 @contextlib.contextmanager
 def atomic_dir(target: Path, prefix: str, suffix: str = "") -> Iterator[Path]:
     """Yields a fresh folder beside `target` to fill; on success it replaces `target` (`swap_in_dir`), on failure it
     is removed and `target` is left as it was: the folder-sized `atomic_path`."""
+    own_files_in(target)  # refuse a link or a folder of unknown files before any work
     tmp = temp_dir(target.parent, prefix=prefix, suffix=suffix)
     try:
         yield tmp
@@ -200,6 +290,8 @@ class _RunBase(_Record):
     notes: list[str]
     finished: str | None = None
     tables: list[str] = []
+    table_sha256: dict[str, str] = {}
+    """Each table's sha256 as written, checked before `report` publishes it (a truncated or edited CSV is refused)."""
 
     @property
     def untrained(self) -> bool:
@@ -315,11 +407,79 @@ class Part:
 
 # -- the folder -------------------------------------------------------------------------------------------------
 
-OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", "background.png",
-               ".shiftlens.lock")
+LOCK_NAME = ".shiftlens.lock"
+OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", "background.png", LOCK_NAME)
 """Top-level names a run writes; --force removes shiftlens's own files under them and nothing else."""
-_LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|.*\.tmp)$")
+_LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|shiftlens-trash\..*|.*\.tmp)$")
 """Temporary files and folders a killed run can leave (atomic writes, store and site being built)."""
+
+
+class OtherKind(ShiftlensError):
+    """The folder holds another command's results (a `shiftlens run` vs a `shiftlens arithmetic`)."""
+
+
+class EditedRecord(ShiftlensError):
+    """run.json reads, but disagrees with itself (edited by hand): its files are known, its results not trusted."""
+
+
+_KINDS = {None: "`shiftlens run`", "arithmetic": "`shiftlens arithmetic`"}
+"""run.json's `kind` -> the command that writes such a folder."""
+
+
+def _field_problem(exc: ValidationError) -> str:
+    """The first problem of a record in shiftlens's words (pydantic's own wording never reaches a user)."""
+    first = exc.errors()[0]
+    where = ".".join(str(x) for x in first["loc"]) or "the record"
+    kind = first["type"]
+    if kind == "missing":
+        return f"{where} is missing"
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"{where} is not a field shiftlens writes"
+    return f"{where} has a value of the wrong type or out of range"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _acquire(path: Path, root: Path) -> int:
+    """An exclusive flock on `path`, or one line naming the holder. Retried when the file was unlinked by its holder
+    between our open and our flock, so two processes never hold locks on two different files of one name."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                _refuse_link(path)
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ShiftlensError(f"{root} is being written by another shiftlens run ({holder}): wait for it to "
+                                 "finish, or use another --out") from None
+        if _same_file(fd, path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+            return fd
+        os.close(fd)
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders a command created (innermost first) while they are empty: a refused command leaves the
+    place as it found it."""
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 class ResultsDir:
@@ -361,24 +521,55 @@ class ResultsDir:
         return self.root / "background.png"
 
     # -- run.json -------------------------------------------------------------------------------------------
-    def read_run(self, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
+    def _load_record(self, record_type: type[_RunBase]) -> _RunBase | None:
+        """run.json as `record_type`, or one line saying why it cannot be read (corrupt, another schema, another
+        kind of folder, a field out of place)."""
         if not self.run_json.is_file():
             return None
         try:
-            raw = json.loads(self.run_json.read_text())
+            raw = json.loads(self.run_json.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ShiftlensError(f"{self.run_json} is corrupt: use another --out, or --force to replace the run") from None
         if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
             found = raw.get("schema_version", "none") if isinstance(raw, dict) else "none"
             raise ShiftlensError(f"{self.run_json} was written by another version of shiftlens (results schema {found}, "
                                  f"this version reads {SCHEMA_VERSION}): use another --out, or --force to replace the run")
+        held = _KINDS.get(raw.get("kind"))
+        wanted = _KINDS["arithmetic" if issubclass(record_type, ArithmeticRecord) else None]
+        if held is None:
+            raise ShiftlensError(f"{self.run_json} records an unknown kind of folder ({str(raw.get('kind'))[:40]!r}): "
+                                 "use another --out")
+        if held != wanted:
+            raise OtherKind(f"{self.root} holds the results of {held}, not of {wanted}: give this command a folder of "
+                            f"{wanted} or a new one (--force never replaces another command's results)")
         try:
             return record_type.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise ShiftlensError(f"{self.run_json} is not a valid run record ({where}: {first['msg']}): "
+            raise ShiftlensError(f"{self.run_json} is not a valid run record ({_field_problem(exc)}): "
                                  "use another --out, or --force to replace the run") from None
+
+    def read_run(self, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
+        """The folder's record, refused in one line when it cannot be trusted: its config does not give the
+        fingerprint it records (run.json edited by hand), or it says complete without a model."""
+        record = self._load_record(record_type)
+        if record is None:
+            return None
+        found = record.config.fingerprint()
+        if found != record.fingerprint:
+            raise EditedRecord(f"{self.run_json} has been edited: its config gives fingerprint {found}, not the "
+                               f"{record.fingerprint} its results were computed for: restore the file, or replace the "
+                               "run with --force (or use another --out)")
+        if record.status == "complete" and not record.models:
+            raise EditedRecord(f"{self.run_json} says the run is complete but records no models: restore the file, or "
+                               "replace the run with --force (or use another --out)")
+        return record
+
+    def check_part(self, part: "Part", record: _RunBase, path: Path) -> None:
+        """Refuse a part that the record does not account for (replaced run.json or part file), in one line."""
+        if part.meta.fingerprint != record.fingerprint or part.model not in record.models:
+            raise ShiftlensError(f"result part {path} belongs to another run (model {part.model}, config fingerprint "
+                                 f"{part.meta.fingerprint}) than {self.run_json} records ({record.fingerprint}): run "
+                                 "the command that made the folder again to redo it, or delete the part")
 
     def write_run(self, record: RunRecord) -> None:
         atomic_write_text(self.run_json, record.model_dump_json(indent=2))
@@ -387,46 +578,77 @@ class ResultsDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """One writer at a time: a second run into the same folder is refused while the first holds it (the kernel
-        drops the lock when its process dies, even by kill -9)."""
+        drops the lock when its process dies, even by kill -9). The lock file goes when the holder is done, and a
+        folder the command created is removed again when the command leaves nothing in it (a refusal)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ShiftlensError(f"--out {self.root} is a file: give a folder")
+        created = [d for d in [self.root, *self.root.parents] if not d.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / ".shiftlens.lock"
-        with open(path, "a+") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                raise ShiftlensError(f"{self.root} is being written by another shiftlens run ({holder}): wait for it to "
-                                     "finish, or use another --out") from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()}")
-            f.flush()
-            try:
-                yield
-            finally:
-                f.seek(0)
-                f.truncate()
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        path = self.root / LOCK_NAME
+        try:
+            fd = _acquire(path, self.root)
+        except BaseException:
+            _remove_created(created)
+            raise
+        try:
+            yield
+        finally:
+            # unlinked while still held: a process that opened this file meanwhile sees it was replaced (_acquire)
+            with contextlib.suppress(OSError):
+                if _same_file(fd, path):
+                    path.unlink()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            _remove_created(created)
+
+    def links(self) -> list[Path]:
+        """Symbolic links under the names shiftlens writes: it never makes one, and writing or deleting through one
+        would reach files outside the folder."""
+        found = []
+        for name in OWN_ENTRIES:
+            top = self.root / name
+            if top.is_symlink():
+                found.append(top)
+            elif top.is_dir():
+                found += [top / r for r in _files_under(top) if (top / r).is_symlink()]
+        return found
+
+    def _refuse_links(self) -> None:
+        links = self.links()
+        if links:
+            more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+            raise ShiftlensError(f"--out {self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, which "
+                                 "shiftlens never makes and will not write or delete through: remove it (what it points "
+                                 "to is left alone), or use another --out")
 
     def remove_leftovers(self) -> list[Path]:
         """Delete the temporary files and folders a killed run left (names only shiftlens uses)."""
         removed = []
         for folder in [self.root] + [self.root / d for d in ("parts", "tables", "figures", "patches")]:
-            if not folder.is_dir():
+            if folder.is_symlink() or not folder.is_dir():
                 continue
             for path in (folder.rglob(".*") if folder != self.root else folder.glob(".*")):
-                if _LEFTOVER.match(path.name) and path.exists():
+                if _LEFTOVER.match(path.name) and not path.is_symlink() and path.exists():
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
                     removed.append(path)
         return removed
 
+    def is_inside(self, path: Path, under: Path) -> bool:
+        """`path` lies in `under` (both in this folder) by name, with no link on the way."""
+        rel = os.path.normpath(os.path.relpath(path, self.root))
+        if rel.startswith("..") or os.path.isabs(rel) or not (self.root / rel).is_relative_to(under):
+            return False
+        step = self.root
+        for name in Path(rel).parts:
+            step = step / name
+            if step.is_symlink():
+                return False
+        return True
+
     def _own_files(self, record: _RunBase) -> list[Path]:
-        """The files a shiftlens command writes, by their exact names: what --force may delete."""
-        own = [self.run_json]
-        own += [self.tables_dir / f"{t}.csv" for t in record.tables]
+        """The files a shiftlens command writes, by their exact names (and maps.zarr's and site's manifests): what
+        --force may delete. Nothing reached through a link, nothing a name in run.json would place outside."""
+        own = [self.tables_dir / f"{t}.csv" for t in record.tables]
         own += [self.root / f for f in getattr(record, "figures", [])]
         own += list((self.root / "parts").glob("*/p*/*.npz"))
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))
@@ -434,21 +656,35 @@ class ResultsDir:
         own += list((self.root / "parts" / "units").glob("*/p*/shard-*.npz"))  # the units analysis's sums
         own += list((self.root / "patches").glob("p*/*.png"))
         own += [self.background_png]
-        return [p for p in own if p.is_file()]
+        for folder in (self.maps_zarr, self.site_dir):
+            own += own_files_in(folder)[0]
+        own = [p for p in own if self.is_inside(p, self.root) and p.is_file() and p != self.run_json]
+        return list(dict.fromkeys(own)) + [self.run_json]  # run.json last: a folder without it is not a run
 
     def clear(self, record: _RunBase) -> None:
-        """Remove a previous run's results, and only them: a user's own files in the folder stay."""
-        for path in self._own_files(record):
-            path.unlink()
-        for folder in (self.maps_zarr, self.site_dir):
-            if folder.is_dir():
-                shutil.rmtree(folder)
-        for top in ("parts", "patches", "tables", "figures"):
-            base = self.root / top
-            if base.is_dir():
-                for d in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [base]:
-                    with contextlib.suppress(OSError):
-                        d.rmdir()  # only when empty: anything else in it is not ours
+        """Remove a previous run's results, and only them: a user's own files in the folder stay. All or nothing:
+        everything is first moved into a trash folder inside --out, put back if any move fails, and deleted at the
+        end."""
+        self._refuse_links()
+        own = self._own_files(record)
+        trash = temp_dir(self.root, prefix=".shiftlens-trash.")
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for path in own:
+                dest = trash / path.relative_to(self.root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                path.rename(dest)
+                moved.append((path, dest))
+        except OSError as exc:
+            for path, dest in reversed(moved):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                dest.rename(path)
+            shutil.rmtree(trash, ignore_errors=True)
+            raise ShiftlensError(f"--out {self.root}: {path.relative_to(self.root)} cannot be removed ({exc.strerror}), "
+                                 "so nothing was: make the folder writable, or use another --out") from None
+        shutil.rmtree(trash)
+        for top in ("parts", "patches", "tables", "figures", "maps.zarr", "site"):
+            _remove_empty_dirs(self.root / top)  # only empty ones: anything else in them is not ours
 
     def prepare(self, cfg: Any, force: bool, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
         """Check the folder belongs to this config (anything with a `fingerprint()`: a RunConfig, an arithmetic
@@ -456,22 +692,30 @@ class ResultsDir:
         the same config, to resume. Call it while holding `lock()`."""
         if self.root.exists() and not self.root.is_dir():
             raise ShiftlensError(f"--out {self.root} is a file: give a folder")
+        self._refuse_links()
+        edited = False
         try:
             previous = self.read_run(record_type)
+        except EditedRecord:
+            if not force:
+                raise
+            previous, edited = self._load_record(record_type), True  # its file names are still known
+        except OtherKind:
+            raise
         except ShiftlensError:
             if not force:
                 raise
             raise ShiftlensError(f"--out {self.root}: its run.json cannot be read, so shiftlens cannot tell its own files "
                                  "from others and will not delete anything: use another --out") from None
         if previous is None:
-            foreign = [p.name for p in self.root.iterdir() if p.name != ".shiftlens.lock"] if self.root.is_dir() else []
+            foreign = [p.name for p in self.root.iterdir() if p.name != LOCK_NAME] if self.root.is_dir() else []
             if foreign:
                 raise ShiftlensError(
                     f"--out {self.root} is not empty and holds no shiftlens run (it has {', '.join(sorted(foreign)[:3])}"
                     f"{', ...' if len(foreign) > 3 else ''}): choose an empty or new folder; --force never deletes "
                     "files shiftlens did not write"
                 )
-        elif previous.fingerprint != cfg.fingerprint():
+        elif edited or previous.fingerprint != cfg.fingerprint():
             if not force:
                 raise ShiftlensError(
                     f"--out {self.root} holds results of a different config (fingerprint {previous.fingerprint} "
@@ -535,3 +779,25 @@ class ResultsDir:
 
     def read_table(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.tables_dir / f"{name}.csv")
+
+    def table_digests(self, names: list[str]) -> dict[str, str]:
+        """The sha256 of each table as just written (under the lock), for run.json's `table_sha256`."""
+        return {n: hashlib.sha256((self.tables_dir / f"{n}.csv").read_bytes()).hexdigest() for n in names}
+
+    def checked_table(self, record: _RunBase, name: str) -> str:
+        """A table's text, refused in one line unless it is the file the run wrote (same sha256 as run.json says):
+        a truncated, emptied, deleted or edited CSV is never published."""
+        path = self.tables_dir / f"{name}.csv"
+        again = "run the command that made the folder again to rebuild its tables"
+        expected = record.table_sha256.get(name)
+        if expected is None:
+            raise ShiftlensError(f"{path}: run.json records no digest for it (an earlier version wrote it): {again}")
+        if path.is_symlink() or not path.is_file():
+            raise ShiftlensError(f"{path} is missing: {again}")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ShiftlensError(f"{path} is damaged or was edited ({len(data)} bytes, not what the run wrote): {again}")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ShiftlensError(f"{path} is not UTF-8 text: {again}") from None

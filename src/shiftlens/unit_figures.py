@@ -27,6 +27,7 @@ from shiftlens.canvases import Normalisation, make_renderer  # noqa: E402
 from shiftlens.config import RunConfig  # noqa: E402
 from shiftlens.errors import ShiftlensError  # noqa: E402
 from shiftlens.figures import save, weights_note  # noqa: E402
+from shiftlens.patches.patch import read_image  # noqa: E402
 from shiftlens.store import ResultsDir, RunRecord, atomic_path, atomic_write_text, file_key  # noqa: E402
 
 PLAIN = Normalisation(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -98,7 +99,7 @@ class ExemplarRenderer:
         r = self._renderers.get(patch_id)
         if r is None:
             path = self.results.patch_png(self.size, patch_id)
-            rgba = np.asarray(Image.open(path).convert("RGBA"))
+            rgba = read_image(path, "RGBA")
             r = self._renderers[patch_id] = make_renderer(rgba, self.config.canvas, self.config.background, PLAIN,
                                                           "cpu", None, self.config.protocol, self.config.shift)
         with torch.inference_mode():
@@ -177,7 +178,7 @@ def unit_figure(g: LayerUnits, results: ResultsDir, record: RunRecord, synthetic
             ax = axes[row + i // TILES_PER_ROW, i % TILES_PER_ROW]
             image = None
             if u in synthetic:
-                image = np.asarray(Image.open(results.root / synthetic[u]).convert("RGB"), dtype=np.float32) / 255
+                image = read_image(results.root / synthetic[u], "RGB").astype(np.float32) / 255
             ax.imshow(unit_tile(g, u, render, cfg, image))
             ax.set_title(f"unit {u}: position {shares['position_share'][u]:.2f}, identity "
                          f"{shares['identity_share'][u]:.2f}, top {g.ex_value[u, 0]:.3g}", fontsize=7)

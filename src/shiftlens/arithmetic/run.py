@@ -246,6 +246,7 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
         for name, df in out.items():
             results.write_table(name, df)
         record.tables = sorted(out)
+        record.table_sha256 = results.table_digests(record.tables)
         record.figures = [str(f.relative_to(results.root)) for f in make_figures(
             results.figures_dir, record, out["arithmetic"], per, inverted, p.scenes, p.expressions, patches, cfg.canvas,
             cfg.background, cfg.keep_aspect)]

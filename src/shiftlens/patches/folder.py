@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.patches.patch import Patch, read_image, read_rgba, rgba_from
+from shiftlens.patches.patch import Patch, read_image, read_mask, read_rgba, rgba_from
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MASK_TAGS = ("_mask", ".mask", "-mask")
@@ -50,7 +50,7 @@ def _read_patch(path: Path) -> np.ndarray:
     """RGBA pixels cropped to the mask, from a file with transparency or from an image + mask pair."""
     mask_path = _mask_for(path)
     if mask_path is not None:
-        return rgba_from(read_image(path, "RGB"), read_image(mask_path, "L"), f"patch {path}")
+        return rgba_from(read_image(path, "RGB"), read_mask(mask_path), f"patch {path}")
     rgba = read_rgba(path)
     if rgba is None:
         raise ShiftlensError(

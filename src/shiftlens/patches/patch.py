@@ -65,8 +65,44 @@ class Patch:
         Image.fromarray(arr, "RGBA").save(path)
 
 
-def _load(path: Path, mode: str | None = None) -> Image.Image:
-    """Open and decode an image file (converted to `mode` if given), turning every failure into one clear error."""
+_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+_PREMULTIPLIED = ("La", "RGBa")
+
+
+def _as_8bit(im: Image.Image, path: Path, mask: bool = False) -> Image.Image:
+    """The image in an 8-bit mode. Pillow's convert() clips 16- and 32-bit grey to 255 and truncates floats to 0
+    (a 16-bit 40000 became white, a float 0.5 black), so these are scaled here: 16-bit by 255/65535, 32-bit integers
+    the same when they fit 16 bits (how 16-bit files are often stored), floats from 0-1; anything else is refused.
+    A `mask` keeps its meaning instead (any non-zero value is the object; a 16-bit label 1 must not round to 0)."""
+    if im.mode in _PREMULTIPLIED:
+        raise ShiftlensError(f"image {path} has premultiplied alpha (mode {im.mode}), which shiftlens cannot read: "
+                             "save it as an 8-bit RGBA PNG")
+    if im.mode not in _16BIT + ("I", "F"):
+        return im
+    values = np.asarray(im)
+    if mask:
+        return Image.fromarray(np.where(values != 0, 255, 0).astype(np.uint8), "L")
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if im.mode == "F":
+        if not np.isfinite(values).all() or lo < 0 or hi > 1:
+            raise ShiftlensError(f"image {path} holds floating-point values from {lo:g} to {hi:g}; shiftlens reads "
+                                 "float images as 0 (black) to 1 (white): scale it to 0-1 or save it as an 8-bit image")
+        scaled = values.astype(np.float64) * 255
+    else:
+        if lo < 0 or hi > 65535:
+            raise ShiftlensError(f"image {path} holds 32-bit integers from {lo:g} to {hi:g}, beyond 16 bits: save it "
+                                 "as an 8- or 16-bit image")
+        scaled = values.astype(np.float64) * (255 / 65535)
+    grey = np.round(scaled).astype(np.uint8)
+    key = im.info.get("transparency")
+    if isinstance(key, int) and im.mode != "F":  # a 16-bit grey colour key (PNG tRNS) becomes an alpha channel
+        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8), "L")))
+    return Image.fromarray(grey, "L")
+
+
+def _load(path: Path, mode: str | None = None, mask: bool = False) -> Image.Image:
+    """Open and decode an image file (converted to `mode` if given; any bit depth in an 8-bit mode), turning every
+    failure into one clear error. Every image shiftlens reads comes through here."""
     if not path.is_file():
         raise ShiftlensError(f"image {path} does not exist: check the path")
     try:
@@ -75,6 +111,7 @@ def _load(path: Path, mode: str | None = None) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()
+                im = _as_8bit(im, path, mask)
                 return im if mode is None else im.convert(mode)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
@@ -90,6 +127,11 @@ def _load(path: Path, mode: str | None = None) -> Image.Image:
 def read_image(path: Path, mode: str | None = None) -> np.ndarray:
     """Read an image file, turning a missing, corrupt or oversized file into one clear error."""
     return np.asarray(_load(path, mode))
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file as (H, W) uint8 grey, any non-zero value of any bit depth staying non-zero."""
+    return np.asarray(_load(path, "L", mask=True))
 
 
 def has_transparency(im: Image.Image) -> bool:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import numpy as np
 from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import FLAT, axis_positions, parse_background
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ResultsDir, RunRecord, atomic_dir, file_key
+from shiftlens.store import ResultsDir, RunRecord, atomic_dir, copy_file, file_key
 from shiftlens.site import units as units_page
 
 ASSETS = Path(__file__).parent / "assets"
@@ -188,7 +187,7 @@ def _copy_assets(site: Path) -> None:
     for f in ASSETS.iterdir():
         # the Units page comes with the units data (site/units.py); the Arithmetic page is its own site (arithmetic.py)
         if f.is_file() and not f.name.startswith(("arithmetic.", "units.")):
-            shutil.copy2(f, site / f.name)
+            copy_file(f, site / f.name)
 
 
 def _is_arithmetic(rd: ResultsDir) -> bool:
@@ -251,6 +250,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
         unit_groups: list[_Group] = []
         for path in by_unit[unit]:
             part = rd.load_part(path)
+            rd.check_part(part, run, path)
             j = patch_no(part.patch_id, part.category)
             size, n = int(part.patch_size), int(part.n)
             sizes.add(size)
@@ -298,9 +298,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
             src = rd.patch_png(size, p["id"])
             if not src.is_file():
                 continue
-            dst = site / "patches" / f"p{size}" / f"{p['file']}.png"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+            copy_file(src, site / "patches" / f"p{size}" / f"{p['file']}.png")
             url = "data:image/png;base64," + base64.b64encode(src.read_bytes()).decode("ascii")
             _write(data / "img" / f"p{size}" / f"{j}.js", _script(f"img/{size}/{j}", url))
         p["sizes"].sort()
@@ -309,23 +307,21 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
     if view.image is not None:
         url = "data:image/png;base64," + base64.b64encode(view.image.read_bytes()).decode("ascii")
         _write(data / "img" / "background.js", _script("img/background", url))
-        shutil.copy2(view.image, site / "background.png")
+        copy_file(view.image, site / "background.png")
 
     tables = []
-    if rd.tables_dir.is_dir():
-        for i, csv in enumerate(sorted(rd.tables_dir.glob("*.csv"))):
-            text = csv.read_text(encoding="utf-8")
-            (site / "tables").mkdir(exist_ok=True)
-            shutil.copy2(csv, site / "tables" / csv.name)
-            js = f"data/tables/t{i}.js"
-            _write(site / js, _script(f"table/{csv.stem}", text))
-            tables.append({"name": csv.stem, "file": f"tables/{csv.name}", "js": js,
-                           "rows": max(0, text.count("\n") - 1), "bytes": len(text.encode())})
+    for i, name in enumerate(sorted(run.tables)):  # the run's own tables, each checked against its digest
+        text = rd.checked_table(run, name)
+        _write(site / "tables" / f"{name}.csv", text)
+        js = f"data/tables/t{i}.js"
+        _write(site / js, _script(f"table/{name}", text))
+        tables.append({"name": name, "file": f"tables/{name}.csv", "js": js,
+                       "rows": max(0, text.count("\n") - 1), "bytes": len(text.encode())})
     figures = []
     if rd.figures_dir.is_dir():
         for png in sorted(rd.figures_dir.glob("*.png")):
             (site / "figures").mkdir(exist_ok=True)
-            shutil.copy2(png, site / "figures" / png.name)
+            copy_file(png, site / "figures" / png.name)
             figures.append({"name": png.stem, "file": f"figures/{png.name}"})
 
     categories = list(dict.fromkeys(p["category"] for p in patches))

@@ -7,15 +7,15 @@ figures/*.png and tables/*.csv copied for display and download.
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ArithmeticRecord, ResultsDir, atomic_dir
+from shiftlens.store import ArithmeticRecord, ResultsDir, atomic_dir, copy_file
 
 ASSETS = Path(__file__).parent / "assets"
 PAGE = ("arithmetic.html", "arithmetic.js")
@@ -70,23 +70,21 @@ def build(results_dir: Path | str) -> Path:
 
 
 def _build_into(rd: ResultsDir, run: ArithmeticRecord, site: Path) -> None:
-    shutil.copy2(ASSETS / "arithmetic.html", site / "index.html")
-    shutil.copy2(ASSETS / "arithmetic.js", site / "arithmetic.js")
+    copy_file(ASSETS / "arithmetic.html", site / "index.html")
+    copy_file(ASSETS / "arithmetic.js", site / "arithmetic.js")
     tables: dict[str, str] = {}
-    for name in run.tables:
-        csv = rd.tables_dir / f"{name}.csv"
-        if csv.is_file():
-            (site / "tables").mkdir(exist_ok=True)
-            shutil.copy2(csv, site / "tables" / csv.name)
-            tables[name] = csv.read_text(encoding="utf-8")
+    for name in run.tables:  # each checked against the digest run.json recorded
+        tables[name] = rd.checked_table(run, name)
+        (site / "tables").mkdir(exist_ok=True)
+        (site / "tables" / f"{name}.csv").write_text(tables[name], encoding="utf-8")
     figures = []
     for rel in run.figures:
         src = rd.root / rel
         if src.is_file():
-            (site / "figures").mkdir(exist_ok=True)
-            shutil.copy2(src, site / "figures" / src.name)
+            copy_file(src, site / "figures" / src.name)
             figures.append({"name": src.stem, "file": f"figures/{src.name}"})
-    per = pd.read_csv(rd.tables_dir / "arithmetic_per_problem.csv") if "arithmetic_per_problem" in tables else None
+    per = (pd.read_csv(io.StringIO(tables["arithmetic_per_problem"])) if "arithmetic_per_problem" in tables
+           else None)
     data = {
         "format": 1,
         "title": f"shiftlens feature arithmetic: {rd.root.resolve().name}",

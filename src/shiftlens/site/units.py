@@ -14,14 +14,13 @@ the next most position-coding up to DETAIL per group, so the site stays small at
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from shiftlens.analyses.units import FEATURED, open_units
-from shiftlens.store import ResultsDir, RunRecord
+from shiftlens.store import ResultsDir, RunRecord, copy_file
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -88,7 +87,7 @@ def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
                                "order": by_pos, "detail": detail})
     _write(site / "data" / "units" / "index.js", _script("units/index", {"groups": groups, "featured": FEATURED}))
     for name in ("units.html", "units.js"):
-        shutil.copy2(ASSETS / name, site / name)
+        copy_file(ASSETS / name, site / name)
     _link_from_index(site)
     return True
 
@@ -100,10 +99,9 @@ def _synthetic(rd: ResultsDir, site: Path, model: str, layer: str) -> dict[int, 
     out = {}
     for img in read_synthetic(rd).images:
         src = rd.root / img.file
-        if img.kind == "maximise" and img.model == model and img.layer == layer and img.unit is not None and src.is_file():
-            dst = site / img.file
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+        if (img.kind == "maximise" and img.model == model and img.layer == layer and img.unit is not None
+                and rd.is_inside(src, rd.figures_dir) and src.is_file()):  # a listed path never leads out
+            copy_file(src, site / img.file)
             out[img.unit] = img.file
     return out
 
