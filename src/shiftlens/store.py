@@ -685,6 +685,9 @@ class ResultsDir:
         shutil.rmtree(trash)
         for top in ("parts", "patches", "tables", "figures", "maps.zarr", "site"):
             _remove_empty_dirs(self.root / top)  # only empty ones: anything else in them is not ours
+        for folder in (self.maps_zarr, self.site_dir):
+            if folder.is_dir():  # a user's files stay; an empty list says none of them is shiftlens's
+                (folder / MANIFEST).write_text("", encoding="utf-8")
 
     def prepare(self, cfg: Any, force: bool, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
         """Check the folder belongs to this config (anything with a `fingerprint()`: a RunConfig, an arithmetic
