@@ -295,6 +295,42 @@ def models_cmd() -> None:
                       "Python: shiftlens.models.custom(name, module, layers, mean, std).", markup=False)
 
 
+@app.command("patches")
+def patches_cmd(
+    source: Annotated[str, typer.Argument(help="a --patches spec: tuxpaint[:CATEGORY,...], openclipart[:CATEGORY,...], "
+                                                 "sample, folder:DIR or coco:ANNOTATIONS.json:IMAGES_DIR")],
+    skipped: Annotated[bool, typer.Option("--skipped", help="also list every skipped file with its reason")] = False,
+    min_object_size: Annotated[float, typer.Option(help="skip masks whose width and height are both below this "
+                                                        "(px)")] = 37.5,
+) -> None:
+    """What a patch source holds: its categories, how many objects each gives, and what was skipped and why."""
+    from collections import Counter
+
+    from shiftlens.patches import load_patches
+    from shiftlens.patches.debian import PACKAGES, parse_spec, survey
+
+    with one_line_errors():
+        if source.partition(":")[0] in PACKAGES:
+            found = survey(parse_spec(source), min_object_size)
+            rows = [(cat, kept, sum(why.values()), "; ".join(f"{n} {r}" for r, n in sorted(why.items())))
+                    for cat, (kept, why) in found.categories().items()]
+            title = f"{source}: {len(found.kept)} objects, {len(found.skipped)} files skipped ({found.root})"
+        else:
+            cfg = config_mod.RunConfig(patches=source, min_object_size=min_object_size).validate()
+            counts = Counter(p.category for p in load_patches(cfg))
+            rows, found = [(cat, n, 0, "") for cat, n in sorted(counts.items())], None
+            title = f"{source}: {sum(counts.values())} objects"
+    table = Table(title=title)
+    for col, justify in (("category", "left"), ("objects", "right"), ("skipped", "right"), ("why skipped", "left")):
+        table.add_column(col, justify=justify)
+    for cat, kept, n_skipped, why in rows:
+        table.add_row(escape(cat), str(kept), str(n_skipped), escape(why))
+    out_console.print(table)
+    if found is not None and skipped:
+        for rel, (_, why) in sorted(found.skipped.items()):
+            out_console.print(f"{escape(rel)}: {escape(why)}", highlight=False, soft_wrap=True)
+
+
 @app.command("report")
 def report_cmd(
     results_dir: Annotated[Path, typer.Argument(help="a results folder made by `shiftlens run`")],
