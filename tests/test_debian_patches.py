@@ -228,3 +228,32 @@ def test_stamps_preset_on_the_real_package(monkeypatch) -> None:
 
     unmapped = {p.category for p in patches if not class_indices(p.category, p.provenance)}
     assert unmapped == {"plants/flowers"}  # the stamps.toml says why; every other category has a set
+
+
+def test_an_oversized_image_is_skipped_not_decoded(stamps: Path, monkeypatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # every test image is now over twice the limit
+    found = survey(parse_spec("tuxpaint:food/fruit"))
+    assert not found.kept and found.skipped["food/fruit/apple.png"][1] == "too large to read safely"
+
+
+def test_ci_installs_chromium_and_the_stamps_only_when_missing(tmp_path: Path) -> None:
+    """The .ci/run block, with its paths pointed at absent or present files and apt-get replaced by a recorder."""
+    import subprocess
+
+    script = (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    block = script[script.index("missing=()"):script.index("exec ")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    (bin_dir / "apt-get").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    absent = block.replace("/usr/bin/chromium", str(tmp_path / "no-chromium")).replace(
+        "/usr/share/tuxpaint/stamps", str(tmp_path / "no-stamps"))
+    subprocess.run(["bash", "-euo", "pipefail", "-c", absent], env=env, check=True)
+    assert log.read_text().splitlines()[-1] == "install -y -qq chromium tuxpaint-stamps-default"
+    log.unlink()
+    (tmp_path / "stamps").mkdir()
+    present = absent.replace(str(tmp_path / "no-stamps"), str(tmp_path / "stamps"))
+    subprocess.run(["bash", "-euo", "pipefail", "-c", present], env=env, check=True)
+    assert log.read_text().splitlines()[-1] == "install -y -qq chromium"

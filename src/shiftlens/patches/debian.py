@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,10 +195,17 @@ def path_rule(path: Path, root: Path, package: Package, taken: set[Path]) -> str
 def image_rule(path: Path, package: Package, min_size: float) -> tuple[str | None, np.ndarray | None]:
     """(why the image is skipped, None) or (None, its cut-out cropped to the mask's box)."""
     try:
-        with Image.open(path) as im:  # the header only: an icon is skipped before it is decoded
-            size = im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # the header only: an icon is skipped before it is decoded
+                size = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "too large to read safely", None
+    except (OSError, SyntaxError, ValueError):
+        return "cannot be read", None
+    try:
         rgba = None if max(size) <= ICON_SIDE else read_rgba(path)
-    except (OSError, ShiftlensError):
+    except ShiftlensError:
         return "cannot be read", None
     if max(size) <= ICON_SIDE:
         return f"thumbnail or icon ({size[0]}x{size[1]} px)", None
