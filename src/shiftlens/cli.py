@@ -566,6 +566,14 @@ def print_plan(p, ips: dict[str, float]) -> None:
                       _duration(seconds))
     out_console.print(table)
     out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
+    if p.config.stride > 1:  # what the same run costs at every position, as the paper measured
+        from shiftlens.canvases import grid
+
+        c = p.config
+        every = sum(len(grid(c.canvas, s, 1, c.protocol, c.shift)[0]) for s in c.sizes) * p.n_patches
+        every_s = sum(every / ips[spec.key] for spec in p.models)
+        out_console.print(f"at stride 1 (every position, as the paper): {every * len(p.models):,} images, about "
+                          f"{_duration(every_s)} on this device")
     if p.config.executor == "ray":
         n = p.config.workers or 8
         out_console.print(f"--executor ray, {n} workers each as fast as this device: about {_duration(total_s / n)} "

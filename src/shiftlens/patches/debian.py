@@ -95,16 +95,21 @@ class Survey:
     cutouts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def categories(self) -> dict[str, tuple[int, Counter]]:
-        """Per category (sorted): the number kept and the number skipped for each reason."""
+        """Per category (sorted): the number kept and the number skipped by each rule (a reason without its details)."""
         out: dict[str, tuple[int, Counter]] = {}
         for cat in sorted(set(self.kept.values()) | {c for c, _ in self.skipped.values()}):
             kept = sum(1 for c in self.kept.values() if c == cat)
-            out[cat] = (kept, Counter(why for c, why in self.skipped.values() if c == cat))
+            out[cat] = (kept, Counter(_rule(why) for c, why in self.skipped.values() if c == cat))
         return out
 
     def reasons(self) -> Counter:
-        """How many files each rule skipped, over all categories; a size or count in a reason is left out."""
-        return Counter(why.split(" (")[0] for _, why in self.skipped.values())
+        """How many files each rule skipped, over all categories."""
+        return Counter(_rule(why) for _, why in self.skipped.values())
+
+
+def _rule(why: str) -> str:
+    """A reason without its details: `mask fragmented (6 parts, the largest 62%)` -> `mask fragmented`."""
+    return why.split(" (")[0]
 
 
 def parse_spec(spec: str) -> Spec:
