@@ -185,6 +185,9 @@ def test_patches_command(stamps: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "animals/birds" in result.output and "1 cartoon folder" in result.output
     assert "food/fruit/corrupt.png: cannot be read" in result.output
+    assert "a run takes 3 (per_category 20)" in result.output
+    one = runner.invoke(app, ["patches", "tuxpaint:food", "--per-category", "1"], env={"COLUMNS": "200"})
+    assert one.exit_code == 0 and "a run takes 1 (per_category 1)" in one.output, one.output
     bad = runner.invoke(app, ["patches", "tuxpaint:animal/bird"])
     assert bad.exit_code == 2 and "nearest: animals/birds" in bad.output and "Traceback" not in bad.output
 

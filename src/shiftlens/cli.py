@@ -302,6 +302,8 @@ def patches_cmd(
     skipped: Annotated[bool, typer.Option("--skipped", help="also list every skipped file with its reason")] = False,
     min_object_size: Annotated[float, typer.Option(help="skip masks whose width and height are both below this "
                                                         "(px)")] = 37.5,
+    per_category: Annotated[int, typer.Option(help="objects a run takes per category (the first that pass, in "
+                                                   "sorted path order)")] = 20,
 ) -> None:
     """What a patch source holds: its categories, how many objects each gives, and what was skipped and why."""
     from collections import Counter
@@ -310,22 +312,27 @@ def patches_cmd(
     from shiftlens.patches.debian import PACKAGES, parse_spec, survey
 
     with one_line_errors():
+        cfg = config_mod.RunConfig(patches=source, min_object_size=min_object_size, per_category=per_category).validate()
         if source.partition(":")[0] in PACKAGES:
             found = survey(parse_spec(source), min_object_size)
             rows = [(cat, kept, sum(why.values()), "; ".join(f"{n} {r}" for r, n in sorted(why.items())))
                     for cat, (kept, why) in found.categories().items()]
-            title = f"{source}: {len(found.kept)} objects, {len(found.skipped)} files skipped ({found.root})"
+            taken = sum(min(kept, per_category) for _, kept, _, _ in rows)
+            summary = (f"{len(found.kept)} objects, {len(found.skipped)} files skipped ({found.root}); a run takes "
+                       f"{taken} (per_category {per_category})")
         else:
-            cfg = config_mod.RunConfig(patches=source, min_object_size=min_object_size).validate()
             counts = Counter(p.category for p in load_patches(cfg))
             rows, found = [(cat, n, 0, "") for cat, n in sorted(counts.items())], None
-            title = f"{source}: {sum(counts.values())} objects"
-    table = Table(title=title)
-    for col, justify in (("category", "left"), ("objects", "right"), ("skipped", "right"), ("why skipped", "left")):
+            summary = f"{sum(counts.values())} objects"
+    table = Table(title=f"patch source {escape(source)}")
+    for col, justify in (("category", "left"), ("objects", "right"), ("a run takes", "right"), ("skipped", "right"),
+                         ("why skipped", "left")):
         table.add_column(col, justify=justify)
     for cat, kept, n_skipped, why in rows:
-        table.add_row(escape(cat), str(kept), str(n_skipped), escape(why))
+        taken = str(min(kept, per_category)) if found is not None else str(kept)
+        table.add_row(escape(cat), str(kept), taken, str(n_skipped), escape(why))
     out_console.print(table)
+    out_console.print(escape(summary), highlight=False, soft_wrap=True)
     if found is not None and skipped:
         for rel, (_, why) in sorted(found.skipped.items()):
             out_console.print(f"{escape(rel)}: {escape(why)}", highlight=False, soft_wrap=True)
