@@ -303,6 +303,22 @@ def test_consistency_agreement_counts():
     assert got["n_classes"] == 3
 
 
+
+def test_consistency_top1_in_the_patch_classes_or_says_there_is_no_set():
+    from conftest import part_meta
+    from shiftlens.analyses.class_prob import NO_SET
+    from shiftlens.config import RunConfig
+    from shiftlens.store import Part
+
+    top1 = np.array([[1, 1, 2], [1, 1, 2], [3, 3, 3]], np.int16)
+    parts = [Part(part_meta(patch_id="a", n=3), {"consistency/fc/top1": top1, "consistency/fc/classes": np.array([1, 3])}),
+             Part(part_meta(patch_id="b", n=3), {"consistency/fc/top1": top1, "consistency/fc/classes": np.zeros(0)})]
+    tables = Consistency.tables(parts, RunConfig())
+    per = tables["consistency_per_patch"]
+    assert per.p_top1_in_classes.iloc[0] == pytest.approx(7 / 9) and np.isnan(per.p_top1_in_classes.iloc[1])
+    assert per.classes.tolist() == ["", NO_SET]
+    summary = tables["consistency"].iloc[0]
+    assert summary.p_top1_in_classes == pytest.approx(7 / 9) and summary.n_patches_with_classes == 1
 # -- the pipeline -----------------------------------------------------------------------------------------------
 
 ALL = ["similarity", "separability", "location", "invariance", "consistency"]

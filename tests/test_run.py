@@ -175,6 +175,7 @@ def test_cli_dry_run_prints_plan_and_estimate(patch_dir, tmp_path):
                        "--dry-run", "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, text
     assert "efficientnet_lite0" in text and "img/s" in text and "total:" in text
+    assert "at stride 1 (every position, as the paper): 195,000 images" in text  # 3 models x 2 x (150² + 100²)
     assert not (tmp_path / "o").exists()
 
 
@@ -199,5 +200,6 @@ def test_paper_dry_run_plans_the_full_protocol_without_coco(tmp_path):
                        "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, text
     assert "6,500,000" in text and "22,500 / 10,000" in text and " 200 " in text
+    assert "at stride 1" not in text  # the run itself is at stride 1
     result, text = cli("run", "paper", "--models", "alexnet:fc6", "--weights", "random", "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and "needs COCO" in text

@@ -153,6 +153,17 @@ def patch_value(pg, patch_id: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- unit tests
+def test_patch_origin_names_the_package_version_licence_and_file():
+    from shiftlens.site import patch_origin
+    from shiftlens.store import PatchRecord
+
+    rec = PatchRecord(id="animals/birds/crow", category="animals/birds", source="tuxpaint", licence="GPL-2",
+                      provenance={"package": "tuxpaint-stamps-default", "version": "2022.06.04-1",
+                                  "file": "/usr/share/tuxpaint/stamps/animals/birds/crow.png"}, file="x")
+    assert patch_origin(rec) == ("tuxpaint-stamps-default 2022.06.04-1, licence GPL-2, "
+                                 "/usr/share/tuxpaint/stamps/animals/birds/crow.png")
+
+
 def test_quantise_round_trip_within_half_a_step():
     rng = np.random.default_rng(0)
     a = rng.uniform(-0.3, 1.0, (5, 31, 31)).astype(np.float32)
@@ -180,6 +191,7 @@ def test_site_files_are_static_and_self_contained(results):
     assert {t["name"] for t in data["tables"]} == {p.stem for p in (results / "tables").glob("*.csv")}
     assert {f["file"] for f in data["figures"]} == {f"figures/{p.name}" for p in (results / "figures").glob("*.png")}
     for p in data["patches"]:
+        assert "licence" in p["origin"] and p["id"] in p["origin"]  # the source's file, as run.json records it
         for size in p["sizes"]:
             assert (site / "patches" / f"p{size}" / f"{p['file']}.png").is_file()
     text = "".join(f.read_text() for f in site.glob("*.html")) + (site / "app.js").read_text()
@@ -226,6 +238,7 @@ def test_each_control_changes_the_heatmap(page):
     changed(lambda: choose(page, "#patch", patch_value(page, "dog_1")))
     assert page.is_visible("#thumbs img.big")
     assert page.get_attribute("#thumbs img", "src").endswith(f"p125/{file_key('dog_1')}.png")
+    assert "licence unknown" in page.inner_text("#thumbs .origin") and "dog_1" in page.inner_text("#thumbs .origin")
     changed(lambda: choose(page, "#patch", "cat:cat"))
 
     def set_floor(value: float) -> None:

@@ -119,9 +119,14 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
         if name in cfg.analyses and lacking:
             raise ShiftlensError(f"model {lacking[0]} has no logits layer: the {name} analysis needs ImageNet class "
                                  f"scores; drop {name} from --analyses or give a model with a logits layer")
-    if "class" in cfg.analyses:
-        unmapped = [p.id for p in patches if not class_indices(p.category, p.provenance, f"patch {p.id}")]
-        if unmapped:
+    if "class" in cfg.analyses or "consistency" in cfg.analyses:  # a bad manifest entry fails here, before any work
+        lacking_set = [p for p in patches if not class_indices(p.category, p.provenance, f"patch {p.id}")]
+        said = {p.category: p.provenance["imagenet_classes_none"] for p in lacking_set
+                if "imagenet_classes_none" in p.provenance}  # a source's `none = "why"` (docs/patches.md)
+        notes += [f"{cat}: no ImageNet class set ({why}); its class and consistency rows say so"
+                  for cat, why in said.items()]
+        unmapped = [p.id for p in lacking_set if p.category not in said]
+        if unmapped and "class" in cfg.analyses:
             notes.append(f"class analysis: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
                          f"map ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''}); add "
                          "\"imagenet_classes\" to their manifest.json entries to include them")

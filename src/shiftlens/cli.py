@@ -295,6 +295,49 @@ def models_cmd() -> None:
                       "Python: shiftlens.models.custom(name, module, layers, mean, std).", markup=False)
 
 
+@app.command("patches")
+def patches_cmd(
+    source: Annotated[str, typer.Argument(help="a --patches spec: tuxpaint[:CATEGORY,...], openclipart[:CATEGORY,...], "
+                                                 "sample, folder:DIR or coco:ANNOTATIONS.json:IMAGES_DIR")],
+    skipped: Annotated[bool, typer.Option("--skipped", help="also list every skipped file with its reason")] = False,
+    min_object_size: Annotated[float, typer.Option(help="skip masks whose width and height are both below this "
+                                                        "(px)")] = 37.5,
+    per_category: Annotated[int, typer.Option(help="objects a run takes per category (the first that pass, in "
+                                                   "sorted path order)")] = 20,
+) -> None:
+    """What a patch source holds: its categories, how many objects each gives, and what was skipped and why."""
+    from collections import Counter
+
+    from shiftlens.patches import load_patches
+    from shiftlens.patches.debian import PACKAGES, parse_spec, survey
+
+    with one_line_errors():
+        cfg = config_mod.RunConfig(patches=source, min_object_size=min_object_size, per_category=per_category).validate()
+        if source.partition(":")[0] in PACKAGES:
+            found = survey(parse_spec(source), min_object_size)
+            rows = [(cat, kept, sum(why.values()), "; ".join(f"{n} {r}" for r, n in sorted(why.items())))
+                    for cat, (kept, why) in found.categories().items()]
+            taken = sum(min(kept, per_category) for _, kept, _, _ in rows)
+            summary = (f"{len(found.kept)} objects, {len(found.skipped)} files skipped ({found.root}); a run takes "
+                       f"{taken} (per_category {per_category})")
+        else:
+            counts = Counter(p.category for p in load_patches(cfg))
+            rows, found = [(cat, n, 0, "") for cat, n in sorted(counts.items())], None
+            summary = f"{sum(counts.values())} objects"
+    table = Table(title=f"patch source {escape(source)}")
+    for col, justify in (("category", "left"), ("objects", "right"), ("a run takes", "right"), ("skipped", "right"),
+                         ("why skipped", "left")):
+        table.add_column(col, justify=justify)
+    for cat, kept, n_skipped, why in rows:
+        taken = str(min(kept, per_category)) if found is not None else str(kept)
+        table.add_row(escape(cat), str(kept), taken, str(n_skipped), escape(why))
+    out_console.print(table)
+    out_console.print(escape(summary), highlight=False, soft_wrap=True)
+    if found is not None and skipped:
+        for rel, (_, why) in sorted(found.skipped.items()):
+            out_console.print(f"{escape(rel)}: {escape(why)}", highlight=False, soft_wrap=True)
+
+
 @app.command("report")
 def report_cmd(
     results_dir: Annotated[Path, typer.Argument(help="a results folder made by `shiftlens run`")],
@@ -530,6 +573,14 @@ def print_plan(p, ips: dict[str, float]) -> None:
                       _duration(seconds))
     out_console.print(table)
     out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
+    if p.config.stride > 1:  # what the same run costs at every position, as the paper measured
+        from shiftlens.canvases import grid
+
+        c = p.config
+        every = sum(len(grid(c.canvas, s, 1, c.protocol, c.shift)[0]) for s in c.sizes) * p.n_patches
+        every_s = sum(every / ips[spec.key] for spec in p.models)
+        out_console.print(f"at stride 1 (every position, as the paper): {every * len(p.models):,} images, about "
+                          f"{_duration(every_s)} on this device")
     if p.config.executor == "ray":
         n = p.config.workers or 8
         out_console.print(f"--executor ray, {n} workers each as fast as this device: about {_duration(total_s / n)} "

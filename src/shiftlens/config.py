@@ -172,6 +172,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # networks, offline.
     "quick": {"models": ["efficientnet_lite0:pool,fc", "efficientnet_lite1:pool,fc", "efficientnet_lite2:pool,fc"],
               "analyses": list(STUDY_ANALYSES)},
+    # The quick preset's networks and stride on photographic Tux Paint stamps (Debian's tuxpaint-stamps-default, read
+    # where apt installed it): ten categories of the package with ImageNet counterparts where it has them, up to 20
+    # objects each, the first in sorted path order that pass the rules of docs/patches.md; the paper's sizes.
+    "stamps": {"models": ["efficientnet_lite0:pool,fc", "efficientnet_lite1:pool,fc", "efficientnet_lite2:pool,fc"],
+               "patches": "tuxpaint:" + ",".join(["animals/birds", "animals/fish", "animals/insects", "animals/mammals",
+                                                  "food/fruit", "food/vegetables", "hobbies/music", "household/tools",
+                                                  "plants/flowers", "vehicles"]),
+               "per_category": 20, "sizes": [75, 125], "stride": 8, "analyses": list(STUDY_ANALYSES),
+               "out": "results/stamps"},
     # The study at full scale: COCO patches, stride 1, the paper's networks and taps (6.5 million images each).
     "paper": {
         "models": [

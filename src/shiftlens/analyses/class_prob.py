@@ -1,8 +1,9 @@
 """Class probability: at every position, the softmax probability of the patch's own ImageNet classes.
 
 A scalar per position, read from the model's logits tap (the same forward pass as every other analysis): the part
-stores the (n, n) map (`class/class/prob`), the table `class_prob` its mean, min and max per patch. Patches whose
-category has no ImageNet mapping get no map (the run says which, before any work).
+stores the (n, n) map (`class/class/prob`) and the class set (`class/class/classes`), the table `class_prob` its
+mean, min and max per patch. A patch whose category has no ImageNet class set (none in the tables, or a source's
+`none = "why"`, docs/patches.md) gets no map, an empty set, and a row that says so instead of a forced set.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from shiftlens.store import Part
 
 NAME = "class"
 ARRAY_KEY = f"{NAME}/{NAME}/prob"
+CLASSES_KEY = f"{NAME}/{NAME}/classes"
 N_CLASSES = 1000
+NO_SET = "none: the category has no ImageNet class set"
+
+
+def patch_classes(ctx) -> list[int] | None:
+    """The ImageNet class indices of the context's patch (its provenance, else its category), or None."""
+    provenance = ctx.patch.provenance if ctx.patch is not None else None
+    return class_indices(ctx.category, provenance, f"patch {ctx.patch_id}") or None
 
 
 @register_analysis
@@ -30,8 +39,7 @@ class ClassProb(Analysis):
         if ctx.logits_layer is None:
             raise ShiftlensError(f"model {ctx.model} has no logits layer: the class analysis needs ImageNet class scores; "
                                  "drop class from --analyses for this model")
-        provenance = ctx.patch.provenance if ctx.patch is not None else None
-        indices = class_indices(ctx.category, provenance, f"patch {ctx.patch_id}")
+        indices = patch_classes(ctx)
         self.indices = torch.as_tensor(indices, device=ctx.device) if indices else None
         self.map = torch.full((ctx.n * ctx.n,), float("nan"), device=ctx.device)
 
@@ -50,14 +58,20 @@ class ClassProb(Analysis):
 
     def finish(self, features=None) -> dict[str, np.ndarray]:
         if self.indices is None:
-            return {}
+            return {CLASSES_KEY: np.zeros(0, np.int16)}
         arr = self.map.view(self.ctx.n, self.ctx.n).cpu().numpy().astype(np.float32)
         if np.isnan(arr).any():
             raise RuntimeError("class probability map incomplete: the stream missed positions")
-        return {ARRAY_KEY: arr}
+        return {ARRAY_KEY: arr, CLASSES_KEY: self.indices.cpu().numpy().astype(np.int16)}
 
     @classmethod
     def tables(cls, parts: list[Part], config) -> dict[str, pd.DataFrame]:
-        rows = [p.row(NAME, mean_prob=float(m.mean()), min_prob=float(m.min()), max_prob=float(m.max()))
-                for p in parts if (m := p.arrays.get(ARRAY_KEY)) is not None]
+        rows = []
+        for p in parts:
+            m, classes = p.arrays.get(ARRAY_KEY), p.arrays.get(CLASSES_KEY)
+            if m is not None:
+                rows.append(p.row(NAME, mean_prob=float(m.mean()), min_prob=float(m.min()), max_prob=float(m.max()),
+                                  n_classes=len(classes) if classes is not None else np.nan, classes=""))
+            elif classes is not None:  # an empty set: said, not forced
+                rows.append(p.row(NAME, mean_prob=np.nan, min_prob=np.nan, max_prob=np.nan, n_classes=0, classes=NO_SET))
         return {"class_prob": pd.DataFrame(rows)} if rows else {}

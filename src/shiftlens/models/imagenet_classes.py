@@ -1,7 +1,7 @@
 """Which ImageNet-1k classes count as a patch's category, for the `class` layer.
 
 A category maps to a set of class indices (dog -> the 118 dog breeds, 151-268) and the layer sums the softmax
-probability over the set. A patch's own `imagenet_classes` (a manifest entry: indices or class names) wins over
+probability over the set. A patch's own `imagenet_classes` (a manifest entry: indices, class names or categories of the table) wins over
 the category table. The table covers the paper's ten COCO categories and other COCO categories with clear
 ImageNet counterparts; sets hold whole objects of the category, not parts (no 'grille' for car).
 """
@@ -71,9 +71,12 @@ def _from_manifest(value: object, where: str) -> list[int]:
             out.append(item)
         elif isinstance(item, str) and item.strip().lower() in names:
             out.append(names[item.strip().lower()])
+        elif isinstance(item, str) and ALIASES.get(key := item.strip().lower(), key) in CATEGORY_CLASSES:
+            out.extend(CATEGORY_CLASSES[ALIASES.get(key, key)])  # a category of the table: `bird` = its 59 species
         else:
             raise ShiftlensError(
-                f"{where}: imagenet_classes entry {item!r} is neither an index 0..999 nor an ImageNet class name: fix the manifest"
+                f"{where}: imagenet_classes entry {item!r} is neither an index 0..999, an ImageNet class name nor a "
+                "category of shiftlens.models.imagenet_classes: fix the manifest"
             )
     return sorted(set(out))
 

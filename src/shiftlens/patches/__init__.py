@@ -1,4 +1,4 @@
-"""Patch sources: the bundled sample, a folder, or COCO. `load_patches` turns a `--patches` spec into patches."""
+"""Patch sources: the bundled sample, a folder, COCO, or a Debian clip-art package (tuxpaint, openclipart). `load_patches` turns a `--patches` spec into patches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.patches.coco import load_coco
+from shiftlens.patches.debian import PACKAGES, load_package
 from shiftlens.patches.folder import load_folder
 from shiftlens.patches.patch import Patch
 
@@ -43,8 +44,11 @@ def load_patches(cfg: RunConfig) -> list[Patch]:
             )
         patches = load_coco(Path(ann), Path(images), cfg.coco_categories, cfg.per_category,
                             cfg.min_object_size, cfg.square_crop, limit=limit)
+    elif kind in PACKAGES:
+        patches = load_package(spec, cfg.per_category, cfg.min_object_size, limit=limit)
     else:
-        raise ShiftlensError(f"unknown patch source {spec!r}: use sample, folder:DIR or coco:ANNOTATIONS.json:IMAGES_DIR")
+        raise ShiftlensError(f"unknown patch source {spec!r}: use sample, folder:DIR, coco:ANNOTATIONS.json:IMAGES_DIR, "
+                             "tuxpaint[:CATEGORY,...] or openclipart[:CATEGORY,...]")
     seen: dict[str, Patch] = {}
     for p in patches:
         if p.id in seen:

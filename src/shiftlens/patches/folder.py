@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.patches.patch import Patch, read_image, read_mask, read_rgba, rgba_from
+from shiftlens.patches.patch import Patch, alpha_cutout, read_image, read_mask, read_rgba, rgba_from
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 MASK_TAGS = ("_mask", ".mask", "-mask")
@@ -56,7 +56,7 @@ def _read_patch(path: Path) -> np.ndarray:
         raise ShiftlensError(
             f"patch {path} has no alpha channel and no mask: save it as an RGBA PNG or add {path.stem}_mask.png"
         )
-    return rgba_from(rgba[..., :3], rgba[..., 3] >= 128, f"patch {path}")
+    return alpha_cutout(rgba, f"patch {path}")
 
 
 def load_folder(root: Path, licence: str = "unknown", source: str | None = None, limit: int | None = None) -> list[Patch]:

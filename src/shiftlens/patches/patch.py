@@ -150,6 +150,15 @@ def read_rgba(path: Path) -> np.ndarray | None:
         raise ShiftlensError(f"image {path} cannot be converted to RGBA ({exc}): save it as an 8-bit RGBA PNG") from None
 
 
+ALPHA_OBJECT = 128
+"""A pixel whose alpha is at least this belongs to the object: a soft edge is cut at its half-way point."""
+
+
+def alpha_cutout(rgba: np.ndarray, name: str) -> np.ndarray:
+    """The object of an image with transparency: alpha >= ALPHA_OBJECT, cropped to the mask's box (`rgba_from`)."""
+    return rgba_from(rgba[..., :3], rgba[..., 3] >= ALPHA_OBJECT, name)
+
+
 def rgba_from(rgb: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
     """Combine an RGB image and a mask (any non-zero value = object) into an RGBA array cropped to the mask."""
     if rgb.shape[:2] != mask.shape[:2]:

@@ -41,7 +41,7 @@ import numpy as np
 from shiftlens.analyses.base import ANCHORS
 from shiftlens.canvases import FLAT, axis_positions, parse_background
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ResultsDir, RunRecord, atomic_dir, copy_file, file_key
+from shiftlens.store import PatchRecord, ResultsDir, RunRecord, atomic_dir, copy_file, file_key
 from shiftlens.site import units as units_page
 
 ASSETS = Path(__file__).parent / "assets"
@@ -83,6 +83,14 @@ class _Group:
     sums: dict[str, np.ndarray] = field(default_factory=dict)  # selection key -> float64 sum
     counts: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # selection key ("all", "cat:NAME", "pJ") -> data file
+
+
+def patch_origin(p: PatchRecord) -> str:
+    """Where a patch comes from, in one line for the site: the package and its version (a Debian source), the
+    licence, and the file."""
+    prov = p.provenance
+    package = " ".join(str(prov[k]) for k in ("package", "version") if prov.get(k))
+    return ", ".join(part for part in (package or p.source, f"licence {p.licence}", str(prov.get("file", ""))) if part)
 
 
 def quantise(arr: np.ndarray) -> tuple[str, float, float]:
@@ -224,14 +232,14 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
     patches: list[dict[str, Any]] = []
     pindex: dict[str, int] = {}
 
-    def patch_no(pid: str, category: str) -> int:
+    def patch_no(pid: str, category: str, origin: str = "") -> int:
         if pid not in pindex:
             pindex[pid] = len(patches)
-            patches.append({"id": pid, "category": category, "file": file_key(pid), "sizes": []})
+            patches.append({"id": pid, "category": category, "file": file_key(pid), "sizes": [], "origin": origin})
         return pindex[pid]
 
     for p in run.patches:
-        patch_no(p.id, p.category)
+        patch_no(p.id, p.category, patch_origin(p))
 
     groups: dict[tuple[str, str, str, int], _Group] = {}
     part_files = sorted((rd.root / "parts").glob("*/p*/*.npz"))

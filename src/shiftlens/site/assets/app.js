@@ -233,12 +233,16 @@
     const members = selectionPatches(g, S.sel);
     const shown = members.slice(0, 12);
     const kids = shown.map((j) => {
-      const img = el('img', { src: patchSrc(j, S.size), alt: IDX.patches[j].id, title: IDX.patches[j].id + ' (' + IDX.patches[j].category + ')' });
+      const origin = IDX.patches[j].origin ? ' \u2014 ' + IDX.patches[j].origin : '';
+      const img = el('img', { src: patchSrc(j, S.size), alt: IDX.patches[j].id, title: IDX.patches[j].id + ' (' + IDX.patches[j].category + ')' + origin });
       if (members.length === 1) img.className = 'big';
       img.onerror = () => img.remove();
       return img;
     });
     if (members.length > shown.length) kids.push(el('span', { text: '+ ' + (members.length - shown.length) + ' more' }));
+    if (members.length === 1 && IDX.patches[members[0]].origin) {
+      kids.push(el('span', { class: 'muted origin', text: 'from ' + IDX.patches[members[0]].origin }));
+    }
     box.replaceChildren(...kids);
   }
 
