@@ -95,6 +95,7 @@ def test_rules_on_a_synthetic_tree(stamps: Path) -> None:
     found = survey(parse_spec("tuxpaint"))
     assert found.kept == {"animals/birds/crow.png": "animals/birds", "food/fruit/apple.png": "food/fruit",
                           "food/fruit/banana.png": "food/fruit"}
+    assert not found.cutouts  # a listing keeps no pixels
     assert set(found.skipped) == set(EXPECTED_SKIPS)  # the .jpg, .ogg, .txt and .svg files are not listed at all
     for rel, why in EXPECTED_SKIPS.items():
         assert found.skipped[rel][1].startswith(why), (rel, found.skipped[rel])
@@ -132,6 +133,7 @@ def test_category_folders_depth_and_per_category(stamps: Path) -> None:
 @pytest.mark.parametrize(("spec", "words"), [
     ("tuxpaint:animal/bird", ["no category 'animal/bird'", "nearest: animals/birds"]),
     ("tuxpaint:depth=x", ["'depth=x' is not an option", "depth=N"]),
+    ("tuxpaint:../stamps/food", ["outside the package", "animals/birds"]),
     ("tuxpaint:symbols", ["no file passes the rules", "symbols, not objects"]),
     ("tuxpaint:food/fruit,classes=/nonexistent.toml", ["classes file /nonexistent.toml does not exist"]),
 ])
