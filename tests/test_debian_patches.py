@@ -262,3 +262,15 @@ def test_ci_installs_chromium_and_the_stamps_only_when_missing(tmp_path: Path) -
     present = absent.replace(str(tmp_path / "no-stamps"), str(tmp_path / "stamps"))
     subprocess.run(["bash", "-euo", "pipefail", "-c", present], env=env, check=True)
     assert log.read_text().splitlines()[-1] == "install -y -qq chromium"
+
+
+def test_plan_says_which_category_has_no_class_set_and_why(stamps: Path, tmp_path: Path) -> None:
+    from shiftlens import api
+
+    mine = tmp_path / "classes.toml"
+    mine.write_text('[tuxpaint."animals/birds"]\nnone = "not today"\n')
+    cfg = RunConfig(patches=f"tuxpaint:animals/birds,food/fruit,classes={mine}", weights="random", sizes=[75],
+                    stride=64, analyses=["similarity", "consistency"], out=str(tmp_path / "o"))
+    notes = api.plan(cfg).notes
+    assert "animals/birds: no ImageNet class set (not today); its class and consistency rows say so" in notes
+    assert not any("food/fruit" in n for n in notes)  # the bundled table gives fruit its set
