@@ -205,10 +205,16 @@ def test_imagenet_classes_accepts_table_categories() -> None:
 needs_tuxpaint = pytest.mark.skipif(not TUXPAINT.is_dir(), reason="tuxpaint-stamps-default is not installed")
 
 
-@needs_tuxpaint
-def test_real_stamps_match_an_independent_crop(monkeypatch) -> None:
+@pytest.mark.parametrize(("spec", "root", "package"), [
+    ("tuxpaint:animals/birds,food/fruit", TUXPAINT, "tuxpaint-stamps-default"),
+    ("openclipart:animals,food", OPENCLIPART, "openclipart-png"),
+])
+def test_real_packages_match_an_independent_crop(monkeypatch, spec: str, root: Path, package: str) -> None:
+    if not root.is_dir():
+        pytest.skip(f"{package} is not installed")
     monkeypatch.delenv("SHIFTLENS_TUXPAINT_ROOT", raising=False)
-    patches = load_patches(RunConfig(patches="tuxpaint:animals/birds,food/fruit", per_category=3))
+    monkeypatch.delenv("SHIFTLENS_OPENCLIPART_ROOT", raising=False)
+    patches = load_patches(RunConfig(patches=spec, per_category=3))
     assert len(patches) == 6
     for p in patches:
         with Image.open(p.provenance["file"]) as im:
@@ -218,7 +224,23 @@ def test_real_stamps_match_an_independent_crop(monkeypatch) -> None:
         box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
         assert np.array_equal(p.rgba[..., 3] == 255, mask[box]), p.id
         assert np.array_equal(p.rgba[..., :3][mask[box]], rgba[box][..., :3][mask[box]]), p.id
-        assert p.provenance["version"][0].isdigit() and p.provenance["package"] == "tuxpaint-stamps-default"
+        assert p.provenance["version"][0].isdigit() and p.provenance["package"] == package
+
+
+@needs_tuxpaint
+def test_version_without_dpkg_query_comes_from_the_changelog(monkeypatch) -> None:
+    from shiftlens.patches import debian
+
+    debian.package_version.cache_clear()
+    with_dpkg = debian.package_version("tuxpaint-stamps-default")
+    assert with_dpkg
+    debian.package_version.cache_clear()
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
+    try:
+        assert debian.package_version("tuxpaint-stamps-default") == with_dpkg
+        assert debian.package_version("no-such-package-here") is None
+    finally:
+        debian.package_version.cache_clear()
 
 
 @needs_tuxpaint
