@@ -295,4 +295,6 @@ def test_plan_says_which_category_has_no_class_set_and_why(stamps: Path, tmp_pat
                     stride=64, analyses=["similarity", "consistency"], out=str(tmp_path / "o"))
     notes = api.plan(cfg).notes
     assert "animals/birds: no ImageNet class set (not today); its class and consistency rows say so" in notes
-    assert not any("food/fruit" in n for n in notes)  # the bundled table gives fruit its set
+    assert notes[0] == ("3 patches from tuxpaint-stamps-default unknown (not the installed package): "
+                        "animals/birds 1, food/fruit 2")  # the counts a run really gets, logged and in run.json
+    assert not any("food/fruit" in n for n in notes[1:])  # the bundled table gives fruit its set

@@ -302,6 +302,14 @@ def load_classes(spec: Spec) -> dict[str, dict]:
     return table
 
 
+def package_counts(patches: list[Patch]) -> str:
+    """The objects a run got per category, in one line for its log and run.json's notes."""
+    counts = Counter(p.category for p in patches)
+    first = patches[0].provenance
+    return (f"{len(patches)} patches from {first['package']} {first['version']}: "
+            + ", ".join(f"{cat} {n}" for cat, n in counts.items()))
+
+
 def load_package(spec_text: str, per_category: int, min_size: float, limit: int | None = None) -> list[Patch]:
     """The patches of a `tuxpaint[...]` / `openclipart[...]` spec: per category, the first `per_category` files in
     sorted path order that pass the rules; categories in sorted order."""
