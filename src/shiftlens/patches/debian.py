@@ -197,7 +197,7 @@ def path_rule(path: Path, root: Path, package: Package, taken: set[Path]) -> str
     if path.with_suffix(".svg").is_file():
         return "raster copy of a vector drawing (.svg beside it)"
     if path.resolve() in taken:
-        return "duplicate (a link to a file listed before)"
+        return "duplicate (the same file as one listed before, through a link)"
     return None
 
 
