@@ -95,6 +95,7 @@ def test_rules_on_a_synthetic_tree(stamps: Path) -> None:
     found = survey(parse_spec("tuxpaint"))
     assert found.kept == {"animals/birds/crow.png": "animals/birds", "food/fruit/apple.png": "food/fruit",
                           "food/fruit/banana.png": "food/fruit"}
+    assert not found.cutouts  # a listing keeps no pixels
     assert set(found.skipped) == set(EXPECTED_SKIPS)  # the .jpg, .ogg, .txt and .svg files are not listed at all
     for rel, why in EXPECTED_SKIPS.items():
         assert found.skipped[rel][1].startswith(why), (rel, found.skipped[rel])
@@ -132,6 +133,7 @@ def test_category_folders_depth_and_per_category(stamps: Path) -> None:
 @pytest.mark.parametrize(("spec", "words"), [
     ("tuxpaint:animal/bird", ["no category 'animal/bird'", "nearest: animals/birds"]),
     ("tuxpaint:depth=x", ["'depth=x' is not an option", "depth=N"]),
+    ("tuxpaint:../stamps/food", ["outside the package", "animals/birds"]),
     ("tuxpaint:symbols", ["no file passes the rules", "symbols, not objects"]),
     ("tuxpaint:food/fruit,classes=/nonexistent.toml", ["classes file /nonexistent.toml does not exist"]),
 ])
@@ -203,10 +205,16 @@ def test_imagenet_classes_accepts_table_categories() -> None:
 needs_tuxpaint = pytest.mark.skipif(not TUXPAINT.is_dir(), reason="tuxpaint-stamps-default is not installed")
 
 
-@needs_tuxpaint
-def test_real_stamps_match_an_independent_crop(monkeypatch) -> None:
+@pytest.mark.parametrize(("spec", "root", "package"), [
+    ("tuxpaint:animals/birds,food/fruit", TUXPAINT, "tuxpaint-stamps-default"),
+    ("openclipart:animals,food", OPENCLIPART, "openclipart-png"),
+])
+def test_real_packages_match_an_independent_crop(monkeypatch, spec: str, root: Path, package: str) -> None:
+    if not root.is_dir():
+        pytest.skip(f"{package} is not installed")
     monkeypatch.delenv("SHIFTLENS_TUXPAINT_ROOT", raising=False)
-    patches = load_patches(RunConfig(patches="tuxpaint:animals/birds,food/fruit", per_category=3))
+    monkeypatch.delenv("SHIFTLENS_OPENCLIPART_ROOT", raising=False)
+    patches = load_patches(RunConfig(patches=spec, per_category=3))
     assert len(patches) == 6
     for p in patches:
         with Image.open(p.provenance["file"]) as im:
@@ -216,7 +224,23 @@ def test_real_stamps_match_an_independent_crop(monkeypatch) -> None:
         box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
         assert np.array_equal(p.rgba[..., 3] == 255, mask[box]), p.id
         assert np.array_equal(p.rgba[..., :3][mask[box]], rgba[box][..., :3][mask[box]]), p.id
-        assert p.provenance["version"][0].isdigit() and p.provenance["package"] == "tuxpaint-stamps-default"
+        assert p.provenance["version"][0].isdigit() and p.provenance["package"] == package
+
+
+@needs_tuxpaint
+def test_version_without_dpkg_query_comes_from_the_changelog(monkeypatch) -> None:
+    from shiftlens.patches import debian
+
+    debian.package_version.cache_clear()
+    with_dpkg = debian.package_version("tuxpaint-stamps-default")
+    assert with_dpkg
+    debian.package_version.cache_clear()
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
+    try:
+        assert debian.package_version("tuxpaint-stamps-default") == with_dpkg
+        assert debian.package_version("no-such-package-here") is None
+    finally:
+        debian.package_version.cache_clear()
 
 
 @needs_tuxpaint
@@ -260,3 +284,17 @@ def test_ci_installs_chromium_and_the_stamps_only_when_missing(tmp_path: Path) -
     present = absent.replace(str(tmp_path / "no-stamps"), str(tmp_path / "stamps"))
     subprocess.run(["bash", "-euo", "pipefail", "-c", present], env=env, check=True)
     assert log.read_text().splitlines()[-1] == "install -y -qq chromium"
+
+
+def test_plan_says_which_category_has_no_class_set_and_why(stamps: Path, tmp_path: Path) -> None:
+    from shiftlens import api
+
+    mine = tmp_path / "classes.toml"
+    mine.write_text('[tuxpaint."animals/birds"]\nnone = "not today"\n')
+    cfg = RunConfig(patches=f"tuxpaint:animals/birds,food/fruit,classes={mine}", weights="random", sizes=[75],
+                    stride=64, analyses=["similarity", "consistency"], out=str(tmp_path / "o"))
+    notes = api.plan(cfg).notes
+    assert "animals/birds: no ImageNet class set (not today); its class and consistency rows say so" in notes
+    assert notes[0] == ("3 patches from tuxpaint-stamps-default unknown (not the installed package): "
+                        "animals/birds 1, food/fruit 2")  # the counts a run really gets, logged and in run.json
+    assert not any("food/fruit" in n for n in notes[1:])  # the bundled table gives fruit its set

@@ -38,6 +38,7 @@ from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spe
 from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.weights import check_fits, load_checkpoint
 from shiftlens.patches import Patch, load_patches
+from shiftlens.patches.debian import PACKAGES, package_counts
 from shiftlens.store import (SCHEMA_VERSION, DeviceRecord, ModelRecord, PartMeta, PatchRecord, ResultsDir, RunRecord,
                              Timing, WeightsRecord, atomic_path, digest_bytes, file_key)
 from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_compile, resolve_device, resolve_precision,
@@ -113,7 +114,7 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
     # crop: the large images a window slides over; paste: the object patches
     patches = load_images(cfg.patches, cfg.canvas, cfg.max_patches) if cfg.protocol == "crop" else load_patches(cfg)
     parse_background(cfg.background, cfg.canvas)  # an unknown texture or unreadable image fails here, before any work
-    notes = []
+    notes = [package_counts(patches)] if cfg.patches.partition(":")[0] in PACKAGES and cfg.protocol == "paste" else []
     for name in ("class", "consistency"):
         lacking = [s.key for s in specs if s.entry.logits_layer is None]
         if name in cfg.analyses and lacking:

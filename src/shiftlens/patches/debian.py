@@ -113,6 +113,7 @@ def _rule(why: str) -> str:
 
 
 def parse_spec(spec: str) -> Spec:
+    """`NAME[:ITEM,...]` -> Spec; an item with `=` is an option, any other a folder of the package."""
     name, _, rest = spec.partition(":")
     package = PACKAGES[name]
     folders, depth, classes = [], None, None
@@ -163,6 +164,9 @@ def _folders(root: Path) -> list[str]:
 
 def _check_folders(spec: Spec, root: Path) -> None:
     for folder in spec.folders:
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise ShiftlensError(f"{spec.package.name}: category {folder!r} is outside the package: give a folder "
+                                 f"relative to {root}, e.g. animals/birds")
         if not (root / folder).is_dir():
             near = difflib.get_close_matches(folder, _folders(root), n=3, cutoff=0.5)
             hint = f"nearest: {', '.join(near)}" if near else "`shiftlens patches " + spec.package.name + "` lists them"
@@ -193,7 +197,7 @@ def path_rule(path: Path, root: Path, package: Package, taken: set[Path]) -> str
     if path.with_suffix(".svg").is_file():
         return "raster copy of a vector drawing (.svg beside it)"
     if path.resolve() in taken:
-        return "duplicate (a link to a file listed before)"
+        return "duplicate (the same file as one listed before, through a link)"
     return None
 
 
@@ -237,9 +241,10 @@ def image_rule(path: Path, package: Package, min_size: float) -> tuple[str | Non
     return None, alpha_cutout(rgba, f"patch {path}")
 
 
-def survey(spec: Spec, min_size: float = 37.5, per_category: int | None = None) -> Survey:
+def survey(spec: Spec, min_size: float = 37.5, per_category: int | None = None, cutouts: bool = False) -> Survey:
     """Apply the rules to the source's PNGs in sorted path order; with `per_category`, stop reading a category's
-    images once it has that many."""
+    images once it has that many. With `cutouts`, keep each passing file's pixels (a listing of the whole package
+    keeps none: openclipart's would fill gigabytes)."""
     root = _root(spec.package)
     _check_folders(spec, root)
     out = Survey(root)
@@ -261,7 +266,8 @@ def survey(spec: Spec, min_size: float = 37.5, per_category: int | None = None) 
             continue
         taken.add(path.resolve())
         out.kept[rel] = category
-        out.cutouts[rel] = cutout
+        if cutouts:
+            out.cutouts[rel] = cutout
         kept_per[category] += 1
     return out
 
@@ -296,11 +302,19 @@ def load_classes(spec: Spec) -> dict[str, dict]:
     return table
 
 
+def package_counts(patches: list[Patch]) -> str:
+    """The objects a run got per category, in one line for its log and run.json's notes."""
+    counts = Counter(p.category for p in patches)
+    first = patches[0].provenance
+    return (f"{len(patches)} patches from {first['package']} {first['version']}: "
+            + ", ".join(f"{cat} {n}" for cat, n in counts.items()))
+
+
 def load_package(spec_text: str, per_category: int, min_size: float, limit: int | None = None) -> list[Patch]:
     """The patches of a `tuxpaint[...]` / `openclipart[...]` spec: per category, the first `per_category` files in
     sorted path order that pass the rules; categories in sorted order."""
     spec = parse_spec(spec_text)
-    found = survey(spec, min_size, per_category)
+    found = survey(spec, min_size, per_category, cutouts=True)
     if not found.kept:
         reasons = found.reasons().most_common(3)
         raise ShiftlensError(f"--patches {spec_text}: no file passes the rules ({', '.join(f'{n} {r}' for r, n in reasons)}"
