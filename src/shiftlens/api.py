@@ -31,7 +31,7 @@ from shiftlens.analyses.unit_state import UnitAccumulator, UnitsCompute, uncount
 from shiftlens.analyses.units import UnitOutputs
 from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid, load_images, parse_background
-from shiftlens.config import RunConfig
+from shiftlens.config import RunConfig, with_out
 from shiftlens.errors import ShiftlensError
 from shiftlens.executors import Executor, ModelJob, Progress, WorkItem, closing, make_executor
 from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spec, split_specs
@@ -291,6 +291,7 @@ def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
         log: Callable[[str], None] = lambda s: None, executor: Executor | None = None) -> RunResult:
     """`executor`: where the parts are computed; None makes the config's (`cfg.executor`) and closes it at the end."""
     progress = progress or _Silent()
+    cfg = with_out(cfg)  # a config that names no folder gets its own (config.default_out)
     p = plan(cfg)
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)

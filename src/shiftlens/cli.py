@@ -204,6 +204,7 @@ def run(
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
                            site=site, seed=seed, protocol=protocol, shift=shift, background=background, units=units,
                            units_topk=units_topk)
+        cfg = config_mod.with_out(cfg)  # no --out: a folder of this config's own (README, Results folder)
     from shiftlens import api
 
     with one_line_errors(Path(cfg.out)):
@@ -212,11 +213,15 @@ def run(
             print_plan(p, api.estimate(p))
             return
         result = api.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+        site = None
         if cfg.site:
             from shiftlens.site import build as build_site
 
-            build_site(result.out)
+            site = build_site(result.out)
     out_console.print(f"results: {result.out.resolve()}  ({result.computed} parts computed, {result.skipped} resumed)")
+    if site is not None:
+        out_console.print(f"site: {site.resolve()}  (open {(site / 'index.html').resolve().as_uri()}, or "
+                          f"shiftlens serve {result.out})", markup=False, highlight=False)
     if "similarity" in result.tables:
         out_console.print(similarity_table(result.tables["similarity"]))
     for name in ("separability", "location", "consistency"):
@@ -263,6 +268,9 @@ def config_cmd(
                            units_topk=units_topk)
     typer.echo(f"# shiftlens run config (fingerprint {cfg.fingerprint()}): save as a .toml file and pass it to "
                "`shiftlens run`")
+    if cfg.out is None:
+        typer.echo(f"# results go to {config_mod.default_out(cfg)} (named from the preset and what differs; "
+                   "set out = \"DIR\" to choose)")
     typer.echo(config_mod.to_toml(cfg), nl=False)
 
 
@@ -376,6 +384,7 @@ def arithmetic_cmd(
     inverter: Annotated[Optional[str], typer.Option(help="images of the expressions: auto (shipped decoder, else optimise), optimise, decoder, decoder:PATH, none")] = None,
     inversion_steps: Annotated[Optional[int], typer.Option("--inversion-steps", help="gradient steps of the optimise inverter (200)")] = None,
     site: SiteOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check everything and print what would be computed, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace arithmetic results of a different config in --out")] = False,
 ) -> None:
     """Feature arithmetic on multi-object scenes (the paper's Experiment 3): cos(r, f(E)), retrieval, a benchmark.
@@ -397,8 +406,11 @@ def arithmetic_cmd(
         flags = dict(models=config_mod.parse_models(";".join(models)) if models else None, weights=weights,
                      patches=patches, size=size, stride=stride, problems=problems, seed=seed, device=device,
                      batch_size=batch_size, out=out, inverter=inverter, inversion_steps=inversion_steps)
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None}).with_out()
     with one_line_errors(Path(cfg.out)):
+        if dry_run:
+            print_arithmetic_plan(arith.plan(cfg))
+            return
         result = arith.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
         if site is not False:
             from shiftlens.site import build as build_site
@@ -514,6 +526,20 @@ def units_visualise_cmd(
     if not caricature and entry.patch is not None:
         out_console.print(f"(noise starts left the unit at 0, so it climbed from the run's canvas that drives it most: "
                           f"{entry.patch} at {entry.position[0]},{entry.position[1]})", markup=False)
+
+
+def print_arithmetic_plan(p) -> None:
+    """What `shiftlens arithmetic` would compute: every check has passed, nothing is computed or written."""
+    from shiftlens.arithmetic.benchmark import scenes_needed
+
+    cfg = p.config
+    n_scenes = len(scenes_needed(p.problems, cfg.canvas, cfg.stride))
+    models = ", ".join(f"{s.key}:{','.join(s.layers)}" for s in p.models)
+    out_console.print(f"plan on {p.device} ({p.precision}): {models}; {len(p.scenes)} scene(s), "
+                      f"{len(p.expressions)} expression(s), {len(p.problems)} problem(s) = {n_scenes:,} scenes "
+                      f"to render per model; inverter {cfg.inverter}; results would go to {cfg.out}", markup=False)
+    for note in p.notes:
+        out_console.print(note, markup=False)
 
 
 def print_plan(p, ips: dict[str, float]) -> None:
