@@ -537,7 +537,8 @@ def print_arithmetic_plan(p) -> None:
     models = ", ".join(f"{s.key}:{','.join(s.layers)}" for s in p.models)
     out_console.print(f"plan on {p.device} ({p.precision}): {models}; {len(p.scenes)} scene(s), "
                       f"{len(p.expressions)} expression(s), {len(p.problems)} problem(s) = {n_scenes:,} scenes "
-                      f"to render per model; inverter {cfg.inverter}; results would go to {cfg.out}", markup=False)
+                      f"to render per model; inverter {cfg.inverter}; results would go to {cfg.out}", markup=False,
+                      soft_wrap=True)
     for note in p.notes:
         out_console.print(note, markup=False)
 
@@ -555,7 +556,8 @@ def print_plan(p, ips: dict[str, float]) -> None:
                       " / ".join(f"{v:,}" for v in p.positions.values()), f"{images:,}", f"{ips[spec.key]:,.0f}",
                       _duration(seconds))
     out_console.print(table)
-    out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
+    out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device; results would "
+                      f"go to {p.config.out}", markup=False, soft_wrap=True)
     if p.config.executor == "ray":
         n = p.config.workers or 8
         out_console.print(f"--executor ray, {n} workers each as fast as this device: about {_duration(total_s / n)} "

@@ -281,7 +281,9 @@ def load(preset_or_file: str) -> RunConfig:
         if not isinstance(values, dict):
             raise ShiftlensError(f"config file {path}: [run] should be a table of settings: start from `shiftlens config`")
         base = values.pop("preset", "quick")
-        if not isinstance(base, str) or base not in PRESETS:
+        if not isinstance(base, str):
+            raise ShiftlensError(f"config file {path}: preset should be a string ({', '.join(PRESETS)}), got {base!r}")
+        if base not in PRESETS:
             raise ShiftlensError(f"config file {path}: unknown preset {base!r}; use one of {', '.join(PRESETS)}")
         return from_mapping({**PRESETS[base], **values, "preset": base}, f"config file {path}")
     raise ShiftlensError(f"unknown preset {preset_or_file!r}: use one of {', '.join(PRESETS)} or a path to a .toml file")
