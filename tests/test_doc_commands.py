@@ -224,3 +224,36 @@ def test_the_extractor_joins_continuations_and_splits_chains(tmp_path):
     assert [c.argv for c in found] == [["shiftlens", "a", "--x", "b c", "--y", "1"], ["shiftlens", "report", "r"],
                                        ["shiftlens", "serve", "r"], ["shiftlens", "config"]]
     assert [c.line for c in found] == [4, 6, 6, 7] and found[-1].stdout == "my.toml"
+
+
+def test_the_manifest_example_of_docs_patches_is_the_format_folder_reads(tmp_path):
+    """docs/patches.md's manifest.json, with its three files, loads as it says: ids, categories, licences, classes."""
+    from shiftlens.models.imagenet_classes import class_indices
+    from shiftlens.patches.folder import load_folder
+
+    manifest = json.loads(re.search(r"```json\n(.*?)```", (ROOT / "docs" / "patches.md").read_text(), re.S).group(1))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[4:16, 4:16] = 200
+    for entry in manifest["patches"]:
+        (tmp_path / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgba, "RGBA").save(tmp_path / entry["file"])
+    patches = {p.id: p for p in load_folder(tmp_path)}
+    assert sorted(patches) == ["dog_03", "lamp", "tabby"]
+    assert patches["dog_03"].licence == "CC BY 4.0" and patches["dog_03"].provenance["author"] == "A. Photographer"
+    assert patches["lamp"].licence == "unknown" and patches["tabby"].category == "cat"
+    assert class_indices(patches["tabby"].category, patches["tabby"].provenance) == [281, 282]
+    assert class_indices(patches["lamp"].category, patches["lamp"].provenance) == [846]
+
+
+def test_a_run_that_asks_for_a_manifest_edit_points_to_the_doc(tmp_path):
+    from shiftlens.config import RunConfig
+
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[5:35, 5:35] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "robot_01.png")
+    p = api.plan(RunConfig(models=["efficientnet_lite0:pool"], patches=f"folder:{tmp_path}", sizes=[75], stride=74,
+                           analyses=["similarity", "class"], device="cpu"))
+    (note,) = [n for n in p.notes if "manifest.json" in n]
+    doc = re.search(r"\((docs/\w+\.md)\)", note).group(1)
+    assert "robot_01" in note and "imagenet_classes" in (ROOT / doc).read_text()

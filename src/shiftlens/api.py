@@ -124,7 +124,7 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
         if unmapped:
             notes.append(f"class analysis: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
                          f"map ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''}); add "
-                         "\"imagenet_classes\" to their manifest.json entries to include them")
+                         "\"imagenet_classes\" to their manifest.json entries to include them (docs/patches.md)")
     if "invariance" in cfg.analyses:
         for s in specs:
             if s.entry.net_stride is None:
