@@ -38,16 +38,14 @@ from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spe
 from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.weights import check_fits, load_checkpoint
 from shiftlens.patches import Patch, load_patches
+from shiftlens.progress import ProgressArg, Silent, make_progress
 from shiftlens.store import (SCHEMA_VERSION, DeviceRecord, ModelRecord, PartMeta, PatchRecord, ResultsDir, RunRecord,
                              Timing, WeightsRecord, atomic_path, digest_bytes, file_key)
 from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_compile, resolve_device, resolve_precision,
                               stream, stream_order)
 
 
-class _Silent:
-    def start(self, label: str, total_images: int) -> None: ...
-    def advance(self, images: int, worker: str | None = None) -> None: ...
-    def stop(self) -> None: ...
+_Silent = Silent  # the name shiftlens.arithmetic.run imports
 
 
 @dataclass
@@ -287,10 +285,13 @@ def _write_patch_pngs(results: ResultsDir, p: Plan) -> dict[tuple[int, str], str
     return digests
 
 
-def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
+def run(cfg: RunConfig, force: bool = False, progress: ProgressArg = None,
         log: Callable[[str], None] = lambda s: None, executor: Executor | None = None) -> RunResult:
-    """`executor`: where the parts are computed; None makes the config's (`cfg.executor`) and closes it at the end."""
-    progress = progress or _Silent()
+    """`progress`: True draws the command line's bars (images/s, time left) on stderr, `fn(label, done, total)` is
+    called after every batch, a `Progress` object is used as it is; None (default): silent. `log` gets the notes
+    the command line prints. `executor`: where the parts are computed; None makes the config's (`cfg.executor`)
+    and closes it at the end."""
+    progress = make_progress(progress)
     cfg = with_out(cfg)  # a config that names no folder gets its own (config.default_out)
     p = plan(cfg)
     check_weights(p.models, cfg.weights)
@@ -375,7 +376,8 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         mcfg = dataclasses.replace(cfg, batch_size=p.batch_for(spec))
         record.models[spec.key].batch_size = mcfg.batch_size
         if compiled:
-            log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images")
+            log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images; the first batch "
+                "waits for it (2-20 s per model on an idle 2-core CPU, longer on a cold cache or a busy machine)")
         compute = UnitsCompute(run_patch, results) if "units" in cfg.analyses else run_patch
         job = ModelJob(spec=spec, weights_label=weights.label, cfg=mcfg, layers=tapped_layers(spec, cfg),
                        device=p.device, precision=p.precision, compile=compiled,
@@ -383,12 +385,14 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                        build=functools.partial(build_checked, spec, spec.weights_or(cfg.weights), cfg.seed,
                                                weights.digest))
         with executor.session(job) as session:
+            waits = " · compiling the forward pass" if compiled else ""  # shown until the first batch is done
             for size in cfg.sizes:
                 items = [WorkItem(size, patch, meta, p.positions[size]) for s, patch, meta in todo if s == size]
                 if not items:
                     continue
                 images = p.positions[size] * len(items)
-                progress.start(f"{spec.key} {size}px", images)
+                progress.start(f"{spec.key} {size}px{waits}", images)
+                waits = ""
                 t0 = time.perf_counter()
                 session.run(items, progress)
                 if isinstance(compute, UnitsCompute):

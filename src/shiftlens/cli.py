@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,55 +14,16 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
 from shiftlens import config as config_mod
 from shiftlens.errors import ShiftlensError
+from shiftlens.progress import RichProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="How shift-invariant are a network's features?")
 console = Console(stderr=True)
 out_console = Console(width=max(Console().width, 140))
-
-
-class RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} img/s" if speed else "-- img/s", style="cyan")
-
-
-class RichProgress:
-    """Progress bars per model and patch size, showing images/s and ETA (a fresh bar each, so none is drawn twice);
-    with several workers (--executor ray) the bar also shows each worker's images/s."""
-
-    def __init__(self) -> None:
-        self.bar: Progress | None = None
-        self.task = None
-        self.label = ""
-        self.workers: dict[str, list[float]] = {}  # worker -> [images, first report (monotonic seconds)]
-
-    def start(self, label: str, total_images: int) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
-        self.bar.start()
-        self.label, self.workers = label, {}
-        self.task = self.bar.add_task(label, total=total_images)
-
-    def advance(self, images: int, worker: str | None = None) -> None:
-        if worker is None:
-            self.bar.update(self.task, advance=images)
-            return
-        now = time.monotonic()
-        seen = self.workers.setdefault(worker, [0.0, now])
-        seen[0] += images
-        rates = "  ".join(f"{w} {n / max(now - t, 1e-9):,.0f}/s" if now > t else f"{w} --/s"
-                          for w, (n, t) in sorted(self.workers.items()))
-        self.bar.update(self.task, advance=images, description=f"{self.label} ({rates})")
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @app.callback()
@@ -163,6 +123,36 @@ WorkersOpt = Annotated[Optional[int], typer.Option(help="Ray workers (0 = auto: 
 ProtocolOpt = Annotated[Optional[str], typer.Option(help="paste (a patch moves on the canvas) or crop (a window moves over a larger image: --patches images or image:PATH, sizes above the canvas)")]
 ShiftOpt = Annotated[Optional[str], typer.Option(help="move (over a fixed background) or circular (the canvas rolls with wrap-around)")]
 BackgroundOpt = Annotated[Optional[str], typer.Option(help="white, black, gray, mean (ImageNet mean pixel), #RRGGBB, image:PATH or texture:NAME (brick, grass, gravel)")]
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(map(str, value)) if value and isinstance(value[0], str) and ":" in value[0] else \
+            ",".join(map(str, value)) or "none"
+    return "none" if value is None else str(value)
+
+
+def _add_preset_defaults() -> None:
+    """Each flag's help ends with what the presets set when it is not given, e.g. `(quick: 8; paper: 1)`: the
+    flags default to None (= the preset's value), which typer would not show."""
+    presets = {name: config_mod.load(name) for name in config_mod.PRESETS}
+    flags = dict(models=ModelsOpt, patches=PatchesOpt, sizes=SizesOpt, stride=StrideOpt, weights=WeightsOpt,
+                 device=DeviceOpt, precision=PrecisionOpt, batch_size=BatchOpt, compile=CompileOpt,
+                 analyses=AnalysesOpt, max_patches=MaxPatchesOpt, keep_aspect=KeepAspectOpt, square_crop=SquareCropOpt,
+                 svm=SvmOpt, site=SiteOpt, seed=SeedOpt, executor=ExecutorOpt,
+                 workers=WorkersOpt, protocol=ProtocolOpt, shift=ShiftOpt, background=BackgroundOpt)
+    for name, annotated in flags.items():
+        shown = {preset: _shown(getattr(cfg, name)) for preset, cfg in presets.items()}
+        default = (f"default: {next(iter(shown.values()))}" if len(set(shown.values())) == 1
+                   else "; ".join(f"{preset} preset: {v}" for preset, v in shown.items()))
+        info = annotated.__metadata__[0]
+        info.help = f"{info.help} ({default})"
+    OutOpt.__metadata__[0].help += " (default: results/PRESET, plus each setting that differs from the preset)"
+
+
+_add_preset_defaults()
 
 
 @app.command()
@@ -380,7 +370,7 @@ def arithmetic_cmd(
     seed: Annotated[Optional[int], typer.Option(help="seed of the random problems and random weights")] = None,
     device: DeviceOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="scenes per forward pass (0 = auto)")] = None,
-    out: Annotated[Optional[str], typer.Option(help="results folder (results/arithmetic)")] = None,
+    out: Annotated[Optional[str], typer.Option(help="results folder (default: results/arithmetic, plus each setting that differs from the demo's)")] = None,
     inverter: Annotated[Optional[str], typer.Option(help="images of the expressions: auto (shipped decoder, else optimise), optimise, decoder, decoder:PATH, none")] = None,
     inversion_steps: Annotated[Optional[int], typer.Option("--inversion-steps", help="gradient steps of the optimise inverter (200)")] = None,
     site: SiteOpt = None,
