@@ -130,7 +130,7 @@ def _shown(value) -> str:
         return "on" if value else "off"
     if isinstance(value, list):
         return " ".join(map(str, value)) if value and isinstance(value[0], str) and ":" in value[0] else \
-            ",".join(map(str, value)) or "none"
+            ", ".join(map(str, value)) or "none"  # a space after each comma: a long list wraps, never truncates
     return "none" if value is None else str(value)
 
 
