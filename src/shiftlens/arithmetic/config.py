@@ -57,7 +57,6 @@ class ArithmeticConfig:
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_NUMBERS}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
-
     def with_out(self) -> "ArithmeticConfig":
         """This config with its results folder: the given one, or one of its own named from what differs from the
         demo's settings (the inverter included: other images are kept apart from the demo's)."""
