@@ -172,6 +172,8 @@ def check(command: DocCommand, here: Path, read_later: set[str]) -> None:
         output = invoke(words + ([] if "--dry-run" in words else ["--dry-run"]))
         out = re.search(r"results would go to (\S+)", output.replace("\n", " "))
         assert out, f"the dry run names no results folder: {output[-300:]}"
+        if "--dry-run" not in words:  # as written it runs for real: what only a dry run may leave out is missing
+            assert "a run needs" not in output, f"planned, but would not run: {output[-400:]}"
         if out.group(1) in read_later:
             invoke(tiny(words, TINY_RUN if kind == ("run",) else TINY_ARITHMETIC) + ["--out", out.group(1)])
     elif kind not in PARSE_ONLY:
@@ -209,7 +211,7 @@ def test_the_check_fails_on_a_flag_or_preset_that_does_not_exist(tmp_path, monke
     for line in ("shiftlens run --stirde 4", "shiftlens run quik", "shiftlens run --models alexnet:fc9",
                  "shiftlens arithmetic --problem 3", "shiftlens units visualise results --unit 3",
                  "shiftlens bench --quik", "shiftlens inverter train --model efficientnet_lite0:pool --out d.pt --stepz 3",
-                 "shiftlens config paper --strid 2", "shiftlens serve results/none", "shiftlens frobnicate", "frob --x"):
+                 "shiftlens config paper --strid 2", "shiftlens run paper", "shiftlens serve results/none", "shiftlens frobnicate", "frob --x"):
         doc.write_text(f"```bash\n{line}   # a comment\n```\n")
         (command,) = commands(doc)
         with pytest.raises(AssertionError):

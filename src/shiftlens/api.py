@@ -101,17 +101,20 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
         twice = next(n for n in names if names.count(n) > 1)
         raise ShiftlensError(f"model {twice!r} is given twice: list its layers in one spec (e.g. alexnet:fc6,fc7), or "
                              "give each copy its own weights (alexnet@random alexnet@PATH)")
-    nominal = 0
+    nominal, coco_note = 0, None
     if cfg.patches == "coco":
         if not dry_run:
             raise ShiftlensError("this preset needs COCO: pass --patches coco:ANNOTATIONS.json:IMAGES_DIR "
                                  "(e.g. coco:annotations/instances_train2017.json:train2017)")
         nominal = len(cfg.coco_categories) * cfg.per_category
         cfg = dataclasses.replace(cfg, patches="sample", max_patches=1)
+        coco_note = (f"no COCO given: planned for the nominal {nominal} patches ({len(cfg.coco_categories)} categories "
+                     f"x {cfg.per_category}), timed on a bundled patch; a run needs --patches "
+                     "coco:ANNOTATIONS.json:IMAGES_DIR")
     # crop: the large images a window slides over; paste: the object patches
     patches = load_images(cfg.patches, cfg.canvas, cfg.max_patches) if cfg.protocol == "crop" else load_patches(cfg)
     parse_background(cfg.background, cfg.canvas)  # an unknown texture or unreadable image fails here, before any work
-    notes = []
+    notes = [coco_note] if coco_note else []
     for name in ("class", "consistency"):
         lacking = [s.key for s in specs if s.entry.logits_layer is None]
         if name in cfg.analyses and lacking:

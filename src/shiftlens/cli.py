@@ -546,6 +546,8 @@ def print_plan(p, ips: dict[str, float]) -> None:
                       " / ".join(f"{v:,}" for v in p.positions.values()), f"{images:,}", f"{ips[spec.key]:,.0f}",
                       _duration(seconds))
     out_console.print(table)
+    for note in p.notes:
+        out_console.print(note, markup=False, soft_wrap=True)
     out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device; results would "
                       f"go to {p.config.out}", markup=False, soft_wrap=True)
     if p.config.executor == "ray":
