@@ -91,3 +91,10 @@ def test_arithmetic_without_out_gets_a_folder_of_its_own():
         "results/arithmetic-inverter-optimise-inversion-steps-100"
     assert ArithmeticConfig(problems=30, device="cpu").with_out().out == "results/arithmetic-problems-30"
     assert ArithmeticConfig(out="x").with_out().out == "x"
+
+
+def test_config_says_where_its_results_would_go():
+    result = CliRunner().invoke(app, ["config", "paper", "--stride", "2"])
+    assert result.exit_code == 0, result.output
+    assert "# results go to results/paper-stride-2 " in result.output
+    assert config.load("quick").out is None and "out" not in config.to_toml(config.load("quick"))
