@@ -31,7 +31,7 @@ from shiftlens.analyses.unit_state import UnitAccumulator, UnitsCompute, uncount
 from shiftlens.analyses.units import UnitOutputs
 from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid, load_images, parse_background
-from shiftlens.config import RunConfig
+from shiftlens.config import RunConfig, with_out
 from shiftlens.errors import ShiftlensError
 from shiftlens.executors import Executor, ModelJob, Progress, WorkItem, closing, make_executor
 from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spec, split_specs
@@ -39,16 +39,14 @@ from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.weights import check_fits, load_checkpoint
 from shiftlens.patches import Patch, load_patches
 from shiftlens.patches.debian import PACKAGES, package_counts
+from shiftlens.progress import ProgressArg, Silent, make_progress
 from shiftlens.store import (SCHEMA_VERSION, DeviceRecord, ModelRecord, PartMeta, PatchRecord, ResultsDir, RunRecord,
                              Timing, WeightsRecord, atomic_path, digest_bytes, file_key)
 from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_compile, resolve_device, resolve_precision,
                               stream, stream_order)
 
 
-class _Silent:
-    def start(self, label: str, total_images: int) -> None: ...
-    def advance(self, images: int, worker: str | None = None) -> None: ...
-    def stop(self) -> None: ...
+_Silent = Silent  # the name shiftlens.arithmetic.run imports
 
 
 @dataclass
@@ -104,17 +102,22 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
         twice = next(n for n in names if names.count(n) > 1)
         raise ShiftlensError(f"model {twice!r} is given twice: list its layers in one spec (e.g. alexnet:fc6,fc7), or "
                              "give each copy its own weights (alexnet@random alexnet@PATH)")
-    nominal = 0
+    nominal, coco_note = 0, None
     if cfg.patches == "coco":
         if not dry_run:
             raise ShiftlensError("this preset needs COCO: pass --patches coco:ANNOTATIONS.json:IMAGES_DIR "
                                  "(e.g. coco:annotations/instances_train2017.json:train2017)")
         nominal = len(cfg.coco_categories) * cfg.per_category
         cfg = dataclasses.replace(cfg, patches="sample", max_patches=1)
+        coco_note = (f"no COCO given: planned for the nominal {nominal} patches ({len(cfg.coco_categories)} categories "
+                     f"x {cfg.per_category}), timed on a bundled patch; a run needs --patches "
+                     "coco:ANNOTATIONS.json:IMAGES_DIR")
     # crop: the large images a window slides over; paste: the object patches
     patches = load_images(cfg.patches, cfg.canvas, cfg.max_patches) if cfg.protocol == "crop" else load_patches(cfg)
     parse_background(cfg.background, cfg.canvas)  # an unknown texture or unreadable image fails here, before any work
-    notes = [package_counts(patches)] if cfg.patches.partition(":")[0] in PACKAGES and cfg.protocol == "paste" else []
+    notes = [coco_note] if coco_note else []
+    if cfg.patches.partition(":")[0] in PACKAGES and cfg.protocol == "paste":
+        notes.append(package_counts(patches))
     for name in ("class", "consistency"):
         lacking = [s.key for s in specs if s.entry.logits_layer is None]
         if name in cfg.analyses and lacking:
@@ -130,7 +133,7 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
         if unmapped and "class" in cfg.analyses:
             notes.append(f"class analysis: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
                          f"map ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''}); add "
-                         "\"imagenet_classes\" to their manifest.json entries to include them")
+                         "\"imagenet_classes\" to their manifest.json entries to include them (docs/patches.md)")
     if "invariance" in cfg.analyses:
         for s in specs:
             if s.entry.net_stride is None:
@@ -293,10 +296,14 @@ def _write_patch_pngs(results: ResultsDir, p: Plan) -> dict[tuple[int, str], str
     return digests
 
 
-def run(cfg: RunConfig, force: bool = False, progress: Progress | None = None,
+def run(cfg: RunConfig, force: bool = False, progress: ProgressArg = None,
         log: Callable[[str], None] = lambda s: None, executor: Executor | None = None) -> RunResult:
-    """`executor`: where the parts are computed; None makes the config's (`cfg.executor`) and closes it at the end."""
-    progress = progress or _Silent()
+    """`progress`: True draws the command line's bars (images/s, time left) on stderr, `fn(label, done, total)` is
+    called after every batch, a `Progress` object is used as it is; None (default): silent. `log` gets the notes
+    the command line prints. `executor`: where the parts are computed; None makes the config's (`cfg.executor`)
+    and closes it at the end."""
+    progress = make_progress(progress)
+    cfg = with_out(cfg)  # a config that names no folder gets its own (config.default_out)
     p = plan(cfg)
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)
@@ -380,7 +387,8 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         mcfg = dataclasses.replace(cfg, batch_size=p.batch_for(spec))
         record.models[spec.key].batch_size = mcfg.batch_size
         if compiled:
-            log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images")
+            log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images; the first batch "
+                "waits for it (2-20 s per model on an idle 2-core CPU, longer on a cold cache or a busy machine)")
         compute = UnitsCompute(run_patch, results) if "units" in cfg.analyses else run_patch
         job = ModelJob(spec=spec, weights_label=weights.label, cfg=mcfg, layers=tapped_layers(spec, cfg),
                        device=p.device, precision=p.precision, compile=compiled,
@@ -388,12 +396,14 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                        build=functools.partial(build_checked, spec, spec.weights_or(cfg.weights), cfg.seed,
                                                weights.digest))
         with executor.session(job) as session:
+            waits = " · compiling the forward pass" if compiled else ""  # shown until the first batch is done
             for size in cfg.sizes:
                 items = [WorkItem(size, patch, meta, p.positions[size]) for s, patch, meta in todo if s == size]
                 if not items:
                     continue
                 images = p.positions[size] * len(items)
-                progress.start(f"{spec.key} {size}px", images)
+                progress.start(f"{spec.key} {size}px{waits}", images)
+                waits = ""
                 t0 = time.perf_counter()
                 session.run(items, progress)
                 if isinstance(compute, UnitsCompute):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,55 +14,16 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
 from shiftlens import config as config_mod
 from shiftlens.errors import ShiftlensError
+from shiftlens.progress import RichProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="How shift-invariant are a network's features?")
 console = Console(stderr=True)
 out_console = Console(width=max(Console().width, 140))
-
-
-class RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} img/s" if speed else "-- img/s", style="cyan")
-
-
-class RichProgress:
-    """Progress bars per model and patch size, showing images/s and ETA (a fresh bar each, so none is drawn twice);
-    with several workers (--executor ray) the bar also shows each worker's images/s."""
-
-    def __init__(self) -> None:
-        self.bar: Progress | None = None
-        self.task = None
-        self.label = ""
-        self.workers: dict[str, list[float]] = {}  # worker -> [images, first report (monotonic seconds)]
-
-    def start(self, label: str, total_images: int) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
-        self.bar.start()
-        self.label, self.workers = label, {}
-        self.task = self.bar.add_task(label, total=total_images)
-
-    def advance(self, images: int, worker: str | None = None) -> None:
-        if worker is None:
-            self.bar.update(self.task, advance=images)
-            return
-        now = time.monotonic()
-        seen = self.workers.setdefault(worker, [0.0, now])
-        seen[0] += images
-        rates = "  ".join(f"{w} {n / max(now - t, 1e-9):,.0f}/s" if now > t else f"{w} --/s"
-                          for w, (n, t) in sorted(self.workers.items()))
-        self.bar.update(self.task, advance=images, description=f"{self.label} ({rates})")
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @app.callback()
@@ -165,6 +125,36 @@ ShiftOpt = Annotated[Optional[str], typer.Option(help="move (over a fixed backgr
 BackgroundOpt = Annotated[Optional[str], typer.Option(help="white, black, gray, mean (ImageNet mean pixel), #RRGGBB, image:PATH or texture:NAME (brick, grass, gravel)")]
 
 
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(map(str, value)) if value and isinstance(value[0], str) and ":" in value[0] else \
+            ", ".join(map(str, value)) or "none"  # a space after each comma: a long list wraps, never truncates
+    return "none" if value is None else str(value)
+
+
+def _add_preset_defaults() -> None:
+    """Each flag's help ends with what the presets set when it is not given, e.g. `(quick: 8; paper: 1)`: the
+    flags default to None (= the preset's value), which typer would not show."""
+    presets = {name: config_mod.load(name) for name in config_mod.PRESETS}
+    flags = dict(models=ModelsOpt, patches=PatchesOpt, sizes=SizesOpt, stride=StrideOpt, weights=WeightsOpt,
+                 device=DeviceOpt, precision=PrecisionOpt, batch_size=BatchOpt, compile=CompileOpt,
+                 analyses=AnalysesOpt, max_patches=MaxPatchesOpt, keep_aspect=KeepAspectOpt, square_crop=SquareCropOpt,
+                 svm=SvmOpt, site=SiteOpt, seed=SeedOpt, executor=ExecutorOpt,
+                 workers=WorkersOpt, protocol=ProtocolOpt, shift=ShiftOpt, background=BackgroundOpt)
+    for name, annotated in flags.items():
+        shown = {preset: _shown(getattr(cfg, name)) for preset, cfg in presets.items()}
+        default = (f"default: {next(iter(shown.values()))}" if len(set(shown.values())) == 1
+                   else "; ".join(f"{preset} preset: {v}" for preset, v in shown.items()))
+        info = annotated.__metadata__[0]
+        info.help = f"{info.help} ({default})"
+    OutOpt.__metadata__[0].help += " (default: results/PRESET, plus each setting that differs from the preset)"
+
+
+_add_preset_defaults()
+
+
 @app.command()
 def run(
     preset: PresetArg = "quick",
@@ -204,6 +194,7 @@ def run(
                            max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
                            site=site, seed=seed, protocol=protocol, shift=shift, background=background, units=units,
                            units_topk=units_topk)
+        cfg = config_mod.with_out(cfg)  # no --out: a folder of this config's own (README, Results folder)
     from shiftlens import api
 
     with one_line_errors(Path(cfg.out)):
@@ -212,11 +203,15 @@ def run(
             print_plan(p, api.estimate(p))
             return
         result = api.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+        site = None
         if cfg.site:
             from shiftlens.site import build as build_site
 
-            build_site(result.out)
+            site = build_site(result.out)
     out_console.print(f"results: {result.out.resolve()}  ({result.computed} parts computed, {result.skipped} resumed)")
+    if site is not None:
+        out_console.print(f"site: {site.resolve()}  (open {(site / 'index.html').resolve().as_uri()}, or "
+                          f"shiftlens serve {result.out})", markup=False, highlight=False)
     if "similarity" in result.tables:
         out_console.print(similarity_table(result.tables["similarity"]))
     for name in ("separability", "location", "consistency"):
@@ -263,6 +258,9 @@ def config_cmd(
                            units_topk=units_topk)
     typer.echo(f"# shiftlens run config (fingerprint {cfg.fingerprint()}): save as a .toml file and pass it to "
                "`shiftlens run`")
+    if cfg.out is None:
+        typer.echo(f"# results go to {config_mod.default_out(cfg)} (named from the preset and what differs; "
+                   "set out = \"DIR\" to choose)")
     typer.echo(config_mod.to_toml(cfg), nl=False)
 
 
@@ -415,10 +413,11 @@ def arithmetic_cmd(
     seed: Annotated[Optional[int], typer.Option(help="seed of the random problems and random weights")] = None,
     device: DeviceOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="scenes per forward pass (0 = auto)")] = None,
-    out: Annotated[Optional[str], typer.Option(help="results folder (results/arithmetic)")] = None,
+    out: Annotated[Optional[str], typer.Option(help="results folder (default: results/arithmetic, plus each setting that differs from the demo's)")] = None,
     inverter: Annotated[Optional[str], typer.Option(help="images of the expressions: auto (shipped decoder, else optimise), optimise, decoder, decoder:PATH, none")] = None,
     inversion_steps: Annotated[Optional[int], typer.Option("--inversion-steps", help="gradient steps of the optimise inverter (200)")] = None,
     site: SiteOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check everything and print what would be computed, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace arithmetic results of a different config in --out")] = False,
 ) -> None:
     """Feature arithmetic on multi-object scenes (the paper's Experiment 3): cos(r, f(E)), retrieval, a benchmark.
@@ -440,8 +439,11 @@ def arithmetic_cmd(
         flags = dict(models=config_mod.parse_models(";".join(models)) if models else None, weights=weights,
                      patches=patches, size=size, stride=stride, problems=problems, seed=seed, device=device,
                      batch_size=batch_size, out=out, inverter=inverter, inversion_steps=inversion_steps)
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None}).with_out()
     with one_line_errors(Path(cfg.out)):
+        if dry_run:
+            print_arithmetic_plan(arith.plan(cfg))
+            return
         result = arith.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
         if site is not False:
             from shiftlens.site import build as build_site
@@ -559,6 +561,21 @@ def units_visualise_cmd(
                           f"{entry.patch} at {entry.position[0]},{entry.position[1]})", markup=False)
 
 
+def print_arithmetic_plan(p) -> None:
+    """What `shiftlens arithmetic` would compute: every check has passed, nothing is computed or written."""
+    from shiftlens.arithmetic.benchmark import scenes_needed
+
+    cfg = p.config
+    n_scenes = len(scenes_needed(p.problems, cfg.canvas, cfg.stride))
+    models = ", ".join(f"{s.key}:{','.join(s.layers)}" for s in p.models)
+    out_console.print(f"plan on {p.device} ({p.precision}): {models}; {len(p.scenes)} scene(s), "
+                      f"{len(p.expressions)} expression(s), {len(p.problems)} problem(s) = {n_scenes:,} scenes "
+                      f"to render per model; inverter {cfg.inverter}; results would go to {cfg.out}", markup=False,
+                      soft_wrap=True)
+    for note in p.notes:
+        out_console.print(note, markup=False)
+
+
 def print_plan(p, ips: dict[str, float]) -> None:
     table = Table(title=f"Plan on {p.device} ({p.precision}); measured on a short eager warm-up with random weights")
     for col in ("model", "layers", "patches", "sizes", "positions/patch", "images", "img/s", "estimated time"):
@@ -573,8 +590,9 @@ def print_plan(p, ips: dict[str, float]) -> None:
                       _duration(seconds))
     out_console.print(table)
     for note in p.notes:
-        out_console.print(escape(note), highlight=False, soft_wrap=True)
-    out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device")
+        out_console.print(note, markup=False, soft_wrap=True)
+    out_console.print(f"total: {p.total_images:,} images, about {_duration(total_s)} on this device; results would "
+                      f"go to {p.config.out}", markup=False, soft_wrap=True)
     if p.config.stride > 1:  # what the same run costs at every position, as the paper measured
         from shiftlens.canvases import grid
 

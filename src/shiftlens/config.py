@@ -55,7 +55,8 @@ class RunConfig:
     analyses: list[str] = field(default_factory=lambda: ["similarity"])
     svm: str = "auto"
     seed: int = 0
-    out: str = "results/quick"
+    out: str | None = None  # None: a folder of the run's own, named from the preset and what differs (default_out)
+    preset: str = "quick"  # the preset this config starts from: names the default folder, changes no number
     site: bool = True
     executor: str = "local"  # local | ray: where the parts are computed (shiftlens.executors); same results
     ray_address: str | None = None  # auto | HOST:PORT of a running Ray cluster; None: start a local Ray
@@ -65,7 +66,7 @@ class RunConfig:
 
     # Fields that do not change any number in the results; everything else is fingerprinted.
     _NOT_FINGERPRINTED = ("device", "batch_size", "compile", "out", "site", "svm", "executor", "ray_address", "workers",
-                          "units")
+                          "units", "preset")
 
     def fingerprint(self) -> str:
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in self._NOT_FINGERPRINTED}
@@ -141,7 +142,9 @@ class RunConfig:
                                  "or use --executor local")
         if self.units_topk < 1:
             raise ShiftlensError(f"units_topk {self.units_topk} is invalid: use 1 or more exemplars per unit")
-        if "://" in self.out:
+        if self.preset not in PRESETS:
+            raise ShiftlensError(f"unknown preset {self.preset!r}: use one of {', '.join(PRESETS)}")
+        if self.out is not None and "://" in self.out:
             raise ShiftlensError(f"--out {self.out}: object-store URLs are not supported; give a folder (with --executor "
                                  "ray, one every node mounts at the same path, e.g. NFS)")
         if self.max_patches is not None and self.max_patches < 1:
@@ -195,7 +198,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stride": 1,
         "precision": "fp32",
         "analyses": list(STUDY_ANALYSES),
-        "out": "results/paper",
     },
 }
 
@@ -272,7 +274,7 @@ def from_mapping(values: dict[str, Any], source: str) -> RunConfig:
 def load(preset_or_file: str) -> RunConfig:
     """A preset name (`quick`, `paper`) or the path of a TOML config file."""
     if preset_or_file in PRESETS:
-        return from_mapping(dict(PRESETS[preset_or_file]), f"preset {preset_or_file}")
+        return from_mapping({**PRESETS[preset_or_file], "preset": preset_or_file}, f"preset {preset_or_file}")
     path = Path(preset_or_file)
     if path.suffix.lower() == ".toml" or path.exists():
         if path.is_dir():
@@ -288,9 +290,11 @@ def load(preset_or_file: str) -> RunConfig:
         if not isinstance(values, dict):
             raise ShiftlensError(f"config file {path}: [run] should be a table of settings: start from `shiftlens config`")
         base = values.pop("preset", "quick")
-        if not isinstance(base, str) or base not in PRESETS:
+        if not isinstance(base, str):
+            raise ShiftlensError(f"config file {path}: preset should be a string ({', '.join(PRESETS)}), got {base!r}")
+        if base not in PRESETS:
             raise ShiftlensError(f"config file {path}: unknown preset {base!r}; use one of {', '.join(PRESETS)}")
-        return from_mapping({**PRESETS[base], **values}, f"config file {path}")
+        return from_mapping({**PRESETS[base], **values, "preset": base}, f"config file {path}")
     raise ShiftlensError(f"unknown preset {preset_or_file!r}: use one of {', '.join(PRESETS)} or a path to a .toml file")
 
 
@@ -298,6 +302,51 @@ def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:
     """Apply CLI flags that were given (None means: not given), checked like a config file's values."""
     given = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(cfg, **check_types(given, "override"))
+
+
+def _slug(value: Any) -> str:
+    """A setting's value as a piece of a folder name: paths by their last part, `coco:ANN:IMAGES` as `coco` (the
+    paper preset's placeholder stands for any COCO folder), lists joined by `+`, anything else as `_`."""
+    if isinstance(value, list):
+        return "+".join(_slug(v) for v in value)
+    if isinstance(value, dict):
+        return "+".join(_slug(k) for k in value)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if text.startswith("coco:"):
+        text = "coco"
+    head, at, weights = text.partition("@")
+    kind, sep, rest = head.partition(":")
+    if sep and ("/" in rest or "." in rest):  # folder:DIR, image:PATH: the kind and the file's or folder's name
+        head = f"{kind}:{Path(rest.rstrip('/')).stem}"
+    elif not sep and ("/" in head or head.endswith((".pth", ".pt"))):  # a checkpoint path
+        head = Path(head).stem
+    if at:
+        head += "@" + Path(weights).stem
+    return "".join(c if c.isalnum() or c in "+@.-" else "_" for c in head).strip("._") or "_"
+
+
+def folder_name(base: str, values: Mapping[str, Any], defaults: Mapping[str, Any], fingerprint: str) -> str:
+    """`results/BASE-KEY-VALUE-...` for each value that differs from the defaults (keys as their flags are spelt);
+    names over 80 characters keep the keys and add the config's fingerprint instead of the values."""
+    differ = [(k.replace("_", "-"), _slug(v)) for k, v in values.items() if _slug(v) != _slug(defaults[k])]
+    name = "-".join([base] + [f"{k}-{v}" for k, v in differ])
+    if len(name) > 80:
+        name = "-".join([base] + [k for k, _ in differ] + [fingerprint[:8]])
+    return f"results/{name}"
+
+
+def default_out(cfg: RunConfig) -> str:
+    """The results folder of a config that names none: `results/PRESET`, then each setting that changes results and
+    differs from the preset, e.g. `shiftlens run --models efficientnet_lite0` -> results/quick-models-efficientnet_lite0.
+    A function of the config alone, so the same config (from flags or a TOML file) finds its folder to resume."""
+    base = load(cfg.preset).to_dict()
+    mine = {k: v for k, v in cfg.to_dict().items() if k not in RunConfig._NOT_FINGERPRINTED}
+    return folder_name(cfg.preset, mine, base, cfg.fingerprint())
+
+
+def with_out(cfg: RunConfig) -> RunConfig:
+    """The config with its results folder: the given `out`, or `default_out`."""
+    return cfg if cfg.out is not None else dataclasses.replace(cfg, out=default_out(cfg))
 
 
 def to_toml(cfg: RunConfig) -> str:

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -689,6 +690,19 @@ class ResultsDir:
             if folder.is_dir():  # a user's files stay; an empty list says none of them is shiftlens's
                 (folder / MANIFEST).write_text("", encoding="utf-8")
 
+    def free_sibling(self) -> Path:
+        """The first `ROOT-2`, `ROOT-3`, ... that does not exist: where a run of another config can go instead."""
+        return next(p for i in itertools.count(2) if not (p := self.root.with_name(f"{self.root.name}-{i}")).exists())
+
+    def owned_summary(self, record: _RunBase) -> str:
+        """What `--force` would delete, counted, for the refusal that offers it."""
+        own = self._own_files(record)
+        parts = sum(1 for p in own if self.root / "parts" in p.parents)
+        tables = sum(1 for p in own if p.parent == self.tables_dir)
+        figures = sum(1 for p in own if self.figures_dir in p.parents)
+        folders = "".join(f", {f.name}/" for f in (self.maps_zarr, self.site_dir) if f.is_dir())
+        return f"{parts} part(s), {tables} table(s), {figures} figure(s){folders} (files shiftlens did not write stay)"
+
     def prepare(self, cfg: Any, force: bool, record_type: type[_RunBase] = RunRecord) -> _RunBase | None:
         """Check the folder belongs to this config (anything with a `fingerprint()`: a RunConfig, an arithmetic
         config) or is new; with `force`, clear a shiftlens run of another config. Returns the previous record of
@@ -722,7 +736,8 @@ class ResultsDir:
             if not force:
                 raise ShiftlensError(
                     f"--out {self.root} holds results of a different config (fingerprint {previous.fingerprint} "
-                    f"vs {cfg.fingerprint()}): use another --out, the same config, or --force to replace them"
+                    f"vs {cfg.fingerprint()}): give a new folder, e.g. --out {self.free_sibling()}, or run that config "
+                    f"again to resume it; --force would delete its {self.owned_summary(previous)}"
                 )
             self.clear(previous)
             previous = None

@@ -1,6 +1,6 @@
 """The config of `shiftlens arithmetic`: what decides an arithmetic run's numbers, recorded typed in its run.json
-(`store.ArithmeticRecord.config`), as `shiftlens run`'s `RunConfig` is in its. A leaf: it imports nothing of
-shiftlens, so the store can type the record without importing the experiment."""
+(`store.ArithmeticRecord.config`), as `shiftlens run`'s `RunConfig` is in its. A leaf: it imports only the leaf
+`shiftlens.config`, so the store can type the record without importing the experiment."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+
+from shiftlens.config import folder_name
 
 # The default demo, after the paper's Fig. 6 with copies of one bundled object at the quick preset's first size:
 # three minus the top two leaves the lower-left one; two at the top plus one at the lower right gives three.
@@ -41,7 +43,8 @@ class ArithmeticConfig:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 0
-    out: str = "results/arithmetic"
+    out: str | None = None
+    """The results folder; None: results/arithmetic, plus each setting that differs from the demo's (with_out)."""
     inverter: str = "auto"
     """How the expressions' operands and results become images: auto (the shipped decoder where there is one for
     the model and layer, else optimise), optimise, decoder, decoder:PATH, or none."""
@@ -54,5 +57,15 @@ class ArithmeticConfig:
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_NUMBERS}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
+    def with_out(self) -> "ArithmeticConfig":
+        """This config with its results folder: the given one, or one of its own named from what differs from the
+        demo's settings (the inverter included: other images are kept apart from the demo's)."""
+        if self.out is not None:
+            return self
+        mine = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_NAMED}
+        out = folder_name("arithmetic", mine, dataclasses.asdict(ArithmeticConfig()), self.fingerprint())
+        return dataclasses.replace(self, out=out)
+
 
 _NOT_NUMBERS = ("out", "device", "batch_size", "inverter", "inversion_steps")
+_NOT_NAMED = ("out", "device", "batch_size")

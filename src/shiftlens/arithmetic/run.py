@@ -62,7 +62,7 @@ def load_toml(path: Path, base: ArithmeticConfig | None = None) -> ArithmeticCon
         raise ShiftlensError(f"arithmetic file {path}: give [scenes.NAME] tables and an [expressions] table of strings")
     compact = {name: str(scene_from_toml(name, value, size)) for name, value in scenes.items()}
     for key, value in data.items():
-        _check_type(key, value, getattr(cfg, key), f"arithmetic file {path}")
+        _check_type(key, value, "" if key == "out" else getattr(cfg, key), f"arithmetic file {path}")
     cfg = dataclasses.replace(cfg, **data)
     if scenes or exprs:
         cfg = dataclasses.replace(cfg, scenes=compact, expressions=dict(exprs))
@@ -166,6 +166,7 @@ class ArithmeticResult:
 def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = None,
         log: Callable[[str], None] = lambda s: None) -> ArithmeticResult:
     progress = progress or _Silent()
+    cfg = cfg.with_out()
     p = plan(cfg)
     check_weights(p.models, cfg.weights)
     results = ResultsDir(cfg.out)

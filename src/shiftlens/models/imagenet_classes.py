@@ -1,6 +1,6 @@
-"""Which ImageNet-1k classes count as a patch's category, for the `class` layer.
+"""Which ImageNet-1k classes count as a patch's category, for the `class` analysis.
 
-A category maps to a set of class indices (dog -> the 118 dog breeds, 151-268) and the layer sums the softmax
+A category maps to a set of class indices (dog -> the 118 dog breeds, 151-268) and the analysis sums the softmax
 probability over the set. A patch's own `imagenet_classes` (a manifest entry: indices, class names or categories of the table) wins over
 the category table. The table covers the paper's ten COCO categories and other COCO categories with clear
 ImageNet counterparts; sets hold whole objects of the category, not parts (no 'grille' for car).
@@ -95,7 +95,8 @@ def require_class_indices(category: str, provenance: dict | None, patch_id: str)
     indices = class_indices(category, provenance, f"patch {patch_id}")
     if not indices:
         raise ShiftlensError(
-            f"patch {patch_id} (category {category!r}) has no ImageNet class mapping for the class layer: "
-            f"add \"imagenet_classes\": [indices or names] to its manifest entry, or drop the class layer"
+            f"patch {patch_id} (category {category!r}) has no ImageNet class mapping for the class analysis: "
+            f"add \"imagenet_classes\": [indices or names] to its manifest entry (docs/patches.md), or drop class "
+            "from --analyses"
         )
     return indices
