@@ -82,7 +82,7 @@ def test_a_run_without_out_writes_into_its_own_folder_and_ends_with_the_site(tin
     folders = sorted(p.name for p in (tmp_path / "results").iterdir())
     assert len(folders) == 2 and all(f.startswith("quick-") for f in folders), folders
     site = re.search(r"site: (\S+)", second.output)
-    assert site and Path(site.group(1), "index.html").is_file()
+    assert site and Path(site.group(1), "index.html").is_file(), second.output
 
 
 def test_arithmetic_without_out_gets_a_folder_of_its_own():

@@ -208,10 +208,12 @@ def run(
             from shiftlens.site import build as build_site
 
             site = build_site(result.out)
-    out_console.print(f"results: {result.out.resolve()}  ({result.computed} parts computed, {result.skipped} resumed)")
+    # soft_wrap: a path is never broken across lines, so it can be copied
+    out_console.print(f"results: {result.out.resolve()}  ({result.computed} parts computed, {result.skipped} resumed)",
+                      markup=False, highlight=False, soft_wrap=True)
     if site is not None:
         out_console.print(f"site: {site.resolve()}  (open {(site / 'index.html').resolve().as_uri()}, or "
-                          f"shiftlens serve {result.out})", markup=False, highlight=False)
+                          f"shiftlens serve {result.out})", markup=False, highlight=False, soft_wrap=True)
     if "similarity" in result.tables:
         out_console.print(similarity_table(result.tables["similarity"]))
     for name in ("separability", "location", "consistency"):
