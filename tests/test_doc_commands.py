@@ -97,7 +97,7 @@ def _source_installed(source: str) -> bool:
     from shiftlens.patches.debian import PACKAGES
 
     package = PACKAGES.get(source.partition(":")[0])
-    return package is None or package.root().is_dir()
+    return package is None or package.root.is_dir()
 
 
 def subcommand(words: list[str]) -> tuple[str, ...]:
