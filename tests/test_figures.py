@@ -186,3 +186,11 @@ def test_arithmetic_figures_read_cleanly(tmp_path, monkeypatch, linear_model):  
     assert result.exit_code == 0, result.output
     assert {"arithmetic_expr_sub.png", "arithmetic_retrieval.png"} <= set(found)
     assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_exemplar_mosaic_frames_each_canvas_in_grey():
+    white = [np.ones((4, 4, 3), np.float32)] * 3
+    m = unit_figures.mosaic(white)
+    assert m.shape == (2 * 4 + 3 * 2, 2 * 4 + 3 * 2, 3)
+    assert np.all(m[:2] == unit_figures.GAP_GREY) and np.all(m[:, 6:8] == unit_figures.GAP_GREY)  # frame, gap
+    assert np.all(m[2:6, 2:6] == 1.0) and np.all(m[8:12, 8:12] == 1.0)  # canvases; the empty fourth cell is white
