@@ -184,6 +184,19 @@ def canvas_view(run: RunRecord, rd: ResultsDir) -> CanvasView:
                       image=image if colour is None and image.is_file() else None)
 
 
+def paper_rank(stem: str) -> tuple:
+    """Where a table or figure comes on the page: in the paper's order of analyses (config.ANALYSES: similarity,
+    separability, location, ...), within one analysis its summary before its per-patch table and sizes in numeric
+    order (p75 before p125); the comparison with the published tables, then anything else, after them."""
+    import re
+
+    from shiftlens.config import ANALYSES
+
+    rank = next((i for i, a in enumerate(ANALYSES) if stem == a or stem.startswith(a + "_")),
+                len(ANALYSES) + (stem != "paper_comparison"))
+    return (rank, *[(int(t), "") if t.isdigit() else (-1, t) for t in re.split(r"(\d+)", stem) if t])
+
+
 def _copy_assets(site: Path) -> None:
     for f in ASSETS.iterdir():
         # the Units page comes with the units data (site/units.py); the Arithmetic page is its own site (arithmetic.py)
@@ -313,7 +326,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
 
     tables = []
     if rd.tables_dir.is_dir():
-        for i, csv in enumerate(sorted(rd.tables_dir.glob("*.csv"))):
+        for i, csv in enumerate(sorted(rd.tables_dir.glob("*.csv"), key=lambda p: paper_rank(p.stem))):
             text = csv.read_text(encoding="utf-8")
             (site / "tables").mkdir(exist_ok=True)
             shutil.copy2(csv, site / "tables" / csv.name)
@@ -323,7 +336,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
                            "rows": max(0, text.count("\n") - 1), "bytes": len(text.encode())})
     figures = []
     if rd.figures_dir.is_dir():
-        for png in sorted(rd.figures_dir.glob("*.png")):
+        for png in sorted(rd.figures_dir.glob("*.png"), key=lambda p: paper_rank(p.stem)):
             (site / "figures").mkdir(exist_ok=True)
             shutil.copy2(png, site / "figures" / png.name)
             figures.append({"name": png.stem, "file": f"figures/{png.name}"})
