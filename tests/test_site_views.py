@@ -370,6 +370,16 @@ def test_tables_and_figures_come_in_the_papers_order(page):
     assert page.errors == []
 
 
+def test_paper_rank_orders_analyses_then_summary_then_sizes():
+    from shiftlens.site import paper_rank
+
+    names = ["units_per_unit", "paper_comparison", "class_prob", "location", "similarity_per_patch", "separability",
+             "similarity", "my_own", "similarity_p125", "similarity_p75", "invariance_tau_p75", "units"]
+    assert sorted(names, key=paper_rank) == [
+        "similarity", "similarity_p75", "similarity_p125", "similarity_per_patch", "separability", "location",
+        "invariance_tau_p75", "class_prob", "units", "units_per_unit", "paper_comparison", "my_own"]
+
+
 def test_a_thumbnail_shows_its_patch_alone(page):
     thumbs = page.locator("#thumbs img.pick")
     assert thumbs.count() == 2  # all patches: each thumbnail is a button
