@@ -152,7 +152,8 @@ def separability_bars(parts: list[Part], out: Path, run: RunRecord) -> list[Path
             ax.set_ylim(*ylim)
             ax.set_title(f"protocol: {protocol}")
         axes[0, 0].set_ylabel("mean 5-fold accuracy\n(error bar: mean fold std)")
-        fig.legend(*axes[0, 0].get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=len(TASKS) + 1)
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), fontsize=8, loc="outside lower center",
+                   ncols=len(TASKS) + 1)
         fig.suptitle(f"Linear SVM separability, {size}px patches, mean over patches\n{weights_note(weights)}", fontsize=10)
         written.append(save(fig, out / f"separability_p{size}.png"))
     return written

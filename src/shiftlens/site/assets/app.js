@@ -244,7 +244,9 @@
       img.tabIndex = 0;
       const pick = () => { S.sel = 'p:' + j; update(); };
       img.addEventListener('click', pick);
-      img.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); pick(); } });
+      img.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); pick(); }
+      });
       return img;
     });
     if (members.length > shown.length) kids.push(el('span', { text: '+ ' + (members.length - shown.length) + ' more' }));
