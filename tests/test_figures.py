@@ -194,3 +194,9 @@ def test_exemplar_mosaic_frames_each_canvas_in_grey():
     assert m.shape == (2 * 4 + 3 * 2, 2 * 4 + 3 * 2, 3)
     assert np.all(m[:2] == unit_figures.GAP_GREY) and np.all(m[:, 6:8] == unit_figures.GAP_GREY)  # frame, gap
     assert np.all(m[2:6, 2:6] == 1.0) and np.all(m[8:12, 8:12] == 1.0)  # canvases; the empty fourth cell is white
+
+
+@pytest.mark.parametrize("fields,words", [({}, "patch's top-left corner"), ({"shift": "circular"}, "rolled"),
+                                          ({"protocol": "crop", "sizes": [288]}, "window")])
+def test_map_axes_say_what_a_position_is(fields, words):
+    assert words in figures.offset_label(RunConfig(**fields))
