@@ -339,6 +339,72 @@ def _images(folder: Path) -> Path:
     return folder
 
 
+# ------------------------------------------------------------------------------------------------- layout (issue 27)
+def page_width(browser, url: str, width: int) -> tuple[int, list[str]]:
+    """The page's full width (px) at a viewport `width` px wide, and its console errors."""
+    pg = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    try:
+        pg.goto(url)
+        pg.wait_for_function("document.body.dataset.ready !== undefined && document.body.dataset.ready !== ''")
+        pg.wait_for_function("Array.from(document.querySelectorAll('.table-card')).every(c => c.dataset.loaded)")
+        return pg.evaluate("() => document.documentElement.scrollWidth"), errors
+    finally:
+        pg.close()
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_the_page_fits_the_window(browser, aa_run, width):
+    got, errors = page_width(browser, (aa_run / "site" / "index.html").resolve().as_uri(), width)
+    assert got <= width and errors == []
+
+
+def test_tables_and_figures_come_in_the_papers_order(page):
+    tables = page.eval_on_selector_all(".table-card", "cs => cs.map(c => c.dataset.name)")
+    assert tables == ["similarity", "similarity_per_patch", "location", "location_per_patch", "consistency",
+                      "consistency_per_patch"]  # config.ANALYSES; not alphabetical (consistency first)
+    figures = page.eval_on_selector_all("#figure-list figcaption", "fs => fs.map(f => f.textContent)")
+    assert figures == ["similarity_p75", "location_error_p75"]
+    assert page.errors == []
+
+
+def test_paper_rank_orders_analyses_then_summary_then_sizes():
+    from shiftlens.site import paper_rank
+
+    names = ["units_per_unit", "paper_comparison", "class_prob", "location", "similarity_per_patch", "separability",
+             "similarity", "my_own", "similarity_p125", "similarity_p75", "invariance_tau_p75", "units"]
+    assert sorted(names, key=paper_rank) == [
+        "similarity", "similarity_p75", "similarity_p125", "similarity_per_patch", "separability", "location",
+        "invariance_tau_p75", "class_prob", "units", "units_per_unit", "paper_comparison", "my_own"]
+
+
+def test_a_thumbnail_shows_its_patch_alone(page):
+    thumbs = page.locator("#thumbs img.pick")
+    assert thumbs.count() == 2  # all patches: each thumbnail is a button
+    assert thumbs.nth(1).evaluate("i => getComputedStyle(i).cursor") == "pointer"
+    assert thumbs.nth(1).get_attribute("role") == "button"
+    before = heat(page)["checksum"]
+    name = thumbs.nth(1).get_attribute("alt")
+    thumbs.nth(1).click()
+    wait_ready(page)
+    j = patch_index(page, name)
+    assert controls(page)["patch"] == f"p:{j}" and query(page)["patch"] == name
+    assert heat(page)["checksum"] != before
+    # alone, the thumbnail is no button and does not look like one
+    big = page.locator("#thumbs img")
+    assert big.count() == 1 and big.get_attribute("class") == "big" and big.get_attribute("role") is None
+    assert big.evaluate("i => getComputedStyle(i).cursor") != "pointer"
+    # the keyboard reaches it too
+    choose(page, "#patch", "all")
+    page.locator("#thumbs img.pick").nth(0).focus()
+    page.keyboard.press("Enter")
+    wait_ready(page)
+    assert controls(page)["patch"] == f"p:{patch_index(page, page.get_attribute('#thumbs img', 'alt'))}"
+    assert page.errors == []
+
+
 PROTOCOL_RUNS = {
     "texture": dict(sizes=[24], stride=16, background="texture:" + texture_names()[0]),
     "circular": dict(sizes=[24], stride=16, shift="circular", background="texture:" + texture_names()[-1]),

@@ -107,16 +107,20 @@ class ExemplarRenderer:
         return img.float().permute(1, 2, 0).clamp(0, 1).numpy()
 
 
+GAP_GREY = 0.6
+"""Grey of the gaps and frame between exemplars: on a white background white gaps would hide where a canvas ends."""
+
+
 def mosaic(images: list[np.ndarray]) -> np.ndarray:
-    """Square-ish grid of equally sized images, 2 px white gaps."""
+    """Square-ish grid of equally sized images, 2 px grey gaps and a 2 px grey frame."""
     k = len(images)
     cols = math.ceil(math.sqrt(k))
     rows = math.ceil(k / cols)
     h, w, _ = images[0].shape
-    out = np.ones((rows * h + (rows - 1) * 2, cols * w + (cols - 1) * 2, 3), np.float32)
-    for i, im in enumerate(images):
+    out = np.full((rows * h + (rows + 1) * 2, cols * w + (cols + 1) * 2, 3), GAP_GREY, np.float32)
+    for i in range(rows * cols):
         r, c = divmod(i, cols)
-        out[r * (h + 2): r * (h + 2) + h, c * (w + 2): c * (w + 2) + w] = im
+        out[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = images[i] if i < k else 1.0
     return out
 
 

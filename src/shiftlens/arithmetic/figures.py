@@ -124,7 +124,7 @@ def retrieval_figure(path: Path, summary: pd.DataFrame, record: ArithmeticRecord
     """Top-1 retrieval accuracy and median pixel error per model/layer (x) and problem kind (bars)."""
     groups = list(dict.fromkeys(zip(summary["model"], summary["layer"], summary["weights"])))
     kinds = [k for k in KIND_ORDER if k in set(summary["kind"])]
-    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.6 * len(groups) * 2), 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.6 * len(groups) * 2), 4.4), layout="constrained")
     x = np.arange(len(groups))
     width = 0.8 / max(1, len(kinds))
     for ax, col, label in ((axes[0], "top1_accuracy", "top-1 retrieval accuracy"),
@@ -141,13 +141,17 @@ def retrieval_figure(path: Path, summary: pd.DataFrame, record: ArithmeticRecord
         ax.set_ylabel(label)
         if col == "top1_accuracy":
             ax.set_ylim(0, 1.05)
+        else:  # errors are >= 0: an axis from 0, also when every error is 0
+            top = np.nanmax(summary[col].to_numpy(float)) if summary[col].notna().any() else 0.0
+            ax.set_ylim(0, max(1.0, 1.1 * top))
     n = summary.groupby("kind")["n_problems"].max().to_dict()
-    axes[0].legend([f"{k} (n={n.get(k, 0)})" for k in kinds], fontsize=8)
+    # below the panels: inside, the legend would cover the bars of an accuracy near 1
+    fig.legend(axes[0].containers, [f"{k} (n={n.get(k, 0)})" for k in kinds], fontsize=8, loc="outside lower center",
+               ncols=len(kinds))
     title = "Feature arithmetic: is the expected scene the candidate closest to r?"
     if _untrained(record):
         title += "  [untrained weights labelled]"
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return _save(fig, path)
 
 

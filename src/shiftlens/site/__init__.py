@@ -191,6 +191,19 @@ def canvas_view(run: RunRecord, rd: ResultsDir) -> CanvasView:
                       image=image if colour is None and image.is_file() else None)
 
 
+def paper_rank(stem: str) -> tuple:
+    """Where a table or figure comes on the page: in the paper's order of analyses (config.ANALYSES: similarity,
+    separability, location, ...), within one analysis its summary before its per-patch table and sizes in numeric
+    order (p75 before p125); the comparison with the published tables, then anything else, after them."""
+    import re
+
+    from shiftlens.config import ANALYSES
+
+    rank = next((i for i, a in enumerate(ANALYSES) if stem == a or stem.startswith(a + "_")),
+                len(ANALYSES) + (stem != "paper_comparison"))
+    return (rank, *[(int(t), "") if t.isdigit() else (-1, t) for t in re.split(r"(\d+)", stem) if t])
+
+
 def _copy_assets(site: Path) -> None:
     for f in ASSETS.iterdir():
         # the Units page comes with the units data (site/units.py); the Arithmetic page is its own site (arithmetic.py)
@@ -318,7 +331,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
         copy_file(view.image, site / "background.png")
 
     tables = []
-    for i, name in enumerate(sorted(run.tables)):  # the run's own tables, each checked against its digest
+    for i, name in enumerate(sorted(run.tables, key=paper_rank)):  # the run's own tables, each checked against its digest
         text = rd.checked_table(run, name)
         _write(site / "tables" / f"{name}.csv", text)
         js = f"data/tables/t{i}.js"
@@ -327,7 +340,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
                        "rows": max(0, text.count("\n") - 1), "bytes": len(text.encode())})
     figures = []
     if rd.figures_dir.is_dir():
-        for png in sorted(rd.figures_dir.glob("*.png")):
+        for png in sorted(rd.figures_dir.glob("*.png"), key=lambda p: paper_rank(p.stem)):
             (site / "figures").mkdir(exist_ok=True)
             copy_file(png, site / "figures" / png.name)
             figures.append({"name": png.stem, "file": f"figures/{png.name}"})

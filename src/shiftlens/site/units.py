@@ -7,8 +7,9 @@ Data, as scripts calling `SL.loaded` (works from file://):
     data/units/index.js       SL.loaded("units/index", {groups: [...]}): every unit's shares per group
     data/units/gN/uK.js       one unit's tuning map (uint16 base64, as the maps) and exemplars [[patch, y, x, value]]
 
-Tuning maps are written for the units the figures feature (the most position- and identity-coding, `--units`) and
-the next most position-coding up to DETAIL per group, so the site stays small at stride 1.
+Tuning maps are written for the units the figures feature (the most position- and identity-coding, `--units`), every
+unit `shiftlens units visualise` drew (figures/units/synthetic.json), and the next most position-coding up to DETAIL
+per group, so the site stays small at stride 1.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
                 pos, ident = ds["position_share"].values, ds["identity_share"].values
                 by_pos, by_id = _order(pos), _order(ident)
                 live = [u for u in by_pos if np.isfinite(pos[u])]
-                detail = list(dict.fromkeys(live[:FEATURED] + [u for u in by_id if np.isfinite(ident[u])][:FEATURED]
-                                            + [u for u in run.config.units if 0 <= u < len(pos)] + live))[:DETAIL]
-                synthetic = _synthetic(rd, site, model, layer)
+                synthetic = _synthetic(rd, site, model, layer, len(pos))
+                shown = list(dict.fromkeys(live[:FEATURED] + [u for u in by_id if np.isfinite(ident[u])][:FEATURED]
+                                           + [u for u in run.config.units if 0 <= u < len(pos)] + sorted(synthetic)))
+                rest = [u for u in live if u not in set(shown)]
+                detail = shown + rest[:max(0, DETAIL - len(shown))]
                 tuning = ds["tuning"].isel(unit=detail).values
                 ev, ep = ds["exemplar_value"].isel(unit=detail).values, ds["exemplar_patch"].isel(unit=detail).values
                 ey, ex = ds["exemplar_y"].isel(unit=detail).values, ds["exemplar_x"].isel(unit=detail).values
@@ -92,7 +95,7 @@ def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
     return True
 
 
-def _synthetic(rd: ResultsDir, site: Path, model: str, layer: str) -> dict[int, str]:
+def _synthetic(rd: ResultsDir, site: Path, model: str, layer: str, n_units: int) -> dict[int, str]:
     """Synthetic images made by `shiftlens units visualise` for this layer, copied into the site: unit -> path."""
     from shiftlens.unit_figures import read_synthetic
 
@@ -100,7 +103,7 @@ def _synthetic(rd: ResultsDir, site: Path, model: str, layer: str) -> dict[int, 
     for img in read_synthetic(rd).images:
         src = rd.root / img.file
         if (img.kind == "maximise" and img.model == model and img.layer == layer and img.unit is not None
-                and rd.is_inside(src, rd.figures_dir) and src.is_file()):  # a listed path never leads out
+                and 0 <= img.unit < n_units and rd.is_inside(src, rd.figures_dir) and src.is_file()):  # a listed path never leads out
             copy_file(src, site / img.file)
             out[img.unit] = img.file
     return out

@@ -234,9 +234,20 @@
     const shown = members.slice(0, 12);
     const kids = shown.map((j) => {
       const origin = IDX.patches[j].origin ? ' \u2014 ' + IDX.patches[j].origin : '';
-      const img = el('img', { src: patchSrc(j, S.size), alt: IDX.patches[j].id, title: IDX.patches[j].id + ' (' + IDX.patches[j].category + ')' + origin });
-      if (members.length === 1) img.className = 'big';
+      const name = IDX.patches[j].id + ' (' + IDX.patches[j].category + ')' + origin;
+      const img = el('img', { src: patchSrc(j, S.size), alt: IDX.patches[j].id, title: name });
       img.onerror = () => img.remove();
+      if (members.length === 1) { img.className = 'big'; return img; }
+      // one of several: a button that shows this patch alone (as choosing it under Patches does)
+      img.className = 'pick';
+      img.title = 'show ' + name + ' alone';
+      img.setAttribute('role', 'button');
+      img.tabIndex = 0;
+      const pick = () => { S.sel = 'p:' + j; update(); };
+      img.addEventListener('click', pick);
+      img.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); pick(); }
+      });
       return img;
     });
     if (members.length > shown.length) kids.push(el('span', { text: '+ ' + (members.length - shown.length) + ' more' }));

@@ -67,11 +67,18 @@
     return t;
   }
 
+  // Wide tables scroll inside their own box (as on the main page), so the page never gets wider than the window.
+  function scrollBox(child) {
+    const box = el("div", { class: "scroll-x" });
+    box.appendChild(child);
+    return box;
+  }
+
   function csvTable(name, target, id) {
     const text = D.tables[name];
     if (!text) { $(target).appendChild(el("p", { class: "note" }, `no ${name}.csv in this run`)); return; }
     const { header, rows } = parseCSV(text);
-    $(target).appendChild(table(header, rows, id));
+    $(target).appendChild(scrollBox(table(header, rows, id)));
   }
 
   function figure(file, alt) {
@@ -95,8 +102,8 @@
     const box = el("div", { class: "expression", "data-name": e.name });
     box.appendChild(el("h3", {}, `${e.name}: ${e.text}`));
     const cols = ["model", "layer", "weights", "probe", "cos_result", "cos_uncorrected", "cos_best_operand", "cos_gain", "rank", "n_candidates", "pixel_error"];
-    box.appendChild(table(["model", "layer", "weights", "probe", "cos(r,f(E))", "cos without blank", "best operand", "gain", "rank of E", "candidates", "pixel error"],
-      e.rows.map((r) => cols.map((c) => (c.startsWith("cos") && r[c] !== null ? Number(r[c]).toFixed(3) : r[c]))), `expr-${e.name}`));
+    box.appendChild(scrollBox(table(["model", "layer", "weights", "probe", "cos(r,f(E))", "cos without blank", "best operand", "gain", "rank of E", "candidates", "pixel error"],
+      e.rows.map((r) => cols.map((c) => (c.startsWith("cos") && r[c] !== null ? Number(r[c]).toFixed(3) : r[c]))), `expr-${e.name}`)));
     if (e.figure) box.appendChild(figure(e.figure, `${e.name}: operands, expected scene and inversions per layer`));
     list.appendChild(box);
   }
@@ -113,7 +120,7 @@
     ["status", `${S.status}, started ${S.started}${S.finished ? ", finished " + S.finished : ""}`],
     ["fingerprint", S.fingerprint]];
   for (const n of S.notes) info.push(["note", n]);
-  $("run-summary").appendChild(table(["", ""], info, "run-info"));
+  $("run-summary").appendChild(scrollBox(table(["", ""], info, "run-info")));
   for (const name of Object.keys(D.tables)) {
     const li = el("li");
     li.appendChild(el("a", { href: `tables/${name}.csv`, download: "" }, `tables/${name}.csv`));

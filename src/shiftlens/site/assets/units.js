@@ -42,6 +42,7 @@
 
   let U = null;
   let group = null;
+  let unit = null;
 
   function drawHistogram(g) {
     const c = $('histogram');
@@ -86,13 +87,19 @@
     if (j != null) canvas.dataset.drawn = y + ',' + x;
   }
 
+  let shown = 0;  // the latest showUnit call: an older one that finishes later draws nothing
+
   async function showUnit(u) {
+    const call = ++shown;
+    document.body.dataset.unit = '';  // drawing: tests and readers wait for the unit's number
+    unit = u;
+    writeURL();
     const key = 'units/' + group.gid + '/u' + u;
     const d = await load('data/units/' + group.gid + '/u' + u + '.js', key);
+    if (call !== shown) return;
     for (const tr of $('unit-list').querySelectorAll('tr.selected')) tr.classList.remove('selected');
     const row = $('unit-list').querySelector('tr[data-unit="' + u + '"]');
     if (row) row.classList.add('selected');
-    $('detail-hint').hidden = true;
     $('detail-title').textContent = 'unit ' + u + ': position share ' + fmt(group.position_share[u]) +
       ', identity share ' + fmt(group.identity_share[u]);
     const values = decode(d.tuning);
@@ -111,6 +118,10 @@
     });
     ctx.putImageData(im, 0, 0);
     c.dataset.unit = String(u);
+    const o = group.offsets || [];
+    $('tuning-cap').textContent = 'tuning map: mean over patches at each position (own scale, viridis, ' +
+      d.tuning.lo.toPrecision(3) + ' to ' + d.tuning.hi.toPrecision(3) + ')' +
+      (o.length ? '; rows y, columns x, ' + o[0] + ' to ' + o[o.length - 1] + ' px' : '');
     const box = $('exemplars');
     box.innerHTML = '';
     const drawn = d.exemplars.map(([j, y, x, v]) => {
@@ -126,15 +137,39 @@
     $('synthetic-fig').hidden = !d.synthetic;
     if (d.synthetic) $('synthetic').src = d.synthetic;
     await Promise.all(drawn);
-    document.body.dataset.unit = String(u);
+    if (call === shown) document.body.dataset.unit = String(u);
   }
 
-  function selectGroup(gid) {
+  // The picker lives in the URL's query string (model, layer, size, unit), so a reload or a copied link reopens it.
+  function writeURL() {
+    const q = new URLSearchParams();
+    q.set('model', group.model);
+    q.set('layer', group.layer);
+    q.set('size', String(group.size));
+    if (unit != null) q.set('unit', String(unit));
+    try { history.replaceState(null, '', '?' + q.toString() + location.hash); } catch (e) { /* the page still works */ }
+  }
+
+  function readURL() {
+    let q;
+    try { q = new URLSearchParams(location.search); } catch (e) { return {}; }
+    const g = U.groups.find((x) => x.model === q.get('model') && x.layer === q.get('layer') && String(x.size) === q.get('size'));
+    return { gid: g ? g.gid : null, unit: q.has('unit') ? Number(q.get('unit')) : null };
+  }
+
+  // A group opens on the unit asked for, when the site carries it, else on the first unit of the list that it does.
+  function selectGroup(gid, asked) {
     group = U.groups.find((g) => g.gid === gid);
+    $('group').value = gid;
     $('group-note').textContent = (group.untrained ? ' UNTRAINED (random weights) \u00b7 ' : ' weights ' + group.weights + ' \u00b7 ') +
       group.n_patches + ' patches, ' + group.n + ' \u00d7 ' + group.n + ' positions';
     drawHistogram(group);
     drawList(group);
+    const detail = new Set(group.detail);
+    const first = detail.has(asked) ? asked : group.order.find((u) => detail.has(u));
+    unit = null;
+    if (first === undefined) { writeURL(); return Promise.resolve(); }
+    return showUnit(first);
   }
 
   async function main() {
@@ -156,8 +191,15 @@
       $('untrained-banner').hidden = false;
       $('untrained-banner').textContent = 'UNTRAINED: some networks here have random weights; their units say nothing about trained networks.';
     }
-    sel.addEventListener('change', () => selectGroup(sel.value));
-    if (U.groups.length) selectGroup(U.groups[0].gid);
+    sel.addEventListener('change', () => selectGroup(sel.value, null));
+    if (U.groups.length) {
+      const asked = readURL();
+      try {
+        await selectGroup(asked.gid || U.groups[0].gid, asked.gid ? asked.unit : null);
+      } catch (e) {
+        $('detail-hint').textContent = 'Could not show the unit: ' + (e.message || e);
+      }
+    }
     document.body.dataset.ready = 'yes';
   }
   main();
