@@ -130,8 +130,11 @@ def test_scene_errors_are_one_line(tmp_path, patch_dir, linear_model, scene, mes
 
 def test_expression_parsing():
     scenes = {"a": parse_scene("x@0,0", 5), "b": parse_scene("y@0,0", 5)}
-    assert parse_expression("a - b + a", "e", scenes).terms == ((1, "a"), (-1, "b"), (1, "a"))
+    # a repeated scene is one term, its coefficient the sum of its signs, where it first appears
+    assert parse_expression("a - b + a", "e", scenes).terms == ((2, "a"), (-1, "b"))
     assert parse_expression("-a", "e", scenes).coefficient_sum == -1
+    with pytest.raises(ShiftlensError, match="scene 'a' is added and subtracted as often, so it cancels out"):
+        parse_expression("a + b - a", "e", scenes)
     for bad in ("a b", "a - ", "a + c", ""):
         with pytest.raises(ShiftlensError):
             parse_expression(bad, "e", scenes)
@@ -242,10 +245,12 @@ def fake_decoders(monkeypatch, tmp_path):
     other = tmp_path / "for_const.pt"
     other.write_bytes(b"fake")
 
-    def load_decoder(source, model, layer, device="cpu", feature_dim=None):
+    def load_decoder(source, model, layer, device="cpu", feature_dim=None, weights=None, seed=0):
         made_for = ("test_linear", "const") if Path(str(source)) == other else ("test_linear", "linear")
         if made_for != (model, layer):
             raise ShiftlensError(f"decoder file {source} was made for {made_for[0]}:{made_for[1]}, not {model}:{layer}")
+        if (weights, seed) != ("random", 3):  # the fake decoders were "trained" on random weights of seed 3
+            raise ShiftlensError(f"decoder file {source} was trained on other weights, not {weights} of seed {seed}")
         return FakeDecoder(model, layer)
 
     api = SimpleNamespace(shipped_decoders=lambda: {("test_linear", "linear"): shipped}, load_decoder=load_decoder)
