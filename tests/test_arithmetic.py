@@ -194,6 +194,12 @@ def cli(*args: str):
     (["--scene", "a=cat_00@0,60", "--expr", "a"], "reaches outside the 64px canvas"),
     (["--scene", "a=cat_00@0,0"], "no --expr uses them"),
     (["--expr", "=a"], "--expr '=a': write NAME="),
+    (["--scene", "a=cat_00:100@0,0", "--expr", "a"], "has size 100, larger than the 64px canvas"),
+    (["--scene", "a=cat_00@0,0 cat_00@0,0", "--expr", "a"], "is in it twice at the same place"),
+    (["--scene", "a=cat_00@0,0", "--scene", "b=cat_00@0,0", "--expr", "a - b"], "its expected scene is blank"),
+    (["--seed", "-1", "--problems", "3"], "--seed -1 is invalid: use 0 or more"),
+    (["--batch-size", "-5", "--problems", "3"], "--batch-size -5 is invalid"),
+    (["--device", "tpu", "--problems", "3"], "unknown device 'tpu'"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, patch_dir, linear_model, args, message):
     f = tmp_path / "base.toml"

@@ -26,7 +26,7 @@ from shiftlens.arithmetic.config import DEMO_EXPRESSIONS, DEMO_PATCH, DEMO_SCENE
 from shiftlens.arithmetic.expressions import Expression, parse_expression
 from shiftlens.arithmetic.figures import make_figures
 from shiftlens.arithmetic.problems import Problem, expression_problems, random_problems
-from shiftlens.config import RunConfig
+from shiftlens.config import DEVICES, PRECISIONS, RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.inversion.inverters import Inverter, check_inverter, check_name, make_inverter
 from shiftlens.inversion.optimise import InversionSettings
@@ -114,6 +114,16 @@ def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
         raise ShiftlensError(f"--size {cfg.size} is invalid: give 1 to {cfg.canvas} (at most the {cfg.canvas}px canvas)")
     if cfg.problems < 0:
         raise ShiftlensError(f"--problems {cfg.problems} is invalid: use 0 or more")
+    if cfg.seed < 0:  # numpy's generators take no negative seed
+        raise ShiftlensError(f"--seed {cfg.seed} is invalid: use 0 or more")
+    if cfg.batch_size < 0:
+        raise ShiftlensError(f"--batch-size {cfg.batch_size} is invalid: use 1 or more (0 = auto)")
+    if cfg.device not in DEVICES:
+        raise ShiftlensError(f"unknown device {cfg.device!r}: use one of {', '.join(DEVICES)}")
+    if cfg.precision not in PRECISIONS:
+        raise ShiftlensError(f"unknown precision {cfg.precision!r}: use one of {', '.join(PRECISIONS)}")
+    if len(cfg.background) != 3 or not all(0 <= c <= 255 for c in cfg.background):
+        raise ShiftlensError(f"background {cfg.background} is invalid: give three values 0-255, e.g. [255, 255, 255]")
     check_name(cfg.inverter)
     if cfg.inversion_steps < 1:
         raise ShiftlensError(f"--inversion-steps {cfg.inversion_steps} is invalid: use 1 or more")

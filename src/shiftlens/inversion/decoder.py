@@ -83,7 +83,8 @@ class TrainSettings(_Record):
     patches: str = "sample"
     steps: Count = 640
     batch: Count = 16
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+    """Non-negative: numpy's generators, which draw every scene from (seed, epoch), take no negative seed."""
     lr: float = Field(1e-3, gt=0)
     pool: Count = 128
     """Scenes rendered (and their features computed) per epoch; each is seen `passes` times, so a feature forward
