@@ -200,6 +200,8 @@ def cli(*args: str):
     (["--seed", "-1", "--problems", "3"], "--seed -1 is invalid: use 0 or more"),
     (["--batch-size", "-5", "--problems", "3"], "--batch-size -5 is invalid"),
     (["--device", "tpu", "--problems", "3"], "unknown device 'tpu'"),
+    (["--models", "test_linear:linear;test_linear:pixels", "--problems", "3"], "model 'test_linear' is given twice"),
+    (["--models", "test_linear:linear,linear", "--problems", "3"], "layer 'linear' is given twice"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, patch_dir, linear_model, args, message):
     f = tmp_path / "base.toml"

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shiftlens.api import Progress, _Silent, check_weights, device_name, versions, weights_record
+from shiftlens.api import Progress, _Silent, check_weights, device_name, parse_models, versions, weights_record
 from shiftlens.arithmetic import inversions as inv_mod
 from shiftlens.arithmetic import tables
 from shiftlens.arithmetic.benchmark import measure, scenes_needed
@@ -30,7 +30,7 @@ from shiftlens.config import DEVICES, PRECISIONS, RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.inversion.inverters import Inverter, check_inverter, check_name, make_inverter
 from shiftlens.inversion.optimise import InversionSettings
-from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_specs
+from shiftlens.models import ModelSpec, build_with_weights
 from shiftlens.patches import Patch, load_patches
 from shiftlens.scenes import Scene, SceneObject, SceneRenderer, parse_scene, scene_from_toml, validate_scene
 from shiftlens.store import (SCHEMA_VERSION, ArithmeticRecord, DeviceRecord, ModelRecord, PatchRecord, ResultsDir,
@@ -127,7 +127,7 @@ def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
     check_name(cfg.inverter)
     if cfg.inversion_steps < 1:
         raise ShiftlensError(f"--inversion-steps {cfg.inversion_steps} is invalid: use 1 or more")
-    specs = [parse_spec(s) for s in split_specs(cfg.models)]
+    specs = parse_models(cfg.models)
     patches = load_patches(RunConfig(patches=cfg.patches))
     ids = [p.id for p in patches]
     notes = []
