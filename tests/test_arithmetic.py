@@ -390,7 +390,8 @@ def test_a_repeated_operand_is_one_term_and_one_problem(tmp_path, patch_dir, lin
 
 
 def test_blank_expected_scene_is_refused_and_an_operand_equal_to_e_is_said(tmp_path, patch_dir, linear_model):
-    scenes = {"a": "cat_00@2,2 cup_01@2,40", "b": "cup_01@2,40 cat_00@2,2", "one": "cup_01@2,40", "again": "cup_01@2,40"}
+    scenes = {"a": "cat_00@2,2 cup_01@2,40", "b": "cup_01@2,40 cat_00@2,2", "one": "cup_01@2,40",
+              "again": "cup_01@2,40"}
     cfg = small_config(tmp_path, patch_dir, problems=0, scenes=scenes, expressions={"e": "a - b"})
     with pytest.raises(ShiftlensError, match=r"expression 'e' \(a - b\): its expected scene is blank") as exc:
         plan(cfg)

@@ -399,7 +399,8 @@ def arithmetic_cmd(
                      batch_size=batch_size, out=out, inverter=inverter, inversion_steps=inversion_steps)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     with one_line_errors(Path(cfg.out)):
-        result = arith.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s, markup=False, soft_wrap=True))
+        result = arith.run(cfg, force=force, progress=RichProgress(),
+                           log=lambda s: console.print(s, markup=False, soft_wrap=True))
         if site is not False:
             from shiftlens.site import build as build_site
 

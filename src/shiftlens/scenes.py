@@ -63,7 +63,7 @@ class Scene:
 BLANK = Scene(())
 
 _PLAIN_ID = re.compile(r'[^@:\s"]+')
-_OBJECT = re.compile(r'\s*(?P<patch>"(?:[^"\\]|\\.)*"|[^@:\s"]+)(?::(?P<size>-?\d+))?@(?P<y>-?\d+),(?P<x>-?\d+)(?=\s|$)')
+_OBJECT = re.compile(r'(?P<patch>"(?:[^"\\]|\\.)*"|[^@:\s"]+)(?::(?P<size>-?\d+))?@(?P<y>-?\d+),(?P<x>-?\d+)(?=\s|$)')
 
 
 def parse_scene(text: str, default_size: int) -> Scene:

@@ -22,7 +22,8 @@ from shiftlens.api import Progress, _Silent, check_weights, device_name, parse_m
 from shiftlens.arithmetic import inversions as inv_mod
 from shiftlens.arithmetic import tables
 from shiftlens.arithmetic.benchmark import measure, scenes_needed
-from shiftlens.arithmetic.config import DEMO_EXPRESSIONS, DEMO_PATCH, DEMO_SCENES, ArithmeticConfig  # noqa: F401 (the API's names)
+from shiftlens.arithmetic.config import (DEMO_EXPRESSIONS, DEMO_PATCH, DEMO_SCENES,  # noqa: F401 (the API's names)
+                                        ArithmeticConfig)
 from shiftlens.arithmetic.expressions import Expression, parse_expression
 from shiftlens.arithmetic.figures import make_figures
 from shiftlens.arithmetic.problems import Problem, expression_problems, random_problems
@@ -111,7 +112,8 @@ def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
     if cfg.stride < 1:
         raise ShiftlensError(f"stride {cfg.stride} is invalid: use --stride 1 or more")
     if cfg.size < 1 or cfg.size > cfg.canvas:
-        raise ShiftlensError(f"--size {cfg.size} is invalid: give 1 to {cfg.canvas} (at most the {cfg.canvas}px canvas)")
+        raise ShiftlensError(f"--size {cfg.size} is invalid: give 1 to {cfg.canvas} (at most the {cfg.canvas}px "
+                             "canvas)")
     if cfg.problems < 0:
         raise ShiftlensError(f"--problems {cfg.problems} is invalid: use 0 or more")
     if cfg.seed < 0:  # numpy's generators take no negative seed

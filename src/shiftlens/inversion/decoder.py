@@ -320,10 +320,11 @@ def build_generator(meta: DecoderMeta, state: dict, path: Path | str) -> Generat
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in Generator(meta.settings.generator).state_dict().items()}
     got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
-    wrong = sorted(set(shapes) ^ set(got)) or [k for k in shapes if tuple(shapes[k]) != got[k]]
+    unmatched = sorted(set(shapes) ^ set(got))
+    wrong = [f"{k} missing or unexpected" for k in unmatched] or [
+        f"{k} has another shape" for k in shapes if tuple(shapes[k]) != got[k]]
     if wrong:
-        raise ShiftlensError(f"decoder file {path}: its tensors do not fit its recorded generator ({wrong[0]} "
-                             f"{'missing or unexpected' if wrong[0] not in shapes or wrong[0] not in got else 'has another shape'}): "
+        raise ShiftlensError(f"decoder file {path}: its tensors do not fit its recorded generator ({wrong[0]}): "
                              "train it again")
     gen = Generator(meta.settings.generator)
     gen.load_state_dict({k: v.float() for k, v in state.items()})

@@ -308,7 +308,8 @@ class Trainer:
 
         parsed = parse_spec(self.settings.spec)
         return DecoderMeta(model=parsed.entry.name, layer=parsed.layers[0], weights=self.encoder.weights_label,
-                           weights_id=self.encoder.weights_id, untrained=self.encoder.untrained, feature_dim=self.settings.generator.feature_dim,
+                           weights_id=self.encoder.weights_id, untrained=self.encoder.untrained,
+                           feature_dim=self.settings.generator.feature_dim,
                            canvas=self.settings.generator.canvas, out_size=self.settings.generator.out_size,
                            comparator=self.comparator_path, training_patches=self.training,
                            held_out_patches=self.held_out, settings=self.settings, steps_done=self.step_no,
@@ -364,7 +365,8 @@ def check_out(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ShiftlensError(f"cannot write {out}: {exc.strerror or exc} in {folder}: choose a writable --out") from None
+        raise ShiftlensError(f"cannot write {out}: {exc.strerror or exc} in {folder}: choose a writable "
+                             "--out") from None
 
 
 def feature_dim_of(encoder: Encoder) -> int:
