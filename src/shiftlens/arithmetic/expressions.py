@@ -45,7 +45,7 @@ class Expression:
                                  "no object to find: check the scenes' objects, or leave the expression out")
         notes = [f"{where}: its expected scene is the same as operand {s!r}, so the arithmetic is compared with "
                  f"a scene an operand already shows (cos_gain says whether it adds anything)"
-                 for _, s in self.terms if scenes[s] == expected and len(self.terms) > 1]
+                 for _, s in self.terms if set(scenes[s].objects) == set(expected.objects) and len(self.terms) > 1]
         if self.terms == ((1, self.terms[0][1]),):
             notes.append(f"{where}: a single operand is its own expected scene, so r == f(E) and cos(r, f(E)) = 1 "
                          "by construction")
