@@ -200,6 +200,7 @@ def cli(*args: str):
     (["--seed", "-1", "--problems", "3"], "--seed -1 is invalid: use 0 or more"),
     (["--batch-size", "-5", "--problems", "3"], "--batch-size -5 is invalid"),
     (["--device", "tpu", "--problems", "3"], "unknown device 'tpu'"),
+    (["--size", "65", "--problems", "3"], "--size 65 is invalid: give 1 to 64 (at most the 64px canvas)"),
     (["--models", "test_linear:linear;test_linear:pixels", "--problems", "3"], "model 'test_linear' is given twice"),
     (["--models", "test_linear:linear,linear", "--problems", "3"], "layer 'linear' is given twice"),
 ])

@@ -111,6 +111,8 @@ def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
     """Every check that can be made before any work: models, patches, scenes, expressions, problems."""
     if cfg.stride < 1:
         raise ShiftlensError(f"stride {cfg.stride} is invalid: use --stride 1 or more")
+    if cfg.canvas < 1:
+        raise ShiftlensError(f"canvas {cfg.canvas} is invalid: give the canvas side in px, 1 or more (224)")
     if cfg.size < 1 or cfg.size > cfg.canvas:
         raise ShiftlensError(f"--size {cfg.size} is invalid: give 1 to {cfg.canvas} (at most the {cfg.canvas}px "
                              "canvas)")
