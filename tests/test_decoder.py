@@ -248,7 +248,7 @@ def test_a_decoder_is_refused_for_other_encoder_weights(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("channels", [], "settings.generator.channels [] is invalid: give at least 1 entries"),
+    ("channels", [], "settings.generator.channels [] is invalid: give at least 1 entry"),
     ("hidden", 1e12, "settings.generator.hidden 1000000000000.0 is invalid: use at most 16384"),
     ("hidden", 9, "its tensors do not fit its recorded generator (fc.0.weight has another shape)"),
     ("base", 0, "settings.generator.base 0 is invalid: use 1 or more"),

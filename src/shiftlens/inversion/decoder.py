@@ -39,8 +39,9 @@ def explain(exc: ValidationError, names: dict[str, str] | None = None) -> str:
     ctx = err.get("ctx") or {}
     rules = {"greater_than_equal": f"use {ctx.get('ge')} or more", "greater_than": f"use more than {ctx.get('gt')}",
              "less_than_equal": f"use at most {ctx.get('le')}", "less_than": f"use less than {ctx.get('lt')}",
-             "too_short": f"give at least {ctx.get('min_length')} entries",
-             "too_long": f"give at most {ctx.get('max_length')} entries", "missing": "it is missing",
+             "too_short": f"give at least {ctx.get('min_length')} {_entries(ctx.get('min_length'))}",
+             "too_long": f"give at most {ctx.get('max_length')} {_entries(ctx.get('max_length'))}",
+             "missing": "it is missing",
              "extra_forbidden": "it is not a setting"}
     if err["type"] == "value_error":
         return f"{name}: {ctx.get('error', 'invalid')}"
@@ -52,6 +53,10 @@ def explain(exc: ValidationError, names: dict[str, str] | None = None) -> str:
     value = err.get("input")
     shown = "" if err["type"] in ("missing",) or isinstance(value, dict) else f" {value!r}"
     return f"{name}{shown} is invalid: {rule}"
+
+
+def _entries(n: object) -> str:
+    return "entry" if n == 1 else "entries"
 
 
 Count = Annotated[int, Field(ge=1)]
