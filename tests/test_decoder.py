@@ -252,11 +252,13 @@ def test_a_decoder_is_refused_for_other_encoder_weights(tmp_path):
     ("hidden", 1e12, "settings.generator.hidden 1000000000000.0 is invalid: use at most 16384"),
     ("hidden", 9, "its tensors do not fit its recorded generator (fc.0.weight has another shape)"),
     ("base", 0, "settings.generator.base 0 is invalid: use 1 or more"),
+    ("canvas", 10**7, "canvas 10000000 is invalid: use at most 4096"),
 ])
 def test_tampered_metadata_is_one_line_before_any_layer_is_built(tmp_path, field, value, message):
     path = _decoder_file(tmp_path / "d.pt")
     data = torch.load(path, weights_only=True)
-    data["meta"]["settings"]["generator"][field] = value
+    record = data["meta"] if field in ("canvas", "feature_dim") else data["meta"]["settings"]["generator"]
+    record[field] = value
     torch.save(data, path)
     with pytest.raises(ShiftlensError) as exc:
         load_decoder(path, "efficientnet_lite0", "pool")

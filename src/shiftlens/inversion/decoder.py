@@ -165,9 +165,10 @@ class DecoderMeta(_Record):
     """Which encoder weights exactly (`weights_identity`): `imagenet`, `random:SEED` or `sha256:HEX` of the
     checkpoint; the decoder only inverts features of those. Empty in files written before it was recorded."""
     untrained: bool = False
-    feature_dim: int
-    canvas: int
-    out_size: int
+    feature_dim: int = Field(ge=1, le=1 << 20)
+    canvas: int = Field(ge=8, le=4096)
+    """The side decode() upsamples to: bounded, so a tampered file cannot ask it for an absurd image."""
+    out_size: int = Field(ge=1, le=1 << 14)
     comparator: str
     training_patches: list[str]
     held_out_patches: list[str]
