@@ -253,6 +253,7 @@ def test_a_decoder_is_refused_for_other_encoder_weights(tmp_path):
     ("hidden", 9, "its tensors do not fit its recorded generator (fc.0.weight has another shape)"),
     ("base", 0, "settings.generator.base 0 is invalid: use 1 or more"),
     ("canvas", 10**7, "canvas 10000000 is invalid: use at most 4096"),
+    ("feature_dim", 1000, "feature_dim, canvas, out_size 1000, 224, 8 differ from its generator's 1280, 224, 8"),
 ])
 def test_tampered_metadata_is_one_line_before_any_layer_is_built(tmp_path, field, value, message):
     path = _decoder_file(tmp_path / "d.pt")

@@ -43,8 +43,9 @@ def explain(exc: ValidationError, names: dict[str, str] | None = None) -> str:
              "too_long": f"give at most {ctx.get('max_length')} {_entries(ctx.get('max_length'))}",
              "missing": "it is missing",
              "extra_forbidden": "it is not a setting"}
-    if err["type"] == "value_error":
-        return f"{name}: {ctx.get('error', 'invalid')}"
+    if err["type"] == "value_error":  # a model validator's own words
+        error = str(ctx.get("error", "invalid"))
+        return f"{name}: {error}" if err["loc"] else error
     rule = rules.get(err["type"])
     if rule is None:
         kind = err["type"].split("_")[0]
@@ -183,6 +184,14 @@ class DecoderMeta(_Record):
     @property
     def spec(self) -> str:
         return f"{self.model}:{self.layer}"
+
+    @model_validator(mode="after")
+    def _agrees_with_its_generator(self) -> "DecoderMeta":
+        g = self.settings.generator
+        if (self.feature_dim, self.canvas, self.out_size) != (g.feature_dim, g.canvas, g.out_size):
+            raise ValueError(f"feature_dim, canvas, out_size {self.feature_dim}, {self.canvas}, {self.out_size} "
+                             f"differ from its generator's {g.feature_dim}, {g.canvas}, {g.out_size}")
+        return self
 
     @property
     def encoder_weights(self) -> str:
