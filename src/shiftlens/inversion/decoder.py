@@ -229,10 +229,11 @@ def check_encoder_weights(meta: DecoderMeta, path: Path | str, weights: str, see
             return
         made = meta.weights
     if made != used:
+        flags = f"--weights {weights}" + (f" --seed {seed}" if weights == "random" else "")
         raise ShiftlensError(f"decoder file {path} was trained on {meta.spec} features of "
                              f"{_describe_weights(made)}, but this run uses {_describe_weights(used)}: train a "
-                             f"decoder with these weights (shiftlens inverter train --model {meta.spec} --weights "
-                             f"{weights}), or use --inverter optimise")
+                             f"decoder with these weights (shiftlens inverter train --model {meta.spec} {flags}), "
+                             "or use --inverter optimise")
 
 
 def _up(cin: int, cout: int) -> list[nn.Module]:
