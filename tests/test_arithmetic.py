@@ -130,8 +130,11 @@ def test_scene_errors_are_one_line(tmp_path, patch_dir, linear_model, scene, mes
 
 def test_expression_parsing():
     scenes = {"a": parse_scene("x@0,0", 5), "b": parse_scene("y@0,0", 5)}
-    assert parse_expression("a - b + a", "e", scenes).terms == ((1, "a"), (-1, "b"), (1, "a"))
+    # a repeated scene is one term, its coefficient the sum of its signs, where it first appears
+    assert parse_expression("a - b + a", "e", scenes).terms == ((2, "a"), (-1, "b"))
     assert parse_expression("-a", "e", scenes).coefficient_sum == -1
+    with pytest.raises(ShiftlensError, match="scene 'a' is added and subtracted as often, so it cancels out"):
+        parse_expression("a + b - a", "e", scenes)
     for bad in ("a b", "a - ", "a + c", ""):
         with pytest.raises(ShiftlensError):
             parse_expression(bad, "e", scenes)
@@ -191,6 +194,15 @@ def cli(*args: str):
     (["--scene", "a=cat_00@0,60", "--expr", "a"], "reaches outside the 64px canvas"),
     (["--scene", "a=cat_00@0,0"], "no --expr uses them"),
     (["--expr", "=a"], "--expr '=a': write NAME="),
+    (["--scene", "a=cat_00:100@0,0", "--expr", "a"], "has size 100, larger than the 64px canvas"),
+    (["--scene", "a=cat_00@0,0 cat_00@0,0", "--expr", "a"], "is in it twice at the same place"),
+    (["--scene", "a=cat_00@0,0", "--scene", "b=cat_00@0,0", "--expr", "a - b"], "its expected scene is blank"),
+    (["--seed", "-1", "--problems", "3"], "--seed -1 is invalid: use 0 or more"),
+    (["--batch-size", "-5", "--problems", "3"], "--batch-size -5 is invalid"),
+    (["--device", "tpu", "--problems", "3"], "unknown device 'tpu'"),
+    (["--size", "65", "--problems", "3"], "--size 65 is invalid: give 1 to 64 (at most the 64px canvas)"),
+    (["--models", "test_linear:linear;test_linear:pixels", "--problems", "3"], "model 'test_linear' is given twice"),
+    (["--models", "test_linear:linear,linear", "--problems", "3"], "layer 'linear' is given twice"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, patch_dir, linear_model, args, message):
     f = tmp_path / "base.toml"
@@ -242,10 +254,12 @@ def fake_decoders(monkeypatch, tmp_path):
     other = tmp_path / "for_const.pt"
     other.write_bytes(b"fake")
 
-    def load_decoder(source, model, layer, device="cpu", feature_dim=None):
+    def load_decoder(source, model, layer, device="cpu", feature_dim=None, weights=None, seed=0):
         made_for = ("test_linear", "const") if Path(str(source)) == other else ("test_linear", "linear")
         if made_for != (model, layer):
             raise ShiftlensError(f"decoder file {source} was made for {made_for[0]}:{made_for[1]}, not {model}:{layer}")
+        if (weights, seed) != ("random", 3):  # the fake decoders were "trained" on random weights of seed 3
+            raise ShiftlensError(f"decoder file {source} was trained on other weights, not {weights} of seed {seed}")
         return FakeDecoder(model, layer)
 
     api = SimpleNamespace(shipped_decoders=lambda: {("test_linear", "linear"): shipped}, load_decoder=load_decoder)
@@ -322,3 +336,152 @@ def test_cli_unknown_inverter_is_one_line(tmp_path, patch_dir, linear_model):
     lines = [line for line in text.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and "unknown inverter 'magic'" in lines[0], text
     assert not (tmp_path / "out").exists()
+
+
+# -- issue 22: each spec's weights, repeated operands and objects, blank E, ids, the demo on another patch set ----
+
+
+def test_each_spec_is_computed_and_recorded_with_its_own_weights(tmp_path, patch_dir, linear_model):
+    """`MODEL@random` next to the run's ImageNet weights is computed with random weights and recorded as such
+    (it used to get the run's --weights under its own label); `@PATH` loads that checkpoint."""
+    torch.manual_seed(99)
+    ckpt = tmp_path / "linear99.pt"
+    torch.save(LinearNet().state_dict(), ckpt)
+    cfg = small_config(tmp_path, patch_dir, problems=0, weights="imagenet", expressions={"sub": "three - two"},
+                       models=["efficientnet_lite0:pool", "efficientnet_lite0:pool@random",
+                               "test_linear:linear@random", f"test_linear:linear@{ckpt}"])
+    result = run(cfg)
+    models = result.record.models
+    assert models["efficientnet_lite0"].weights.label == "imagenet"
+    assert models["efficientnet_lite0@random"].weights.label == "random (untrained)"
+    assert models["efficientnet_lite0@random"].weights.untrained
+    assert models[f"test_linear@{ckpt}"].weights.sha256 == models[f"test_linear@{ckpt}"].weights.digest
+    per = result.tables["arithmetic_per_problem"].set_index("model")
+    assert per.loc["efficientnet_lite0@random", "weights"] == "random (untrained)"
+    assert per.loc["efficientnet_lite0", "weights"] == "imagenet"
+    for a, b in (("efficientnet_lite0", "efficientnet_lite0@random"), ("test_linear@random", f"test_linear@{ckpt}")):
+        assert abs(per.loc[a, "cos_best_operand"] - per.loc[b, "cos_best_operand"]) > 1e-4, (a, b)
+
+
+def test_a_repeated_operand_is_one_term_and_one_problem(tmp_path, patch_dir, linear_model):
+    """`one + one + one` is 3 one: one operand, one probe, counted once; E shows the object once (the pixels
+    cannot stack it), and the run says the linear identity does not hold for the stacked copies."""
+    cfg = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:pixels"],
+                       expressions={"triple": "one + one + one", "sub": "three - two"})
+    p = plan(cfg)
+    (triple, _) = p.expressions
+    assert triple.terms == ((3, "one"),)
+    assert [pr.name for pr in p.problems].count("triple") == 1
+    assert any("E holds cup_01:16@44,44 x3 at one place" in n for n in p.notes)
+    logs: list[str] = []
+    result = run(cfg, log=logs.append)
+    per = result.tables["arithmetic_per_problem"]
+    row = per[per["problem"] == "triple"].iloc[0]
+    assert row["expression"] == "3 one" and row["coefficient_sum"] == 3 and row["expected"] == "cup_01:16@44,44"
+    assert row["cos_result"] < 1 - 1e-3  # r = 3 f(one) - 2 f(blank) is not f(one), even for the pixel tap
+    summary = result.tables["arithmetic"].set_index("kind")
+    assert summary.loc["expression", "n_problems"] == 2
+    # an expression with several probes is one problem: `three - two` probes nothing added, so one row per object
+    many = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:pixels"], out=str(tmp_path / "b"),
+                        expressions={"plain": "three"})
+    out = run(many)
+    assert len(out.tables["arithmetic_per_problem"]) == 3
+    assert out.tables["arithmetic"]["n_problems"].tolist() == [1]
+    assert any("single operand is its own expected scene" in s for s in out.record.notes)
+
+
+def test_blank_expected_scene_is_refused_and_an_operand_equal_to_e_is_said(tmp_path, patch_dir, linear_model):
+    scenes = {"a": "cat_00@2,2 cup_01@2,40", "b": "cup_01@2,40 cat_00@2,2", "one": "cup_01@2,40",
+              "again": "cup_01@2,40"}
+    cfg = small_config(tmp_path, patch_dir, problems=0, scenes=scenes, expressions={"e": "a - b"})
+    with pytest.raises(ShiftlensError, match=r"expression 'e' \(a - b\): its expected scene is blank") as exc:
+        plan(cfg)
+    assert "\n" not in str(exc.value)
+    for text in ("a + one - again", "one + a - again"):  # E's paste order differs from a's in the second
+        p = plan(dataclasses.replace(cfg, expressions={"e": text}))
+        assert [n for n in p.notes if "its expected scene is the same as operand 'a'" in n], text
+
+
+@pytest.mark.parametrize("scene, message", [
+    ("cat_00@1,1 cat_00@1,1", "object cat_00:16@1,1 is in it twice at the same place"),
+    ("cat_00:100@0,0", "has size 100, larger than the 64px canvas: give a size of at most 64"),
+])
+def test_duplicate_and_oversized_objects_are_one_line(tmp_path, patch_dir, linear_model, scene, message):
+    cfg = small_config(tmp_path, patch_dir, scenes={"s": scene, "t": "cup_01@40,40"}, expressions={"e": "s + t"},
+                       problems=0)
+    with pytest.raises(ShiftlensError, match=message) as exc:
+        plan(cfg)
+    assert "\n" not in str(exc.value) and "-" not in str(exc.value).split("give")[-1]
+
+
+def test_toml_object_tables_take_any_patch_id(tmp_path, patch_dir, linear_model):
+    from PIL import Image
+
+    from conftest import blob_rgba
+
+    Image.fromarray(blob_rgba(30, seed=5), "RGBA").save(patch_dir / "my cat: a@b.png")
+    f = tmp_path / "a.toml"
+    f.write_text(f'canvas = {CANVAS}\nsize = 16\nproblems = 0\nmodels = ["test_linear:pixels"]\nweights = "random"\n'
+                 f'patches = "folder:{patch_dir}"\ninverter = "none"\n'
+                 '[[scenes.s.objects]]\npatch = "my cat: a@b"\ny = 1\nx = 2\n[scenes]\nt = "cup_01@40,40"\n'
+                 '[expressions]\ne = "s + t"\n')
+    cfg = dataclasses.replace(load_toml(f), out=str(tmp_path / "out"))
+    p = plan(cfg)
+    assert p.scenes["s"].objects[0].patch == "my cat: a@b"
+    assert p.expressions[0].expected(p.scenes).objects[0].patch == "my cat: a@b"
+    with pytest.raises(ShiftlensError, match=r"for a patch id with spaces, ':' or '@' give the scene as TOML"):
+        parse_scene("my cat@1,2", 16)
+
+
+def test_demo_scenes_come_from_another_patch_sets_first_patch(tmp_path, patch_dir, linear_model):
+    from shiftlens.arithmetic.run import DEMO_SCENES, demo_scenes
+
+    # the layout is DEMO_SCENES itself for the bundled flower at 75 px on 224 px
+    assert demo_scenes("flower_01", 75, 224) == {k: parse_scene(v, 75) for k, v in DEMO_SCENES.items()}
+    cfg = ArithmeticConfig(models=["test_linear:pixels"], weights="random", patches=f"folder:{patch_dir}", size=16,
+                           stride=8, canvas=CANVAS, problems=0, device="cpu", inverter="none", out=str(tmp_path / "o"))
+    p = plan(cfg)
+    assert {o.patch for s in p.scenes.values() for o in s.objects} == {"cat_00"}
+    assert p.notes == [f"the demo's scenes are copies of cat_00, the first patch of folder:{patch_dir} (it has no "
+                       "flower_01); give --scene and --expr for scenes of your own"]
+    f = tmp_path / "base.toml"  # no scenes: the demo's, on the test model's 64 px canvas
+    f.write_text(f'canvas = {CANVAS}\n')
+    result, text = cli(str(f), "--models", "test_linear:pixels", "--weights", "random", "--patches",
+                       f"folder:{patch_dir}", "--size", "20", "--problems", "0", "--inverter", "none", "--no-site",
+                       "--device", "cpu", "--out", str(tmp_path / "cli"))
+    assert result.exit_code == 0, text
+    assert f"the demo's scenes are copies of cat_00, the first patch of folder:{patch_dir} (it has no" in text
+    per = pd.read_csv(tmp_path / "cli" / "tables" / "arithmetic_per_problem.csv")
+    assert per.loc[per["problem"] == "subtraction", "expected"].tolist() == ["cat_00:20@38,6"]  # the lower-left copy
+
+
+def test_docs_toml_example_runs_and_its_expected_scene_has_an_object(tmp_path):
+    """docs/arithmetic.md's TOML example (issue 27: its "three" had two objects, so E was blank)."""
+    import re
+
+    docs = (Path(__file__).parents[1] / "docs" / "arithmetic.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", docs, re.S)
+    f = tmp_path / "example.toml"
+    f.write_text(example)
+    p = plan(dataclasses.replace(load_toml(f), weights="random", inverter="none"))
+    for e in p.expressions:
+        assert e.expected(p.scenes).objects
+    assert p.expressions[0].expected(p.scenes) == parse_scene("flower_01@129,20", 75)
+
+
+def test_decoder_of_other_weights_is_refused_before_any_work(tmp_path, patch_dir, linear_model, fake_decoders):
+    cfg = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:linear"], inverter="decoder",
+                       expressions={"sub": "three - two"})
+    plan(cfg)  # the fake decoders were trained on random weights of seed 3
+    for other in (dataclasses.replace(cfg, seed=4), dataclasses.replace(cfg, models=["test_linear:linear@x.pt"])):
+        with pytest.raises(ShiftlensError, match="trained on other weights"):
+            plan(other)
+
+
+def test_shipped_imagenet_decoder_is_refused_for_random_weights(tmp_path):
+    real = ArithmeticConfig(models=["efficientnet_lite0:pool"], weights="random", inverter="decoder", problems=0,
+                            out=str(tmp_path / "real"))
+    with pytest.raises(ShiftlensError, match=r"was trained on efficientnet_lite0:pool features of imagenet weights, "
+                                             r"but this run uses random \(untrained\) weights of seed 0") as exc:
+        plan(real)
+    assert "\n" not in str(exc.value) and not (tmp_path / "real").exists()

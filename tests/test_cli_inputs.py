@@ -94,6 +94,12 @@ def test_counting_mistakes_are_refused_in_one_line(tmp_path, command, args, expe
     assert not (tmp_path / "o").exists()
 
 
+def test_a_layer_given_twice_is_refused_in_one_line(tmp_path):
+    line = one_line_error(*cli("run", "--models", "efficientnet_lite0:pool,pool", "--out", str(tmp_path / "o")))
+    assert "model 'efficientnet_lite0': layer 'pool' is given twice" in line
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_folder_as_config_file_is_called_a_folder(tmp_path):
     for command in ("run", "config"):
         line = one_line_error(*cli(command, str(tmp_path)))

@@ -108,6 +108,7 @@ def test_train_resumes_with_identical_continuation(tiny_model, tiny_patches, tmp
     dec = load_decoder(straight, tiny_model, "fc")
     assert dec.meta.settings.seed == 0 and len(dec.meta.held_out_patches) == 1 and len(dec.meta.losses) == 4
     assert [v.step for v in dec.meta.validation] == [2, 4] and dec.meta.feature_dim == 16
+    assert dec.meta.weights_id == "random:0"  # which encoder weights it inverts: the run's are checked against it
     images = dec.decode(torch.randn(3, 16))
     assert images.shape == (3, 3, CANVAS, CANVAS) and images.min() >= 0 and images.max() <= 1
     # asking again for what is done trains nothing; other settings are refused in one line, --force starts over
@@ -153,9 +154,10 @@ def test_adversarial_step_updates_the_discriminator(tiny_model, tiny_patches):
     assert all(p.requires_grad for p in trainer.disc.parameters())
 
 
-def _decoder_file(path: Path, model="efficientnet_lite0", layer="pool", dim=1280) -> Path:
+def _decoder_file(path: Path, model="efficientnet_lite0", layer="pool", dim=1280, weights_id="") -> Path:
     gen_cfg = GeneratorConfig(feature_dim=dim, hidden=8, base=4, channels=[4, 4])
-    meta = DecoderMeta(model=model, layer=layer, weights="imagenet", feature_dim=dim, canvas=224,
+    label = "random (untrained)" if weights_id.startswith("random") else "imagenet" if not weights_id else "file:w.pt"
+    meta = DecoderMeta(model=model, layer=layer, weights=label, weights_id=weights_id, feature_dim=dim, canvas=224,
                        out_size=gen_cfg.out_size, comparator="_blocks.4", training_patches=["a"],
                        held_out_patches=["b"], settings=TrainSettings(spec=f"{model}:{layer}", generator=gen_cfg))
     torch.save(checkpoint_dict(Generator(gen_cfg), meta), path)
@@ -214,3 +216,93 @@ def test_shipped_lite0_decoder_puts_held_out_objects_in_place(layer):
     ev = evaluate(dec, load_training_patches("sample"), n=48, seed=123)
     held, trained = SHIPPED_BOUND[layer]
     assert ev.held_out_centroid_share >= held and ev.training_centroid_share >= trained, ev
+
+
+# -- issue 22: the encoder's weights, tampered metadata, options checked before any work -------------------------
+
+
+def test_a_decoder_is_refused_for_other_encoder_weights(tmp_path):
+    from shiftlens.inversion.decoder import weights_identity
+
+    ok = _decoder_file(tmp_path / "lite0_pool.pt")  # recorded before weights_id existed: imagenet by its label
+    load_decoder(ok, "efficientnet_lite0", "pool", weights="imagenet")
+    with pytest.raises(ShiftlensError, match=r"trained on efficientnet_lite0:pool features of imagenet weights, but "
+                                             r"this run uses random \(untrained\) weights of seed 0") as exc:
+        load_decoder(ok, "efficientnet_lite0", "pool", weights="random")
+    assert "\n" not in str(exc.value) and str(ok) in str(exc.value)
+    with pytest.raises(ShiftlensError, match="trained on efficientnet_lite0:pool features of imagenet weights"):
+        load_decoder("shipped", "efficientnet_lite0", "pool", weights="random")
+    rand = _decoder_file(tmp_path / "rand.pt", weights_id="random:0")
+    load_decoder(rand, "efficientnet_lite0", "pool", weights="random", seed=0)
+    for weights, seed, used in (("imagenet", 0, "imagenet weights"), ("random", 1, "weights of seed 1")):
+        with pytest.raises(ShiftlensError, match=f"of seed 0, but this run uses .*{used}"):
+            load_decoder(rand, "efficientnet_lite0", "pool", weights=weights, seed=seed)
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"weights")
+    made = _decoder_file(tmp_path / "ckpt.pt", weights_id=weights_identity(str(ckpt), 0))
+    load_decoder(made, "efficientnet_lite0", "pool", weights=str(ckpt))
+    other = tmp_path / "v.pt"
+    other.write_bytes(b"other weights")
+    with pytest.raises(ShiftlensError, match="the checkpoint of sha256"):
+        load_decoder(made, "efficientnet_lite0", "pool", weights=str(other))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("channels", [], "settings.generator.channels [] is invalid: give at least 1 entry"),
+    ("hidden", 1e12, "settings.generator.hidden 1000000000000.0 is invalid: use at most 16384"),
+    ("hidden", 9, "its tensors do not fit its recorded generator (fc.0.weight has another shape)"),
+    ("base", 0, "settings.generator.base 0 is invalid: use 1 or more"),
+    ("canvas", 10**7, "canvas 10000000 is invalid: use at most 4096"),
+    ("feature_dim", 1000, "feature_dim, canvas, out_size 1000, 224, 8 differ from its generator's 1280, 224, 8"),
+])
+def test_tampered_metadata_is_one_line_before_any_layer_is_built(tmp_path, field, value, message):
+    path = _decoder_file(tmp_path / "d.pt")
+    data = torch.load(path, weights_only=True)
+    record = data["meta"] if field in ("canvas", "feature_dim") else data["meta"]["settings"]["generator"]
+    record[field] = value
+    torch.save(data, path)
+    with pytest.raises(ShiftlensError) as exc:
+        load_decoder(path, "efficientnet_lite0", "pool")
+    assert message in str(exc.value) and "\n" not in str(exc.value) and "Input should" not in str(exc.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "0"], "--batch 0 is invalid: use 1 or more"),
+    (["--checkpoint-every", "0"], "--checkpoint-every 0 is invalid: use 1 or more"),
+    (["--steps", "0"], "--steps 0 is invalid: use 1 or more"),
+    (["--steps", "-3"], "--steps -3 is invalid: use 1 or more"),
+])
+def test_cli_train_options_are_checked_before_any_work(tmp_path, args, message):
+    from shiftlens.cli import app
+
+    out = tmp_path / "d.pt"
+    result = CliRunner().invoke(app, ["inverter", "train", "--model", "efficientnet_lite0:pool", "--weights", "random",
+                                      "--out", str(out), *args])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and lines == [f"error: {message}"], result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_out_is_checked_before_any_step(tiny_model, tiny_patches, tmp_path, monkeypatch):
+    from shiftlens.inversion import train as train_mod
+
+    def no_step(self):
+        raise AssertionError("a step ran before --out was checked")
+
+    monkeypatch.setattr(train_mod.Trainer, "step", no_step)
+    folder = tmp_path / "decoders"
+    folder.mkdir()
+    with pytest.raises(ShiftlensError, match=f"--out {folder} is a folder: give the decoder's file path"):
+        train(tiny_settings(tiny_model), folder, patches=tiny_patches)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ShiftlensError, match="notes.txt is a file, not a folder"):
+        train(tiny_settings(tiny_model), tmp_path / "notes.txt" / "d.pt", patches=tiny_patches)
+
+    def refuse(*args, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(train_mod.tempfile, "mkstemp", refuse)  # root ignores chmod: refuse the write itself
+    with pytest.raises(ShiftlensError, match=r"cannot write .*d.pt: Permission denied in .*: choose a writable --out"):
+        train(tiny_settings(tiny_model), tmp_path / "new" / "d.pt", patches=tiny_patches)
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "decoders", "notes.txt", "patches"]

@@ -86,6 +86,21 @@ class RunResult:
     record: RunRecord
 
 
+def parse_models(models: list[str]) -> list[ModelSpec]:
+    """The `--models` specs, each model and each of its layers once: a repeat would be computed and counted twice."""
+    specs = [parse_spec(s) for s in split_specs(models)]
+    names = [s.key for s in specs]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ShiftlensError(f"model {twice!r} is given twice: list its layers in one spec (e.g. alexnet:fc6,fc7), or "
+                             "give each copy its own weights (alexnet@random alexnet@PATH)")
+    for spec in specs:
+        again = [layer for i, layer in enumerate(spec.layers) if layer in spec.layers[:i]]
+        if again:
+            raise ShiftlensError(f"model {spec.key!r}: layer {again[0]!r} is given twice: give each layer once")
+    return specs
+
+
 def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
     """Validate everything that can be checked before any work: config, models, layers, patches, device.
 
@@ -96,12 +111,7 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
     missing = [a for a in cfg.analyses if a not in ANALYSIS_REGISTRY]
     if missing:
         raise ShiftlensError(f"analysis {missing[0]!r} is not available in this version: choose from {', '.join(ANALYSIS_REGISTRY)}")
-    specs = [parse_spec(s) for s in split_specs(cfg.models)]
-    names = [s.key for s in specs]
-    if len(set(names)) != len(names):
-        twice = next(n for n in names if names.count(n) > 1)
-        raise ShiftlensError(f"model {twice!r} is given twice: list its layers in one spec (e.g. alexnet:fc6,fc7), or "
-                             "give each copy its own weights (alexnet@random alexnet@PATH)")
+    specs = parse_models(cfg.models)
     nominal, coco_note = 0, None
     if cfg.patches == "coco":
         if not dry_run:

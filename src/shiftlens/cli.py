@@ -446,7 +446,8 @@ def arithmetic_cmd(
         if dry_run:
             print_arithmetic_plan(arith.plan(cfg))
             return
-        result = arith.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+        result = arith.run(cfg, force=force, progress=RichProgress(),
+                           log=lambda s: console.print(s, markup=False, soft_wrap=True))
         if site is not False:
             from shiftlens.site import build as build_site
 
@@ -493,24 +494,33 @@ def inverter_train(
 ) -> None:
     """Train a decoder on scenes of the patches rendered on the fly; checkpoints, resumes, validates on held-out
     patches, and records data, settings and losses inside the file."""
-    from shiftlens.inversion.decoder import GeneratorConfig, TrainSettings
+    from pydantic import ValidationError
+
+    from shiftlens.inversion.decoder import GeneratorConfig, TrainSettings, explain
     from shiftlens.inversion.train import train
 
     with one_line_errors(out.parent, hint="choose a writable --out"):
         given = dict(patches=patches, weights=weights, steps=steps, batch=batch, seed=seed,
                      checkpoint_every=checkpoint_every)
-        settings = TrainSettings(spec=model, adversarial=adversarial, augment=augment,
-                                 generator=GeneratorConfig(feature_dim=0),
-                                 **{k: v for k, v in given.items() if v is not None})
+        try:
+            settings = TrainSettings(spec=model, adversarial=adversarial, augment=augment,
+                                     generator=GeneratorConfig(feature_dim=0),
+                                     **{k: v for k, v in given.items() if v is not None})
+        except ValidationError as exc:  # every option is checked before any work
+            raise ShiftlensError(explain(exc, {k: "--" + k.replace("_", "-") for k in given})) from None
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
         task = bar.add_task(f"training {model}", total=settings.steps, loss="")
 
         def progress(step: int, total: int, rec) -> None:
+            bar.start()  # on the first step: the checks before it end in one line, with no bar drawn before it
             bar.update(task, completed=step, loss=f"loss {rec.total:.4f}")
 
-        with bar:
+        try:
             meta = train(settings, out, resume=resume, force=force, progress=progress, log=lambda s: bar.console.print(s))
+        finally:
+            if bar.live.is_started:
+                bar.stop()
     last = meta.validation[-1] if meta.validation else None
     out_console.print(f"decoder: {out.resolve()} ({meta.steps_done} steps, {meta.train_seconds / 60:.1f} min)")
     if last is not None:

@@ -6,11 +6,13 @@ as TOML (`[[scenes.NAME.objects]]` with `patch`, `size`, `y`, `x`). Compositing 
 one-object scene is exactly `CanvasRenderer.render` of that patch at that position.
 
 Pixel-space arithmetic treats scenes as multisets of objects: `A - B + C` is A's objects, less B's, plus C's; B must
-be in A (plus what came before it), else the object that is not there is named.
+be in A (plus what came before it), else the object that is not there is named. One scene holds an object (patch,
+size and place) at most once; copies that an expression stacks at one place are pasted once.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -34,7 +36,10 @@ class SceneObject:
     x: int
 
     def __str__(self) -> str:
-        return f"{self.patch}:{self.size}@{self.y},{self.x}"
+        """The compact form; an id that form cannot hold (spaces, ':', '@', '"') is written JSON-quoted, which
+        `parse_scene` reads back, so a TOML scene survives the config's compact strings."""
+        patch = self.patch if _PLAIN_ID.fullmatch(self.patch) else json.dumps(self.patch)
+        return f"{patch}:{self.size}@{self.y},{self.x}"
 
     def at(self, y: int, x: int) -> "SceneObject":
         return SceneObject(self.patch, self.size, int(y), int(x))
@@ -57,19 +62,33 @@ class Scene:
 
 BLANK = Scene(())
 
-_OBJECT = re.compile(r"^(?P<patch>[^@:\s]+)(?::(?P<size>-?\d+))?@(?P<y>-?\d+),(?P<x>-?\d+)$")
+_PLAIN_ID = re.compile(r'[^@:\s"]+')
+_OBJECT = re.compile(r'(?P<patch>"(?:[^"\\]|\\.)*"|[^@:\s"]+)(?::(?P<size>-?\d+))?@(?P<y>-?\d+),(?P<x>-?\d+)(?=\s|$)')
 
 
 def parse_scene(text: str, default_size: int) -> Scene:
     """`cat_01@10,20 cup_01:125@120,40` -> a Scene; an object without `:SIZE` gets `default_size`."""
     objects = []
-    for token in text.split():
-        m = _OBJECT.match(token)
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        m = _OBJECT.match(text, pos)
+        if m is not None and m["patch"].startswith('"'):
+            try:
+                patch = json.loads(m["patch"])
+            except json.JSONDecodeError:
+                m = None
+        elif m is not None:
+            patch = m["patch"]
         if m is None:
+            token = text[pos:].split()[0]
             raise ShiftlensError(f"scene object {token!r} is not PATCH[:SIZE]@Y,X: write e.g. cat_01@10,20 or "
-                                 "cat_01:125@10,20 (top-left y, x in px)")
+                                 "cat_01:125@10,20 (top-left y, x in px); for a patch id with spaces, ':' or '@' "
+                                 "give the scene as TOML [[scenes.NAME.objects]] tables (patch, size, y, x)")
         size = int(m["size"]) if m["size"] is not None else default_size
-        objects.append(SceneObject(m["patch"], size, int(m["y"]), int(m["x"])))
+        objects.append(SceneObject(patch, size, int(m["y"]), int(m["x"])))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
     if not objects:
         raise ShiftlensError(f"scene {text!r} has no objects: write e.g. cat_01@10,20")
     return Scene(tuple(objects))
@@ -96,7 +115,8 @@ def scene_from_toml(name: str, value: Any, default_size: int) -> Scene:
 
 
 def validate_scene(name: str, scene: Scene, patch_ids: Iterable[str], canvas: int) -> None:
-    """Unknown patch, size below 1, an object reaching outside the canvas: one line naming the object."""
+    """Unknown patch, size below 1 or above the canvas, an object reaching outside the canvas, the same object
+    twice at one place (pixels would show it once): one line naming the object."""
     known = list(patch_ids)
     for obj in scene.objects:
         if obj.patch not in known:
@@ -104,33 +124,45 @@ def validate_scene(name: str, scene: Scene, patch_ids: Iterable[str], canvas: in
                                  f"choose one of {', '.join(known[:12])}{', ...' if len(known) > 12 else ''}")
         if obj.size < 1:
             raise ShiftlensError(f"scene {name!r}: object {obj} has size {obj.size}: give a size of 1 px or more")
+        if obj.size > canvas:
+            raise ShiftlensError(f"scene {name!r}: object {obj} has size {obj.size}, larger than the {canvas}px "
+                                 f"canvas: give a size of at most {canvas}")
         if obj.y < 0 or obj.x < 0 or obj.y + obj.size > canvas or obj.x + obj.size > canvas:
             raise ShiftlensError(f"scene {name!r}: object {obj} reaches outside the {canvas}px canvas: keep 0 <= y, x "
                                  f"<= {canvas - obj.size} for a {obj.size}px object")
+    twice = [o for o, n in Counter(scene.objects).items() if n > 1]
+    if twice:
+        raise ShiftlensError(f"scene {name!r}: object {twice[0]} is in it twice at the same place, which the pixels "
+                             "show once: remove the copy (or move it)")
+
+
+def _counts(terms: list[tuple[int, Scene, str]]) -> tuple[list[SceneObject], Counter[SceneObject]]:
+    """Each object's count after the terms, applied left to right, and the objects in first-appearance order;
+    removing an object that is not there names it and the operand."""
+    counts: Counter[SceneObject] = Counter()
+    for coef, scene, label in terms:
+        for obj in scene.objects:
+            if coef < 0 and counts[obj] < -coef:
+                raise ShiftlensError(f"{label} subtracts object {obj}, which the scene so far does not contain: "
+                                     "subtract only objects (same patch, size and position) that an earlier operand adds")
+            counts[obj] += coef
+    order = list(dict.fromkeys(o for _, scene, _ in terms for o in scene.objects))
+    return order, counts
 
 
 def combine(terms: list[tuple[int, Scene, str]]) -> Scene:
     """Pixel-space arithmetic on scenes as multisets: `[(+1, A, 'A'), (-1, B, 'B'), ...]` -> the expected scene.
 
-    Terms are applied left to right; removing an object that is not there names it and the operand."""
-    counts: Counter[SceneObject] = Counter()
-    order: list[SceneObject] = []
-    for coef, scene, label in terms:
-        for obj in scene.objects:
-            if coef > 0:
-                counts[obj] += coef
-                order.append(obj)
-            elif counts[obj] < -coef:
-                raise ShiftlensError(f"{label} subtracts object {obj}, which the scene so far does not contain: "
-                                     "subtract only objects (same patch, size and position) that an earlier operand adds")
-            else:
-                counts[obj] += coef
-    out: list[SceneObject] = []
-    for obj in order:  # paste order: first appearance, each copy that remains
-        if counts[obj] > 0:
-            out.append(obj)
-            counts[obj] -= 1
-    return Scene(tuple(out))
+    Terms are applied left to right; removing an object that is not there names it and the operand. An object the
+    multiset holds more than once (`s + s`) is pasted once: copies at one place are one object in the pixels."""
+    order, counts = _counts(terms)
+    return Scene(tuple(o for o in order if counts[o] > 0))
+
+
+def multiplicities(terms: list[tuple[int, Scene, str]]) -> dict[SceneObject, int]:
+    """How many times the expected scene's multiset holds each of its objects (more than 1: stacked copies)."""
+    order, counts = _counts(terms)
+    return {o: counts[o] for o in order if counts[o] > 0}
 
 
 class SceneRenderer:

@@ -19,6 +19,7 @@ DEMO_SCENES = {
     "lower_right": "flower_01@129,129",
 }
 DEMO_EXPRESSIONS = {"subtraction": "three - top_two", "addition": "top_two + lower_right"}
+DEMO_PATCH = "flower_01"
 
 
 @dataclass

@@ -66,7 +66,8 @@ def expression_figure(path: Path, e: Expression, record: ArithmeticRecord, per: 
         ax.set_yticks([])
     for j, (c, s) in enumerate(ops):
         axes[0, j].imshow(renderer.render_uint8(scenes[s]))
-        axes[0, j].set_title(f"{'−' if c < 0 else '+' if j else ''} {s}", fontsize=10)
+        times = f"{abs(c)} " if abs(c) != 1 else ""
+        axes[0, j].set_title(f"{'−' if c < 0 else '+' if j else ''} {times}{s}", fontsize=10)
     axes[0, -1].imshow(renderer.render_uint8(e.expected(scenes)))
     axes[0, -1].set_title("= expected E", fontsize=10)
     axes[0, 0].set_ylabel("pixels", fontsize=9)
@@ -113,7 +114,8 @@ def _inverters(record: ArithmeticRecord) -> str:
     for r in record.inversions:
         text = r.inverter
         if r.inverter == "decoder":
-            text += f" ({r.settings.get('source', '')}, {r.settings.get('steps_done', '?')} training steps)"
+            text += (f" ({r.settings.get('source', '')}, trained on {r.settings.get('weights', '?')} features, "
+                     f"{r.settings.get('steps_done', '?')} steps)")
         elif r.inverter == "optimise":
             text += f" ({r.settings.get('settings', {}).get('steps', '?')} steps)"
         how.append(text)

@@ -34,10 +34,16 @@ class Problem:
 
     @property
     def text(self) -> str:
-        out = ""
-        for c, _, label in self.operands:
-            out += ("- " if c < 0 else "+ " if out else "") + label + " "
-        return out.strip()
+        return term_text([(c, label) for c, _, label in self.operands])
+
+
+def term_text(terms: Sequence[tuple[int, str]]) -> str:
+    """`[(1, "a"), (-2, "b")]` -> "a - 2 b": the terms as written once merged."""
+    out = ""
+    for c, label in terms:
+        sign = "- " if c < 0 else "+ " if out else ""
+        out += sign + (f"{abs(c)} " if abs(c) != 1 else "") + label + " "
+    return out.strip()
 
 
 def expression_problems(expr: Expression, scenes: Mapping[str, Scene]) -> list[Problem]:

@@ -18,21 +18,22 @@ from typing import Any, Callable
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shiftlens.api import Progress, _Silent, check_weights, device_name, versions, weights_record
+from shiftlens.api import Progress, _Silent, check_weights, device_name, parse_models, versions, weights_record
 from shiftlens.arithmetic import inversions as inv_mod
 from shiftlens.arithmetic import tables
 from shiftlens.arithmetic.benchmark import measure, scenes_needed
-from shiftlens.arithmetic.config import DEMO_EXPRESSIONS, DEMO_SCENES, ArithmeticConfig  # noqa: F401 (the API's names)
+from shiftlens.arithmetic.config import (DEMO_EXPRESSIONS, DEMO_PATCH, DEMO_SCENES,  # noqa: F401 (the API's names)
+                                        ArithmeticConfig)
 from shiftlens.arithmetic.expressions import Expression, parse_expression
 from shiftlens.arithmetic.figures import make_figures
 from shiftlens.arithmetic.problems import Problem, expression_problems, random_problems
-from shiftlens.config import RunConfig
+from shiftlens.config import DEVICES, PRECISIONS, RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.inversion.inverters import Inverter, check_inverter, check_name, make_inverter
 from shiftlens.inversion.optimise import InversionSettings
-from shiftlens.models import ModelSpec, build_with_weights, parse_spec, split_specs
+from shiftlens.models import ModelSpec, build_with_weights
 from shiftlens.patches import Patch, load_patches
-from shiftlens.scenes import Scene, SceneRenderer, parse_scene, scene_from_toml, validate_scene
+from shiftlens.scenes import Scene, SceneObject, SceneRenderer, parse_scene, scene_from_toml, validate_scene
 from shiftlens.store import (SCHEMA_VERSION, ArithmeticRecord, DeviceRecord, ModelRecord, PatchRecord, ResultsDir,
                              Timing, atomic_write_text, digest_bytes, file_key)
 from shiftlens.stream import FeatureExtractor, resolve_batch_size, resolve_device, resolve_precision
@@ -91,36 +92,69 @@ class ArithmeticPlan:
     device: Any
     precision: str
     notes: list[str]
-    """What `--inverter auto` chose where it fell back to optimise."""
+    """Lines worth saying before the work: expressions whose expected scene is an operand or stacks copies, and
+    where `--inverter auto` fell back to optimise."""
+
+
+def demo_scenes(patch: str, size: int, canvas: int) -> dict[str, Scene]:
+    """The demo's layout (after the paper's Fig. 6) with copies of `patch`: `DEMO_SCENES` itself for the bundled
+    flower at 75 px on the 224 px canvas, else the same margin share with the far copies flush with the other
+    margin."""
+    lo = round(canvas * 20 / 224)
+    hi = canvas - size - lo
+    obj = lambda y, x: SceneObject(patch, size, y, x)  # noqa: E731
+    return {"three": Scene((obj(lo, lo), obj(lo, hi), obj(hi, lo))), "top_two": Scene((obj(lo, lo), obj(lo, hi))),
+            "lower_right": Scene((obj(hi, hi),))}
 
 
 def plan(cfg: ArithmeticConfig) -> ArithmeticPlan:
     """Every check that can be made before any work: models, patches, scenes, expressions, problems."""
     if cfg.stride < 1:
         raise ShiftlensError(f"stride {cfg.stride} is invalid: use --stride 1 or more")
+    if cfg.canvas < 1:
+        raise ShiftlensError(f"canvas {cfg.canvas} is invalid: give the canvas side in px, 1 or more (224)")
     if cfg.size < 1 or cfg.size > cfg.canvas:
-        raise ShiftlensError(f"size {cfg.size} is invalid: use 1 to {cfg.canvas}")
+        raise ShiftlensError(f"--size {cfg.size} is invalid: give 1 to {cfg.canvas} (at most the {cfg.canvas}px "
+                             "canvas)")
     if cfg.problems < 0:
         raise ShiftlensError(f"--problems {cfg.problems} is invalid: use 0 or more")
+    if cfg.seed < 0:  # numpy's generators take no negative seed
+        raise ShiftlensError(f"--seed {cfg.seed} is invalid: use 0 or more")
+    if cfg.batch_size < 0:
+        raise ShiftlensError(f"--batch-size {cfg.batch_size} is invalid: use 1 or more (0 = auto)")
+    if cfg.device not in DEVICES:
+        raise ShiftlensError(f"unknown device {cfg.device!r}: use one of {', '.join(DEVICES)}")
+    if cfg.precision not in PRECISIONS:
+        raise ShiftlensError(f"unknown precision {cfg.precision!r}: use one of {', '.join(PRECISIONS)}")
+    if len(cfg.background) != 3 or not all(0 <= c <= 255 for c in cfg.background):
+        raise ShiftlensError(f"background {cfg.background} is invalid: give three values 0-255, e.g. [255, 255, 255]")
     check_name(cfg.inverter)
     if cfg.inversion_steps < 1:
         raise ShiftlensError(f"--inversion-steps {cfg.inversion_steps} is invalid: use 1 or more")
-    specs = [parse_spec(s) for s in split_specs(cfg.models)]
+    specs = parse_models(cfg.models)
     patches = load_patches(RunConfig(patches=cfg.patches))
     ids = [p.id for p in patches]
-    scenes = {name: parse_scene(text, cfg.size) for name, text in cfg.scenes.items()}
+    notes = []
+    if cfg.scenes == DEMO_SCENES:
+        patch = DEMO_PATCH if DEMO_PATCH in ids else ids[0]
+        scenes = demo_scenes(patch, cfg.size, cfg.canvas)
+        if patch != DEMO_PATCH:
+            notes.append(f"the demo's scenes are copies of {patch}, the first patch of {cfg.patches} (it has no "
+                         f"{DEMO_PATCH}); give --scene and --expr for scenes of your own")
+    else:
+        scenes = {name: parse_scene(text, cfg.size) for name, text in cfg.scenes.items()}
     for name, scene in scenes.items():
         validate_scene(name, scene, ids, cfg.canvas)
     exprs = [parse_expression(text, name, scenes) for name, text in cfg.expressions.items()]
+    notes += [note for e in exprs for note in e.check(scenes)]
     problems = [p for e in exprs for p in expression_problems(e, scenes)]
     problems += random_problems(ids, cfg.problems, cfg.seed, cfg.size, cfg.canvas, cfg.stride)
     if not problems:
         raise ShiftlensError("nothing to compute: give --expr (with --scene definitions) or --problems N")
-    notes = []
     if exprs and cfg.inverter != "none":
         for spec in specs:
             for layer in spec.layers:
-                note = check_inverter(cfg.inverter, spec.entry.name, layer, cfg.weights)
+                note = check_inverter(cfg.inverter, spec.entry.name, layer, spec.weights_or(cfg.weights), cfg.seed)
                 notes += [note] if note else []
     device = resolve_device(cfg.device)
     return ArithmeticPlan(cfg, specs, patches, scenes, exprs, problems, device, resolve_precision(cfg.precision, device),
@@ -193,7 +227,7 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
         for note in p.notes:
             log(note)
         for spec in p.models:
-            model, prov = build_with_weights(spec.entry, cfg.weights, cfg.seed)
+            model, prov = build_with_weights(spec.entry, spec.weights_or(cfg.weights), cfg.seed)
             weights = weights_record(prov, model)
             record.models[spec.key] = ModelRecord(layers=spec.layers, description=spec.entry.description,
                                                   weights=weights, mean=list(spec.entry.normalisation.mean),
@@ -265,8 +299,9 @@ def _inversions(p: ArithmeticPlan, spec: ModelSpec, model: Any, layers: list, re
     settings = InversionSettings(steps=cfg.inversion_steps, seed=cfg.seed, size=cfg.canvas)
     inverters: dict[str, Inverter] = {}
     for layer in layers:
-        inverter = make_inverter(cfg.inverter, model, layer, norm, model_name=spec.entry.name, weights=cfg.weights,
-                                 device=p.device, settings=settings)
+        inverter = make_inverter(cfg.inverter, model, layer, norm, model_name=spec.entry.name,
+                                 weights=spec.weights_or(cfg.weights), seed=cfg.seed, device=p.device,
+                                 settings=settings)
         assert inverter is not None  # `none` never gets here
         inverters[layer.name] = inverter
     ikey = inv_mod.key_for(numbers_key, inverters)

@@ -15,10 +15,11 @@ def per_problem(rows: list[dict]) -> pd.DataFrame:
 
 
 def summary(per: pd.DataFrame) -> pd.DataFrame:
-    """Aggregates per (model, layer, weights, patch_size, kind), in the per-problem table's order."""
+    """Aggregates per (model, layer, weights, patch_size, kind), in the per-problem table's order: `n_problems`
+    counts each problem once (an expression probed at several objects has a row per probe; the means are over rows)."""
     keys = IDENTITY + ["kind"]
     g = per.groupby(keys, sort=False)
-    out = g.agg(n_problems=("problem", "count"), top1_accuracy=("top1", "mean"),
+    out = g.agg(n_problems=("problem", "nunique"), top1_accuracy=("top1", "mean"),
                 median_pixel_error=("pixel_error", "median"), mean_rank=("rank", "mean"),
                 mean_cos_result=("cos_result", "mean"), mean_cos_best_operand=("cos_best_operand", "mean"),
                 mean_cos_gain=("cos_gain", "mean"), n_candidates=("n_candidates", "max"))

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from shiftlens.errors import ShiftlensError
+from shiftlens.models.weights import sha256
 
 FORMAT = "shiftlens-decoder"
 FORMAT_VERSION = 1
@@ -29,15 +30,51 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class GeneratorConfig(_Record):
-    """Everything needed to rebuild the generator's layers before its tensors are loaded."""
+def explain(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """The first problem of a pydantic ValidationError in plain words, `FIELD VALUE: RULE`, without pydantic's
+    wording; `names` maps a field to what the user typed for it (a CLI flag)."""
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(x) for x in err["loc"]) or "value"
+    name = (names or {}).get(field, field)
+    ctx = err.get("ctx") or {}
+    rules = {"greater_than_equal": f"use {ctx.get('ge')} or more", "greater_than": f"use more than {ctx.get('gt')}",
+             "less_than_equal": f"use at most {ctx.get('le')}", "less_than": f"use less than {ctx.get('lt')}",
+             "too_short": f"give at least {ctx.get('min_length')} {_entries(ctx.get('min_length'))}",
+             "too_long": f"give at most {ctx.get('max_length')} {_entries(ctx.get('max_length'))}",
+             "missing": "it is missing",
+             "extra_forbidden": "it is not a setting"}
+    if err["type"] == "value_error":  # a model validator's own words
+        error = str(ctx.get("error", "invalid"))
+        return f"{name}: {error}" if err["loc"] else error
+    rule = rules.get(err["type"])
+    if rule is None:
+        kind = err["type"].split("_")[0]
+        rule = {"int": "give an integer", "float": "give a number", "bool": "give true or false",
+                "string": "give a text", "list": "give a list", "tuple": "give a list"}.get(kind, "give a valid value")
+    value = err.get("input")
+    shown = "" if err["type"] in ("missing",) or isinstance(value, dict) else f" {value!r}"
+    return f"{name}{shown} is invalid: {rule}"
 
-    feature_dim: int
-    hidden: int = 512
-    base: int = 7
-    channels: list[int] = [64, 64, 32, 16]
+
+def _entries(n: object) -> str:
+    return "entry" if n == 1 else "entries"
+
+
+Count = Annotated[int, Field(ge=1)]
+"""A size that cannot be 0: the tampered-file and CLI checks refuse it before any layer is built."""
+
+
+class GeneratorConfig(_Record):
+    """Everything needed to rebuild the generator's layers before its tensors are loaded. The bounds are checked
+    when a file is read, before any layer is built, so tampered metadata cannot ask for an absurd network."""
+
+    feature_dim: int = Field(ge=0, le=1 << 20)
+    """0 while training has not measured it yet."""
+    hidden: int = Field(512, ge=1, le=1 << 14)
+    base: int = Field(7, ge=1, le=64)
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field([64, 64, 32, 16], min_length=1, max_length=8)
     """Channels at base, 2*base, ... : one up-convolution per step after the first, so out_size = base * 2^(n-1)."""
-    canvas: int = 224
+    canvas: int = Field(224, ge=8, le=4096)
 
     @property
     def out_size(self) -> int:
@@ -50,34 +87,43 @@ class TrainSettings(_Record):
     spec: str
     weights: str = "imagenet"
     patches: str = "sample"
-    steps: int = 640
-    batch: int = 16
-    seed: int = 0
-    lr: float = 1e-3
-    pool: int = 128
+    steps: Count = 640
+    batch: Count = 16
+    seed: int = Field(0, ge=0)
+    """Non-negative: numpy's generators, which draw every scene from (seed, epoch), take no negative seed."""
+    lr: float = Field(1e-3, gt=0)
+    pool: Count = 128
     """Scenes rendered (and their features computed) per epoch; each is seen `passes` times, so a feature forward
     of the encoder, the expensive part on a CPU, serves several generator steps."""
-    passes: int = 4
-    held_out: int = 2
-    sizes: tuple[int, int] = (60, 140)
-    max_objects: int = 3
+    passes: Count = 4
+    held_out: int = Field(2, ge=0)
+    sizes: tuple[Count, Count] = (60, 140)
+    max_objects: Count = 3
     augment: bool = False
     """Show each training scene flipped (left-right, up-down) and with its colour channels permuted, drawn per scene
     from (seed, epoch): white stays white, and 7 training objects look like 56, so the generator has to read the
     position from the features instead of memorising where each object's features point."""
-    pixel_weight: float = 1.0
-    object_weight: float = 4.0
+    pixel_weight: float = Field(1.0, ge=0)
+    object_weight: float = Field(4.0, ge=0)
     """Extra pixel-loss weight on the object's pixels (not white in the truth): on a mostly white canvas the plain
     squared error is lowest for a pale blur, and the objects are what the decoder must place."""
-    feature_weight: float = 0.05
+    feature_weight: float = Field(0.05, ge=0)
     adversarial: bool = False
-    adversarial_weight: float = 0.01
+    adversarial_weight: float = Field(0.01, ge=0)
     comparator: str = ""
     """Module path of the encoder's conv stage the feature loss compares in; empty: the model's default."""
     precision: Literal["fp32", "bf16"] = "fp32"
-    checkpoint_every: int = 32
-    validate_n: int = 12
+    checkpoint_every: Count = 32
+    validate_n: Count = 12
     generator: GeneratorConfig
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> "TrainSettings":
+        lo, hi = self.sizes
+        if lo > hi or hi > self.generator.canvas:
+            raise ValueError(f"sizes {lo}, {hi}: give the smallest, then the largest, at most the "
+                             f"{self.generator.canvas}px canvas")
+        return self
 
 
 class StepLoss(_Record):
@@ -116,10 +162,14 @@ class DecoderMeta(_Record):
     layer: str
     weights: str
     """The encoder's weights label (`imagenet`, `random (untrained)`, `file:NAME`)."""
+    weights_id: str = ""
+    """Which encoder weights exactly (`weights_identity`): `imagenet`, `random:SEED` or `sha256:HEX` of the
+    checkpoint; the decoder only inverts features of those. Empty in files written before it was recorded."""
     untrained: bool = False
-    feature_dim: int
-    canvas: int
-    out_size: int
+    feature_dim: int = Field(ge=1, le=1 << 20)
+    canvas: int = Field(ge=8, le=4096)
+    """The side decode() upsamples to: bounded, so a tampered file cannot ask it for an absurd image."""
+    out_size: int = Field(ge=1, le=1 << 14)
     comparator: str
     training_patches: list[str]
     held_out_patches: list[str]
@@ -134,6 +184,56 @@ class DecoderMeta(_Record):
     @property
     def spec(self) -> str:
         return f"{self.model}:{self.layer}"
+
+    @model_validator(mode="after")
+    def _agrees_with_its_generator(self) -> "DecoderMeta":
+        g = self.settings.generator
+        if (self.feature_dim, self.canvas, self.out_size) != (g.feature_dim, g.canvas, g.out_size):
+            raise ValueError(f"feature_dim, canvas, out_size {self.feature_dim}, {self.canvas}, {self.out_size} "
+                             f"differ from its generator's {g.feature_dim}, {g.canvas}, {g.out_size}")
+        return self
+
+    @property
+    def encoder_weights(self) -> str:
+        """`weights_id`, or for an older file what its settings say (a checkpoint's digest is then unknown: "")."""
+        if self.weights_id:
+            return self.weights_id
+        if self.weights == "imagenet":
+            return "imagenet"
+        return f"random:{self.settings.seed}" if self.untrained else ""
+
+
+def weights_identity(weights: str, seed: int) -> str:
+    """The identity of the encoder weights `weights` (imagenet, random or a checkpoint path) with `seed`: what a
+    decoder records and what its use is checked against."""
+    if weights in ("imagenet", "random"):
+        return "imagenet" if weights == "imagenet" else f"random:{seed}"
+    path = Path(weights)
+    return f"sha256:{sha256(path)}" if path.is_file() else f"file:{path.name}"
+
+
+def _describe_weights(identity: str) -> str:
+    if identity.startswith("random:"):
+        return f"random (untrained) weights of seed {identity[7:]}"
+    if identity.startswith("sha256:"):
+        return f"the checkpoint of sha256 {identity[7:19]}..."
+    return f"{identity} weights"
+
+
+def check_encoder_weights(meta: DecoderMeta, path: Path | str, weights: str, seed: int) -> None:
+    """A decoder inverts only features of the weights it was trained on: any other is one line, before any work."""
+    made = meta.encoder_weights
+    used = weights_identity(weights, seed)
+    if not made:  # an old file trained on a checkpoint: only the label can be compared
+        if meta.weights == f"file:{Path(weights).name}":
+            return
+        made = meta.weights
+    if made != used:
+        flags = f"--weights {weights}" + (f" --seed {seed}" if weights == "random" else "")
+        raise ShiftlensError(f"decoder file {path} was trained on {meta.spec} features of "
+                             f"{_describe_weights(made)}, but this run uses {_describe_weights(used)}: train a "
+                             f"decoder with these weights (shiftlens inverter train --model {meta.spec} {flags}), "
+                             "or use --inverter optimise")
 
 
 def _up(cin: int, cout: int) -> list[nn.Module]:
@@ -225,19 +325,25 @@ def read_decoder_file(path: Path) -> tuple[DecoderMeta, dict]:
     try:
         meta = DecoderMeta.model_validate(data["meta"])
     except ValidationError as exc:
-        raise ShiftlensError(f"decoder file {path} has invalid metadata ({exc.error_count()} errors): train it again "
-                             "with `shiftlens inverter train`") from None
+        raise ShiftlensError(f"decoder file {path} has invalid metadata ({explain(exc)}): train it again with "
+                             "`shiftlens inverter train`") from None
     return meta, data["generator"]
 
 
 def build_generator(meta: DecoderMeta, state: dict, path: Path | str) -> Generator:
+    """The generator of a file, its layers' shapes compared with the file's tensors on the meta device first, so
+    metadata that disagrees with the tensors allocates nothing."""
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in Generator(meta.settings.generator).state_dict().items()}
+    got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    unmatched = sorted(set(shapes) ^ set(got))
+    wrong = [f"{k} missing or unexpected" for k in unmatched] or [
+        f"{k} has another shape" for k in shapes if tuple(shapes[k]) != got[k]]
+    if wrong:
+        raise ShiftlensError(f"decoder file {path}: its tensors do not fit its recorded generator ({wrong[0]}): "
+                             "train it again")
     gen = Generator(meta.settings.generator)
-    try:
-        gen.load_state_dict({k: v.float() for k, v in state.items()})
-    except (RuntimeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ShiftlensError(f"decoder file {path}: its tensors do not fit its recorded generator ({first}): train "
-                             "it again") from None
+    gen.load_state_dict({k: v.float() for k, v in state.items()})
     return gen
 
 
@@ -253,11 +359,12 @@ def shipped_decoders() -> dict[tuple[str, str], Path]:
 
 
 def load_decoder(source: str | Path, model: str, layer: str, device: torch.device | str = "cpu",
-                 feature_dim: int | None = None) -> Decoder:
+                 feature_dim: int | None = None, weights: str | None = None, seed: int = 0) -> Decoder:
     """The decoder for `model`'s `layer`: `source` is "shipped" (the packaged one) or a decoder file's path.
 
-    A file made for another model or layer, or (with `feature_dim`) for features of another size, is refused with
-    one line naming the file."""
+    A file made for another model or layer, (with `feature_dim`) for features of another size, or (with `weights`,
+    the run's imagenet, random or PATH, and `seed`) for another encoder's weights, is refused with one line naming
+    the file."""
     if str(source) == "shipped":
         shipped = shipped_decoders()
         if (model, layer) not in shipped:
@@ -274,4 +381,6 @@ def load_decoder(source: str | Path, model: str, layer: str, device: torch.devic
     if feature_dim is not None and feature_dim != meta.feature_dim:
         raise ShiftlensError(f"decoder file {path} decodes {meta.feature_dim}-d features of {meta.spec}, but "
                              f"{model}:{layer} gives {feature_dim}-d ones here: train a decoder for this model")
+    if weights is not None:
+        check_encoder_weights(meta, path, weights, seed)
     return Decoder(build_generator(meta, state, path), meta, device, source=str(path))

@@ -175,31 +175,38 @@ def check_name(name: str) -> None:
 
 
 def make_inverter(name: str, model: nn.Module, layer: LayerSpec, normalisation: Normalisation | None = None, *,
-                  model_name: str, weights: str = "imagenet", device: torch.device | str = "cpu",
+                  model_name: str, weights: str = "imagenet", seed: int = 0, device: torch.device | str = "cpu",
                   settings: InversionSettings | None = None, batch_size: int = 16,
                   feature_dim: int | None = None) -> Inverter | None:
     """The inverter `name` (auto, optimise, decoder, decoder:PATH, none) for one layer of `model` (registry name
-    `model_name`); None for `none`. A decoder made for another model or layer is one ShiftlensError line."""
+    `model_name`, built with `weights` and `seed`); None for `none`. A decoder made for another model, layer or
+    encoder weights is one ShiftlensError line."""
     kind, _ = resolve(name, model_name, layer.name, weights)
     if kind == "none":
         return None
     net = FeatureNet(model, layer, normalisation, device, name=f"{model_name}:{layer.name}")
     if kind == "optimise":
         return OptimiseInverter(net, settings or InversionSettings())
-    check_inverter(name, model_name, layer.name, weights)
+    check_inverter(name, model_name, layer.name, weights, seed)
     api = decoder_api()
-    source = "shipped" if name in ("auto", "decoder") else name.split(":", 1)[1].strip()
-    decoder = api.load_decoder(source, model_name, layer.name, device=device, feature_dim=feature_dim)
+    source = _source(name)
+    decoder = api.load_decoder(source, model_name, layer.name, device=device, feature_dim=feature_dim,
+                               weights=weights, seed=seed)
     return DecoderInverter(decoder, source, net, batch_size)
 
 
-def check_inverter(name: str, model_name: str, layer: str, weights: str) -> str | None:
-    """Every check of `--inverter` that can be made before any work, for one model and layer; returns the note
-    `auto` gives when it falls back to optimise. A missing or mismatched decoder is one ShiftlensError line."""
+def _source(name: str) -> str:
+    return "shipped" if name in ("auto", "decoder") else name.split(":", 1)[1].strip()
+
+
+def check_inverter(name: str, model_name: str, layer: str, weights: str, seed: int = 0) -> str | None:
+    """Every check of `--inverter` that can be made before any work, for one model and layer built with `weights`
+    and `seed`; returns the note `auto` gives when it falls back to optimise. A missing decoder, or one made for
+    another model, layer or encoder weights, is one ShiftlensError line."""
     kind, note = resolve(name, model_name, layer, weights)
     if kind != "decoder":
         return note
-    source = "shipped" if name in ("auto", "decoder") else name.split(":", 1)[1].strip()
+    source = _source(name)
     if source == "shipped" and shipped_decoder(model_name, layer) is None:
         raise ShiftlensError(f"no decoder is shipped for {model_name}:{layer}: train one with `shiftlens inverter "
                              f"train --model {model_name}:{layer} --out FILE` and pass --inverter decoder:FILE, "
@@ -209,5 +216,5 @@ def check_inverter(name: str, model_name: str, layer: str, weights: str) -> str 
     api = decoder_api()
     if api is None:
         raise ShiftlensError("this shiftlens has no decoder module: use --inverter optimise")
-    api.load_decoder(source, model_name, layer)
+    api.load_decoder(source, model_name, layer, weights=weights, seed=seed)
     return note

@@ -14,7 +14,9 @@ pool, shuffles it the same way, and continues exactly as the uninterrupted run w
 from __future__ import annotations
 
 import math
+import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ from shiftlens.inversion.decoder import (
     TrainSettings,
     checkpoint_dict,
     read_decoder_file,
+    weights_identity,
 )
 from shiftlens.inversion.network import FeatureNet
 from shiftlens.models import LayerSpec, build_with_weights, parse_spec
@@ -96,6 +99,8 @@ class Encoder:
     layer: str
     weights_label: str
     untrained: bool
+    weights_id: str = ""
+    """`weights_identity` of the encoder's weights, recorded in the decoder file."""
 
     def features(self, scenes: list[Scene], batch: int = 16,
                  views: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,12 +142,18 @@ def apply_views(rgb: torch.Tensor, views: np.ndarray) -> torch.Tensor:
     return torch.stack(out)
 
 
-def build_encoder(spec: str, weights: str, patches: dict[str, Patch], comparator: str = "", precision: str = "bf16",
-                  seed: int = 0, canvas: int = 224) -> tuple[Encoder, str]:
+def parse_one_layer(spec: str):
+    """The `--model` spec of a decoder: one model and one layer, else one line."""
     parsed = parse_spec(spec)
     if len(parsed.layers) != 1:
         raise ShiftlensError(f"--model {spec!r} names {len(parsed.layers)} layers: a decoder inverts one, e.g. "
                              f"{parsed.entry.name}:{parsed.layers[0]}")
+    return parsed
+
+
+def build_encoder(spec: str, weights: str, patches: dict[str, Patch], comparator: str = "", precision: str = "bf16",
+                  seed: int = 0, canvas: int = 224) -> tuple[Encoder, str]:
+    parsed = parse_one_layer(spec)
     entry = parsed.entry
     layer = entry.layer(parsed.layers[0])
     weights = parsed.weights or weights
@@ -159,7 +170,8 @@ def build_encoder(spec: str, weights: str, patches: dict[str, Patch], comparator
     extractor = FeatureExtractor(model, [layer], entry.normalisation, torch.device("cpu"), precision)
     renderer = SceneRenderer(patches, canvas, normalisation=entry.normalisation)
     label = str(prov.get("label", weights))
-    return Encoder(extractor, comp, renderer, layer.name, label, bool(prov.get("untrained"))), comparator
+    return Encoder(extractor, comp, renderer, layer.name, label, bool(prov.get("untrained")),
+                   weights_identity(weights, seed)), comparator
 
 
 class Discriminator(nn.Module):
@@ -296,7 +308,8 @@ class Trainer:
 
         parsed = parse_spec(self.settings.spec)
         return DecoderMeta(model=parsed.entry.name, layer=parsed.layers[0], weights=self.encoder.weights_label,
-                           untrained=self.encoder.untrained, feature_dim=self.settings.generator.feature_dim,
+                           weights_id=self.encoder.weights_id, untrained=self.encoder.untrained,
+                           feature_dim=self.settings.generator.feature_dim,
                            canvas=self.settings.generator.canvas, out_size=self.settings.generator.out_size,
                            comparator=self.comparator_path, training_patches=self.training,
                            held_out_patches=self.held_out, settings=self.settings, steps_done=self.step_no,
@@ -336,6 +349,26 @@ class Trainer:
             torch.save(checkpoint_dict(self.generator, self.meta()), tmp)
 
 
+def check_out(out: Path) -> None:
+    """`--out` must be a file path whose folder takes a new file: found before any step, not after the last one.
+    A temporary file is made and removed in the nearest folder that exists (folders still to be made are made
+    only by the first checkpoint)."""
+    if out.is_dir():
+        raise ShiftlensError(f"--out {out} is a folder: give the decoder's file path, e.g. {out / 'decoder.pt'}")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ShiftlensError(f"--out {out}: {folder} is a file, not a folder: give a path in a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ShiftlensError(f"cannot write {out}: {exc.strerror or exc} in {folder}: choose a writable "
+                             "--out") from None
+
+
 def feature_dim_of(encoder: Encoder) -> int:
     blank = Scene(())
     feats, _ = encoder.features([blank])
@@ -363,7 +396,10 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
     with other settings (besides `steps`) is refused unless `force`, which starts over."""
     log = log or (lambda s: None)
     out = Path(out)
+    parse_one_layer(settings.spec)
+    check_out(out)
     patches = patches if patches is not None else load_training_patches(settings.patches)
+    held_out_split([p.id for p in patches], settings.held_out, settings.seed)
     state = None
     if out.exists() or state_path(out).exists():
         if out.exists():
