@@ -99,7 +99,7 @@ def build_config(preset: str, **overrides) -> config_mod.RunConfig:
 # The flags `run` and `config` share: the config's field names (help kept short enough for an 80-column terminal).
 PresetArg = Annotated[str, typer.Argument(help="preset (quick, paper) or a TOML config file")]
 ModelsOpt = Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0 (repeat, or separate with ';')")]
-PatchesOpt = Annotated[Optional[str], typer.Option(help="sample, folder:DIR or coco:ANN.json:IMAGES (a COCO annotations file and its image folder)")]
+PatchesOpt = Annotated[Optional[str], typer.Option(help="sample, folder:DIR, coco:ANN.json:IMAGES (a COCO annotations file and its image folder), tuxpaint[:CATEGORY,...] or openclipart[:CATEGORY,...] (Debian packages; shiftlens patches SOURCE lists them)")]
 SizesOpt = Annotated[Optional[str], typer.Option(help="patch sides in pixels, e.g. 75,125")]
 StrideOpt = Annotated[Optional[int], typer.Option(help="pixels between positions (1 = every position)")]
 WeightsOpt = Annotated[Optional[str], typer.Option(help="imagenet | random | PATH to a checkpoint")]
@@ -131,6 +131,9 @@ def _shown(value) -> str:
     if isinstance(value, list):
         return " ".join(map(str, value)) if value and isinstance(value[0], str) and ":" in value[0] else \
             ", ".join(map(str, value)) or "none"  # a space after each comma: a long list wraps, never truncates
+    if isinstance(value, str) and len(value) > 30 and "," in value:  # one long word would be truncated in the help
+        source, _, items = value.rpartition(":")
+        return f"{source + ':' if source else ''}{len(items.split(','))} items, see shiftlens config PRESET"
     return "none" if value is None else str(value)
 
 
