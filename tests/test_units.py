@@ -223,8 +223,11 @@ def test_visualise_raises_the_unit_and_records_the_image(units_run):
     (["--model", "test_units:grid", "--unit", "99999"], "unit 99999 is out of range"),
     (["--model", "test_units:nope", "--unit", "1"], "layer nope was not tapped"),
     (["--model", "other:grid", "--unit", "1"], "model other is not in the run"),
+    (["--model", "test_units:grid", "--unit", "1", "--device", "tpu"], "--device tpu: unknown device; use one of auto"),
+    (["--model", "test_units:grid", "--unit", "1", "--device", "cuda"], "--device cuda: no CUDA device is available"),
 ])
-def test_visualise_bad_input_is_one_line(units_run, args, expected):
+def test_visualise_bad_input_is_one_line(units_run, args, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without CUDA
     result = CliRunner().invoke(app, ["units", "visualise", units_run.out, *args])
     assert result.exit_code == 2, result.output
     assert expected in result.output and len(result.output.strip().splitlines()) == 1

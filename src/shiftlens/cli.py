@@ -489,7 +489,7 @@ def units_visualise_cmd(
     tv_weight: Annotated[Optional[float], typer.Option("--tv-weight", help="total-variation prior weight (15)")] = None,
     size: Annotated[Optional[int], typer.Option(help="image side in px (224)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the start image and jitter (0)")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
 ) -> None:
     """The image that maximises a unit (activation maximisation with the inversion's priors), or a caricature of a
     canvas, written to RESULTS_DIR/figures/units/ with how far it raised the unit over its random start."""

@@ -19,6 +19,7 @@ from shiftlens.inversion import FeatureNet, InversionSettings, MaximisationResul
 from shiftlens.inversion.maximise import SilentUnit
 from shiftlens.models import parse_spec
 from shiftlens.store import ResultsDir, RunRecord, file_key
+from shiftlens.stream import resolve_device
 from shiftlens.unit_figures import ExemplarRenderer, SyntheticImage, add_synthetic, save_png
 
 
@@ -42,7 +43,7 @@ def _split(model_layer: str, record: RunRecord, root: Path) -> tuple[str, str]:
     return model, layer
 
 
-def _net(record: RunRecord, model: str, layer: str, device: str) -> FeatureNet:
+def _net(record: RunRecord, model: str, layer: str, device: torch.device) -> FeatureNet:
     spec = next(s for s in (parse_spec(x) for x in record.config.models) if s.key == model)
     m = record.models[model]
     if m.weights.source == "given module":
@@ -84,6 +85,7 @@ def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None
               device: str = "cpu", **settings) -> tuple[SyntheticImage, MaximisationResult]:
     """Maximise `unit` of MODEL:LAYER (or, `as_caricature`, caricature the canvas of `patch` at `position` (y, x)
     px); `settings`: InversionSettings fields (steps, tv_weight, size, seed, ...)."""
+    dev = resolve_device(device)  # an unknown device, or CUDA where there is none: one line before any work
     results = ResultsDir(results_dir)
     record = _record(results)
     model, layer = _split(model_layer, record, results.root)
@@ -101,14 +103,14 @@ def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None
                                  f"are {grid[0]}, {grid[1]}, ... {grid[-1]}")
         image = ExemplarRenderer(results, record.config, size)(patch, *position)
         canvas = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-        res = caricature(_net(record, model, layer, device), None, canvas, settings=s)
+        res = caricature(_net(record, model, layer, dev), None, canvas, settings=s)
         name = f"{file_key(model + '_' + layer)}-caricature-{file_key(patch)}-p{size}-{position[0]}-{position[1]}.png"
     else:
         if unit is None:
             raise ShiftlensError("give --unit N (or --caricature with --patch and --position)")
         if unit < 0:
             raise ShiftlensError(f"unit {unit} is out of range: unit indices start at 0")
-        net = _net(record, model, layer, device)
+        net = _net(record, model, layer, dev)
         try:
             res = maximise_unit(net, None, unit, settings=s)
         except SilentUnit:  # a rectified unit the noise starts leave at 0: climb from the run's canvas that drives it
