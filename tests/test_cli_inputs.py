@@ -85,6 +85,11 @@ def test_bad_toml_points_to_the_config_command_which_exists(tmp_path):
         (["--sizes", "75,75"], "patch size 75 is given twice"),
         (["--sizes", "75", "--stride", "1000"], "every similarity would be 1.0: use --stride 149 or less"),
         (["--sizes", "224"], "use patch sizes below the 224px canvas"),
+        (["--workers", "2"], "--workers 2 is for the Ray executor: add --executor ray, or leave --workers out"),
+        (["--ray-address", "auto"], "--ray-address auto is for the Ray executor: add --executor ray"),
+        (["--units", "3,17"], "--units 3,17 picks units for the units analysis, which is not selected: add units "
+                              "to --analyses"),
+        (["--units=-1", "--analyses", "similarity,units"], "--units -1 is out of range: unit indices start at 0"),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "config"])

@@ -19,6 +19,7 @@ from shiftlens.analyses.unit_state import UnitAccumulator, shard_paths, shard_su
 from shiftlens.analyses.units import UnitOutputs, Units, merge_topk, open_units
 from shiftlens.cli import app
 from shiftlens.config import RunConfig
+from shiftlens.errors import ShiftlensError
 from shiftlens.store import ResultsDir
 
 from conftest import part_meta
@@ -294,3 +295,17 @@ def test_units_memory_benchmark_measures_the_accumulator_in_a_fresh_process():
     assert res["positions"] == 400 and res["units"] == 256
     assert res["bound_mb"] == pytest.approx(400 * 256 * 8 / 2**20, abs=0.05)
     assert res["peak_with_shard_write_mb"] >= 0 and res["write_shard_s"] >= 0
+
+
+def test_requested_units_are_checked_against_each_layer_before_any_work(units_config):
+    """--units 99999 was dropped silently (issue 22): grid has 36 units at this canvas, pool 4."""
+    with pytest.raises(ShiftlensError, match=r"--units 99999 is out of range: test_units:grid has 36 units, "
+                                             r"test_units:pool has 4 units; give indices from 0 to 35"):
+        api.plan(dataclasses.replace(units_config, units=[3, 99999]))
+    with pytest.raises(ShiftlensError, match="--units -1 is out of range: unit indices start at 0"):
+        api.plan(dataclasses.replace(units_config, units=[-1]))
+    notes = api.plan(dataclasses.replace(units_config, units=[3, 10, 35])).notes
+    assert [n for n in notes if n.startswith("--units")] == [
+        "--units 10 is beyond the 4 units of test_units:pool: only the other layers' figures show it",
+        "--units 35 is beyond the 4 units of test_units:pool: only the other layers' figures show it"]
+    assert not Path(units_config.out).exists()

@@ -136,9 +136,20 @@ class RunConfig:
             raise ShiftlensError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
         if self.workers < 0:
             raise ShiftlensError(f"workers {self.workers} is invalid: use 1 or more (0 = auto)")
+        for flag, value, given in (("--workers", self.workers, self.workers != 0),
+                                   ("--ray-address", self.ray_address, self.ray_address is not None)):
+            if given and self.executor != "ray":  # the local executor has no workers: it would be ignored
+                raise ShiftlensError(f"{flag} {value} is for the Ray executor: add --executor ray, or leave {flag} out")
         if self.executor == "ray" and "units" in self.analyses:  # its sums over parts live in one process
             raise ShiftlensError("the units analysis cannot run with --executor ray yet: drop units from --analyses "
                                  "or use --executor local")
+        if self.units and "units" not in self.analyses:
+            raise ShiftlensError(f"--units {','.join(map(str, self.units))} picks units for the units analysis, which is "
+                                 "not selected: add units to --analyses (e.g. --analyses similarity,units) or leave "
+                                 "--units out")
+        negative = [u for u in self.units if u < 0]
+        if negative:
+            raise ShiftlensError(f"--units {negative[0]} is out of range: unit indices start at 0")
         if self.units_topk < 1:
             raise ShiftlensError(f"units_topk {self.units_topk} is invalid: use 1 or more exemplars per unit")
         if "://" in self.out:
