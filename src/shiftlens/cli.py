@@ -138,7 +138,7 @@ def build_config(preset: str, **overrides) -> config_mod.RunConfig:
 
 # The flags `run` and `config` share: the config's field names (help kept short enough for an 80-column terminal).
 PresetArg = Annotated[str, typer.Argument(help="preset (quick, paper) or a TOML config file")]
-ModelsOpt = Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0 (repeat, or separate with ';')")]
+ModelsOpt = Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0@random; several: separate with spaces or ';', or repeat --models (a model's name after a comma starts a new spec)")]
 PatchesOpt = Annotated[Optional[str], typer.Option(help="sample, folder:DIR or coco:ANN.json:IMAGES (a COCO annotations file and its image folder)")]
 SizesOpt = Annotated[Optional[str], typer.Option(help="patch sides in pixels, e.g. 75,125")]
 StrideOpt = Annotated[Optional[int], typer.Option(help="pixels between positions (1 = every position)")]
@@ -404,7 +404,7 @@ def arithmetic_cmd(
             from shiftlens.site import build as build_site
 
             build_site(result.out)
-    out_console.print(f"results: {result.out.resolve()}  (figures/, tables/, site/index.html)")
+    out_console.print(f"results: {result.out.resolve()}  (figures/, tables/{', site/index.html' if site is not False else ''})")
     per = result.tables["arithmetic_per_problem"]
     table = Table(title="Expressions: r = sum c_i f(S_i) + (1 - sum c_i) f(blank) against the expected scene E")
     for col in ("model", "layer", "weights", "expression", "probe", "cos(r,E)", "best operand", "rank", "px error"):
