@@ -88,8 +88,10 @@ def test_bad_toml_points_to_the_config_command_which_exists(tmp_path):
         (["--sizes", "224"], "use patch sizes below the 224px canvas"),
         (["--workers", "2"], "--workers 2 is for the Ray executor: add --executor ray, or leave --workers out"),
         (["--ray-address", "auto"], "--ray-address auto is for the Ray executor: add --executor ray"),
-        (["--units", "3,17"], "--units 3,17 picks units for the units analysis, which is not selected: add units "
-                              "to --analyses"),
+        (["--units", "3,17"], "--units 3,17 is for the units analysis: add units to --analyses"),
+        (["--units-topk", "3"], "--units-topk 3 is for the units analysis: add units to --analyses"),
+        (["--analyses", "similarity", "--svm", "sklearn"], "--svm sklearn is the separability analysis's solver"),
+        (["--square-crop"], "--square-crop crops COCO objects: use it with --patches coco:"),
         (["--units=-1", "--analyses", "similarity,units"], "--units -1 is out of range: unit indices start at 0"),
     ],
 )

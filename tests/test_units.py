@@ -226,6 +226,9 @@ def test_visualise_raises_the_unit_and_records_the_image(units_run):
     (["--model", "other:grid", "--unit", "1"], "model other is not in the run"),
     (["--model", "test_units:grid", "--unit", "1", "--device", "tpu"], "--device tpu: unknown device; use one of auto"),
     (["--model", "test_units:grid", "--unit", "1", "--device", "cuda"], "--device cuda: no CUDA device is available"),
+    (["--model", "test_units:grid", "--unit", "1", "--position", "0,0"], "--position picks the canvas of a caricature"),
+    (["--model", "test_units:grid", "--caricature", "--unit", "1"], "--unit is not used by --caricature"),
+    (["--model", "test_units:grid", "--caricature", "--size", "64"], "--size is not used by --caricature"),
 ])
 def test_visualise_bad_input_is_one_line(units_run, args, expected, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without CUDA

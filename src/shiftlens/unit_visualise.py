@@ -80,12 +80,29 @@ def _driving_canvas(results: ResultsDir, record: RunRecord, net: FeatureNet, uni
     return image.float().clamp(0, 1), patch, (y, x)
 
 
+def _refuse_unused(as_caricature: bool, **given) -> None:
+    """Options of the other mode would be ignored: one line instead (a caricature keeps its canvas's size and
+    needs no unit; a maximised unit has no canvas)."""
+    unused = ("unit", "size") if as_caricature else ("patch", "position", "patch_size")
+    stray = next((name for name in unused if given[name] is not None), None)
+    if stray is None:
+        return
+    flag = "--" + stray.replace("_", "-")
+    if as_caricature:
+        raise ShiftlensError(f"{flag} is not used by --caricature, which exaggerates the canvas of --patch at "
+                             f"--position at the canvas's own size: leave {flag} out")
+    raise ShiftlensError(f"{flag} picks the canvas of a caricature: add --caricature, or leave {flag} out to "
+                         "maximise --unit")
+
+
 def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None, *, as_caricature: bool = False,
               patch: str | None = None, position: tuple[int, int] | None = None, patch_size: int | None = None,
               device: str = "cpu", **settings) -> tuple[SyntheticImage, MaximisationResult]:
     """Maximise `unit` of MODEL:LAYER (or, `as_caricature`, caricature the canvas of `patch` at `position` (y, x)
     px); `settings`: InversionSettings fields (steps, tv_weight, size, seed, ...)."""
     dev = resolve_device(device)  # an unknown device, or CUDA where there is none: one line before any work
+    _refuse_unused(as_caricature, unit=unit, patch=patch, position=position, patch_size=patch_size,
+                   size=settings.get("size"))
     results = ResultsDir(results_dir)
     record = _record(results)
     model, layer = _split(model_layer, record, results.root)
