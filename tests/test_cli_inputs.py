@@ -267,3 +267,23 @@ def test_server_answers_a_nul_byte_path_with_400_and_no_traceback(tmp_path, capf
         server.server_close()
     assert statuses == {"/%00": 400, "/a%00b.html": 400, "/index.html": 200}
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_run_that_fails_mid_bar_stops_its_progress_bar(monkeypatch, tmp_path):
+    """A Ray node lost mid-run ended with the bar still live, the terminal's cursor hidden (issue 22)."""
+    from shiftlens import api
+    from shiftlens.errors import ShiftlensError
+
+    bars = []
+
+    def fails_mid_bar(cfg, progress, **kwargs):
+        progress.start("model 75px", 100)
+        progress.advance(10)
+        bars.append(progress.bar)
+        raise ShiftlensError("every node of the local Ray is dead: run the same command again")
+
+    monkeypatch.setattr(api, "run", fails_mid_bar)
+    result, text = cli("run", "--no-site", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "Traceback" not in text
+    assert text.strip().splitlines()[-1] == "error: every node of the local Ray is dead: run the same command again"
+    assert bars and not bars[0].live.is_started

@@ -65,6 +65,12 @@ class RichProgress:
         if self.bar is not None:
             self.bar.stop()
 
+    def __enter__(self) -> "RichProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()  # a run that fails mid-bar leaves neither the bar nor a hidden cursor behind its one line
+
 
 @app.callback()
 def _group() -> None:
@@ -211,7 +217,8 @@ def run(
             p = api.plan(cfg, dry_run=True)
             print_plan(p, api.estimate(p))
             return
-        result = api.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+        with RichProgress() as progress:
+            result = api.run(cfg, force=force, progress=progress, log=lambda s: console.print(s))
         if cfg.site:
             from shiftlens.site import build as build_site
 
@@ -399,7 +406,8 @@ def arithmetic_cmd(
                      batch_size=batch_size, out=out, inverter=inverter, inversion_steps=inversion_steps)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     with one_line_errors(Path(cfg.out)):
-        result = arith.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+        with RichProgress() as progress:
+            result = arith.run(cfg, force=force, progress=progress, log=lambda s: console.print(s))
         if site is not False:
             from shiftlens.site import build as build_site
 
