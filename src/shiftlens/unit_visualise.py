@@ -14,7 +14,7 @@ import torch
 
 from shiftlens.analyses.units import positions
 from shiftlens.api import build_checked
-from shiftlens.errors import ShiftlensError
+from shiftlens.errors import ShiftlensError, path_error
 from shiftlens.inversion import FeatureNet, InversionSettings, MaximisationResult, caricature, maximise_unit
 from shiftlens.inversion.maximise import SilentUnit
 from shiftlens.models import parse_spec
@@ -24,6 +24,8 @@ from shiftlens.unit_figures import ExemplarRenderer, SyntheticImage, add_synthet
 
 
 def _record(results: ResultsDir) -> RunRecord:
+    if not results.root.is_dir():
+        raise path_error(results.root, "results folder", "give a results folder made by `shiftlens run`", folder=True)
     record = results.read_run()
     if record is None:
         raise ShiftlensError(f"{results.root} holds no run.json: give a results folder made by `shiftlens run`")
