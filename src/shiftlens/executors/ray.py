@@ -159,7 +159,8 @@ class _Slot:
     gone: bool = False
     probe: Any = None
     """While a lost worker restarts: a call that answers once it is back (no parts go to it until then)."""
-    lost_at: float = 0.0
+    waiting_since: float = 0.0
+    """When the probe was first sent: a worker that has not answered START_TIMEOUT_S later is given up."""
 
     def ready(self, ray: Any) -> bool:
         """Whether parts can go to this worker; a restarted one's new pid is read here."""
@@ -169,12 +170,12 @@ class _Slot:
             return True
         done, _ = ray.wait([self.probe], timeout=0)
         if not done:
-            self.gone = time.monotonic() - self.lost_at > START_TIMEOUT_S  # no room for it left in the cluster
+            self.gone = time.monotonic() - self.waiting_since > START_TIMEOUT_S  # no room for it left in the cluster
             return False
         try:
             self.pid, self.node = ray.get(self.probe)
         except ray.exceptions.ActorUnavailableError:  # asked while Ray was still restarting it: ask again
-            self.gone = time.monotonic() - self.lost_at > START_TIMEOUT_S
+            self.gone = time.monotonic() - self.waiting_since > START_TIMEOUT_S
             self.probe = None if self.gone else self.actor.pid.remote()
             return False
         except ray.exceptions.RayActorError:
@@ -401,7 +402,7 @@ class RayExecutor:
         MAX_RESTARTS times. A cluster with no live node left ends the run here."""
         self.check_alive()
         slot.lost += 1
-        slot.lost_at = time.monotonic()
+        slot.waiting_since = time.monotonic()
         slot.gone = slot.lost > MAX_RESTARTS
         slot.probe = None if slot.gone else slot.actor.pid.remote()
         fate = "given up" if slot.gone else "restarting"
@@ -418,12 +419,15 @@ class RayExecutor:
         yield RaySession(self, job)
 
     def pids(self) -> dict[str, int]:
-        """Each worker's current process id (a restarted worker has a new one)."""
+        """Each worker's current process id (a restarted worker has a new one; one still restarting is waited for,
+        up to START_TIMEOUT_S)."""
         ray = _ray()
-        alive = [s for s in self.slots if not s.gone]
-        for slot, (pid, node) in zip(alive, ray.get([s.actor.pid.remote() for s in alive])):
-            slot.pid, slot.node = pid, node
-        return {s.name: s.pid for s in alive}
+        for slot in self.slots:
+            if not slot.gone and slot.probe is None:
+                slot.probe, slot.waiting_since = slot.actor.pid.remote(), time.monotonic()
+            while not slot.gone and not slot.ready(ray):
+                time.sleep(POLL_S)
+        return {s.name: s.pid for s in self.slots if not s.gone}
 
     def close(self) -> None:
         if not _ray_loaded():
