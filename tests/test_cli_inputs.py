@@ -131,7 +131,8 @@ def test_a_folder_given_as_weights_is_called_a_folder(patch_dir, tmp_path, args)
     folder.mkdir()
     line = one_line_error(*cli("run", *args(folder), "--patches", f"folder:{patch_dir}", "--sizes", "75", "--no-site",
                                "--out", str(tmp_path / "o")))
-    assert line == f"error: weights file {folder} is a folder, and a file is needed: give a checkpoint file, imagenet or random"
+    assert line == (f"error: weights file {folder} is a folder, and a file is needed: give a checkpoint file, "
+                    "imagenet or random")
     assert not (tmp_path / "o").exists()
 
 

@@ -316,7 +316,8 @@ def test_requested_units_are_checked_against_each_layer_before_any_work(units_co
 
 def test_visualise_calls_a_file_a_file_and_a_missing_folder_missing(tmp_path):
     (tmp_path / "afile").write_text("x")
-    for path, says in ((tmp_path / "afile", "is a file, and a folder is needed"), (tmp_path / "nope", "does not exist")):
+    for path, says in ((tmp_path / "afile", "is a file, and a folder is needed"),
+                       (tmp_path / "nope", "does not exist")):
         result = CliRunner().invoke(app, ["units", "visualise", str(path), "--model", "m:l", "--unit", "1"])
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
         assert f"results folder {path} {says}" in result.output.replace("\n", "")

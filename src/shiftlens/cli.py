@@ -412,7 +412,8 @@ def arithmetic_cmd(
             from shiftlens.site import build as build_site
 
             build_site(result.out)
-    out_console.print(f"results: {result.out.resolve()}  (figures/, tables/{', site/index.html' if site is not False else ''})")
+    site_note = ", site/index.html" if site is not False else ""
+    out_console.print(f"results: {result.out.resolve()}  (figures/, tables/{site_note})")
     per = result.tables["arithmetic_per_problem"]
     table = Table(title="Expressions: r = sum c_i f(S_i) + (1 - sum c_i) f(blank) against the expected scene E")
     for col in ("model", "layer", "weights", "expression", "probe", "cos(r,E)", "best operand", "rank", "px error"):

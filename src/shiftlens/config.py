@@ -157,7 +157,8 @@ class RunConfig:
         defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
                     for f in dataclasses.fields(self)}
         unused = [
-            ("workers", f"--workers {self.workers}", self.executor != "ray", "is for the Ray executor: add --executor ray"),
+            ("workers", f"--workers {self.workers}", self.executor != "ray",
+             "is for the Ray executor: add --executor ray"),
             ("ray_address", f"--ray-address {self.ray_address}", self.executor != "ray",
              "is for the Ray executor: add --executor ray"),
             ("units", f"--units {','.join(map(str, self.units))}", "units" not in self.analyses,
