@@ -24,7 +24,7 @@ from shiftlens import api  # noqa: E402
 from shiftlens.config import RunConfig  # noqa: E402
 from shiftlens.errors import ShiftlensError  # noqa: E402
 from shiftlens.executors import closing  # noqa: E402
-from shiftlens.executors.ray import RayExecutor  # noqa: E402
+from shiftlens.executors.ray import LOCAL_HEALTH_CHECKS, RayExecutor  # noqa: E402
 from shiftlens.store import ResultsDir  # noqa: E402
 
 
@@ -63,7 +63,8 @@ def cluster():
                         normalisation=Normalisation(), layers={"head": LayerSpec("head", "head", "never computed")},
                         default_layers=("head",)))
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+             _system_config=LOCAL_HEALTH_CHECKS)  # as the executor's own local Ray: a busy CI machine is no dead node
     yield
     ray.shutdown()
 
