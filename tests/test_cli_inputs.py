@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from shiftlens import config
 from shiftlens.cli import app
+from test_arithmetic import CANVAS, linear_model  # noqa: F401  (the fixture registers test_linear)
 
 runner = CliRunner()
 
@@ -85,6 +86,13 @@ def test_bad_toml_points_to_the_config_command_which_exists(tmp_path):
         (["--sizes", "75,75"], "patch size 75 is given twice"),
         (["--sizes", "75", "--stride", "1000"], "every similarity would be 1.0: use --stride 149 or less"),
         (["--sizes", "224"], "use patch sizes below the 224px canvas"),
+        (["--workers", "2"], "--workers 2 is for the Ray executor: add --executor ray, or leave --workers out"),
+        (["--ray-address", "auto"], "--ray-address auto is for the Ray executor: add --executor ray"),
+        (["--units", "3,17"], "--units 3,17 is for the units analysis: add units to --analyses"),
+        (["--units-topk", "3"], "--units-topk 3 is for the units analysis: add units to --analyses"),
+        (["--analyses", "similarity", "--svm", "sklearn"], "--svm sklearn is the separability analysis's solver"),
+        (["--square-crop"], "--square-crop crops COCO objects: use it with --patches coco:"),
+        (["--units=-1", "--analyses", "similarity,units"], "--units -1 is out of range: unit indices start at 0"),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "config"])
@@ -117,6 +125,55 @@ def test_rich_markup_in_a_message_is_printed_as_is(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text("run = 3\n")
     assert "[run] should be a table" in one_line_error(*cli("config", str(path)))
+
+
+@pytest.mark.parametrize("args", [
+    lambda d: ["--models", f"efficientnet_lite0:pool@{d}"],
+    lambda d: ["--weights", str(d)],
+])
+def test_a_folder_given_as_weights_is_called_a_folder(patch_dir, tmp_path, args):
+    """`model@DIR` said the folder does not exist (issue 22)."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    line = one_line_error(*cli("run", *args(folder), "--patches", f"folder:{patch_dir}", "--sizes", "75", "--no-site",
+                               "--out", str(tmp_path / "o")))
+    assert line == (f"error: weights file {folder} is a folder, and a file is needed: give a checkpoint file, "
+                    "imagenet or random")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_folder_given_as_background_image_is_called_a_folder(tmp_path):
+    line = one_line_error(*cli("run", "--background", f"image:{tmp_path}", "--out", str(tmp_path / "o")))
+    assert line.startswith(f"error: background image {tmp_path} is a folder, and a file is needed: give image:PATH")
+    assert not (tmp_path / "o").exists()
+
+
+def test_models_help_says_how_specs_are_split():
+    """The help named ';' and repeating, the README spaces too (issue 27); split_specs takes all three, and a model's
+    name after a comma starts a new spec."""
+    from shiftlens.models.specs import split_specs
+
+    result, text = cli("run", "--help", COLUMNS="80")
+    assert squeeze("separate with spaces or ';', or repeat --models (a model's name after a comma starts a new "
+                   "spec)") in squeeze(text)
+    readme = Path(__file__).parents[1] / "README.md"
+    assert squeeze("several separated by spaces or `;`, or `--models` repeated; in a comma list a name of a model "
+                   "starts a new spec, so `alexnet:fc6,fc7,resnet50` is two") in squeeze(readme.read_text())
+    assert split_specs(["alexnet:fc6 resnet50;mobilenet_v2", "alexnet_aa:fc6,fc7,resnet50_aa"]) == [
+        "alexnet:fc6", "resnet50", "mobilenet_v2", "alexnet_aa:fc6,fc7", "resnet50_aa"]
+
+
+def test_arithmetic_no_site_names_no_site_among_its_results(tmp_path, patch_dir, linear_model):  # noqa: F811
+    """`--no-site` still printed `site/index.html` among the results (issue 22)."""
+    f = tmp_path / "a.toml"
+    f.write_text(f'canvas = {CANVAS}\nsize = 16\nstride = 8\nproblems = 0\nweights = "random"\ninverter = "none"\n'
+                 f'models = ["test_linear:linear"]\npatches = "folder:{patch_dir}"\ndevice = "cpu"\n'
+                 '[scenes]\ntwo = "cat_00@0,0 cup_01@30,30"\none = "cup_01@30,30"\n[expressions]\nsub = "two - one"\n')
+    out = tmp_path / "out"
+    result, text = cli("arithmetic", str(f), "--no-site", "--out", str(out))
+    assert result.exit_code == 0, text
+    assert f"results: {out.resolve()}  (figures/, tables/)" in text and "site/index.html" not in text
+    assert not (out / "site").exists()
 
 
 # --- unwritable results -------------------------------------------------------------------------------------
@@ -217,3 +274,23 @@ def test_server_answers_a_nul_byte_path_with_400_and_no_traceback(tmp_path, capf
         server.server_close()
     assert statuses == {"/%00": 400, "/a%00b.html": 400, "/index.html": 200}
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_run_that_fails_mid_bar_stops_its_progress_bar(monkeypatch, tmp_path):
+    """A Ray node lost mid-run ended with the bar still live, the terminal's cursor hidden (issue 22)."""
+    from shiftlens import api
+    from shiftlens.errors import ShiftlensError
+
+    bars = []
+
+    def fails_mid_bar(cfg, progress, **kwargs):
+        progress.start("model 75px", 100)
+        progress.advance(10)
+        bars.append(progress.bar)
+        raise ShiftlensError("every node of the local Ray is dead: run the same command again")
+
+    monkeypatch.setattr(api, "run", fails_mid_bar)
+    result, text = cli("run", "--no-site", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2 and "Traceback" not in text
+    assert text.strip().splitlines()[-1] == "error: every node of the local Ray is dead: run the same command again"
+    assert bars and not bars[0].live.is_started

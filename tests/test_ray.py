@@ -23,7 +23,8 @@ from conftest import write_patch_dir  # noqa: E402
 from shiftlens import api  # noqa: E402
 from shiftlens.config import RunConfig  # noqa: E402
 from shiftlens.errors import ShiftlensError  # noqa: E402
-from shiftlens.executors.ray import RayExecutor  # noqa: E402
+from shiftlens.executors import closing  # noqa: E402
+from shiftlens.executors.ray import LOCAL_HEALTH_CHECKS, RayExecutor  # noqa: E402
 from shiftlens.store import ResultsDir  # noqa: E402
 
 
@@ -62,7 +63,8 @@ def cluster():
                         normalisation=Normalisation(), layers={"head": LayerSpec("head", "head", "never computed")},
                         default_layers=("head",)))
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+             _system_config=LOCAL_HEALTH_CHECKS)  # as the executor's own local Ray: a busy CI machine is no dead node
     yield
     ray.shutdown()
 
@@ -122,6 +124,48 @@ def assert_same_results(a: Path, b: Path) -> None:
         assert all(np.array_equal(x.arrays[k], y.arrays[k]) for k in x.arrays)
 
 
+@pytest.fixture(scope="class")
+def single(cluster):
+    """One worker of two threads (the default on 2 CPUs), released at the end of TestOneWorker."""
+    ex = RayExecutor(log=LOGS.append)
+    yield ex
+    ex.close()
+
+
+class TestOneWorker:
+    """These run before the shared 2-worker executor exists, which would hold every CPU."""
+
+    def test_the_only_worker_killed_mid_part_restarts_and_the_run_finishes(self, single, cfg, reference, tmp_path):
+        assert len(single.slots) == 1 and single.threads == 2
+        progress = KillWorker(single, "w1")
+        result = api.run(dataclasses.replace(cfg, executor="ray", out=str(tmp_path / "single")), progress=progress,
+                         log=LOGS.append, executor=single)
+        assert progress.killed is not None and single.slots[0].pid != progress.killed  # the restarted process
+        assert any("worker w1" in line and "is restarting" in line for line in LOGS), LOGS
+        assert result.computed == 6
+        assert_same_results(reference.out, result.out)
+
+    def test_a_lost_progress_tally_leaves_the_run_going(self, single, cfg, reference, tmp_path):
+        class KillTally:
+            total = 0
+
+            def start(self, label: str, total_images: int) -> None: ...
+
+            def advance(self, images: int, worker: str | None = None) -> None:
+                self.total += images
+                if single.tally is not None:
+                    ray.kill(single.tally)
+
+            def stop(self) -> None: ...
+
+        progress = KillTally()
+        result = api.run(dataclasses.replace(cfg, executor="ray", out=str(tmp_path / "tally")), progress=progress,
+                         log=LOGS.append, executor=single)
+        assert sum("progress tally was lost" in line for line in LOGS) == 1, LOGS
+        assert progress.total == sum(t.images for t in reference.record.timings.values())  # whole parts still count
+        assert_same_results(reference.out, result.out)
+
+
 def test_a_worker_killed_mid_part_is_replaced_and_the_tables_equal_the_local_run(executor, cfg, reference, tmp_path):
     assert executor.threads == 1 and len(executor.slots) == 2
     progress = KillWorker(executor, "w1")
@@ -129,6 +173,7 @@ def test_a_worker_killed_mid_part_is_replaced_and_the_tables_equal_the_local_run
                      log=LOGS.append, executor=executor)
     assert progress.killed is not None, "the victim never reported a batch"
     assert any("worker w1" in line and "was lost" in line for line in LOGS), LOGS
+    assert not any(s.gone for s in executor.slots)  # w1 restarts, it is not given up
     assert progress.total == sum(t.images for t in reference.record.timings.values())  # the lost batches taken back
     assert result.computed == 6
     assert "parts computed by 2 Ray worker(s), 1 thread(s) each, on a local Ray" in result.record.notes
@@ -178,3 +223,46 @@ def test_a_part_that_fails_on_every_attempt_stops_the_run_with_one_line(executor
     with pytest.raises(ShiftlensError, match="failed 3 times, the last on worker w[12] \\(MemoryError\\)"):
         api.run(hungry, executor=executor, log=LOGS.append)
     assert sum("ran out of memory on worker" in line for line in LOGS) >= 2
+
+
+def test_a_local_ray_whose_node_is_marked_dead_ends_in_one_line_and_a_rerun_resumes(executor, cfg, reference, tmp_path,
+                                                                                    monkeypatch):
+    """Issue 22: on a busy machine Ray marked its own node dead. Here the raylet is stopped until Ray's health
+    checks (made fast for the test) give up on it; last in this module, since it ends the module's cluster."""
+    import shiftlens.executors.ray as ray_executor
+
+    executor.close()
+    ray.shutdown()  # this test needs a Ray of its own, started by the executor with the health checks below
+    monkeypatch.setattr(ray_executor, "LOCAL_HEALTH_CHECKS", {
+        "health_check_initial_delay_ms": 500, "health_check_period_ms": 500, "health_check_timeout_ms": 500,
+        "health_check_failure_threshold": 2})
+    out = tmp_path / "dead"
+    rcfg = dataclasses.replace(cfg, executor="ray", out=str(out))
+
+    class StopRaylet:
+        stopped = False
+
+        def start(self, label: str, total_images: int) -> None: ...
+
+        def advance(self, images: int, worker: str | None = None) -> None:
+            if not self.stopped and list((out / "parts").rglob("[!.]*.npz")):
+                self.stopped = True
+                raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+                os.kill(raylet, signal.SIGSTOP)  # as a machine too busy to run it would
+                time.sleep(5)  # the driver hands out nothing meanwhile; Ray gives up on the node after ~2 s
+                os.kill(raylet, signal.SIGCONT)
+
+        def stop(self) -> None: ...
+
+    progress = StopRaylet()
+    with closing(RayExecutor(workers=1, threads=1, log=LOGS.append)) as ex, pytest.raises(ShiftlensError) as err:
+        api.run(rcfg, progress=progress, log=LOGS.append, executor=ex)
+    assert progress.stopped
+    message = str(err.value)
+    assert "\n" not in message and "every node of the local Ray is dead" in message and "heartbeats" in message
+    assert message.endswith("the finished parts are saved; run the same command again to compute the rest")
+    kept = len(list((out / "parts").rglob("[!.]*.npz")))
+    assert kept >= 1
+    again = api.run(dataclasses.replace(rcfg, executor="local"))
+    assert (again.computed, again.skipped) == (6 - kept, kept)
+    assert_same_results(reference.out, out)

@@ -19,6 +19,7 @@ from shiftlens.analyses.unit_state import UnitAccumulator, shard_paths, shard_su
 from shiftlens.analyses.units import UnitOutputs, Units, merge_topk, open_units
 from shiftlens.cli import app
 from shiftlens.config import RunConfig
+from shiftlens.errors import ShiftlensError
 from shiftlens.store import ResultsDir
 
 from conftest import part_meta
@@ -223,8 +224,14 @@ def test_visualise_raises_the_unit_and_records_the_image(units_run):
     (["--model", "test_units:grid", "--unit", "99999"], "unit 99999 is out of range"),
     (["--model", "test_units:nope", "--unit", "1"], "layer nope was not tapped"),
     (["--model", "other:grid", "--unit", "1"], "model other is not in the run"),
+    (["--model", "test_units:grid", "--unit", "1", "--device", "tpu"], "--device tpu: unknown device; use one of auto"),
+    (["--model", "test_units:grid", "--unit", "1", "--device", "cuda"], "--device cuda: no CUDA device is available"),
+    (["--model", "test_units:grid", "--unit", "1", "--position", "0,0"], "--position picks the canvas of a caricature"),
+    (["--model", "test_units:grid", "--caricature", "--unit", "1"], "--unit is not used by --caricature"),
+    (["--model", "test_units:grid", "--caricature", "--size", "64"], "--size is not used by --caricature"),
 ])
-def test_visualise_bad_input_is_one_line(units_run, args, expected):
+def test_visualise_bad_input_is_one_line(units_run, args, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without CUDA
     result = CliRunner().invoke(app, ["units", "visualise", units_run.out, *args])
     assert result.exit_code == 2, result.output
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
@@ -291,3 +298,26 @@ def test_units_memory_benchmark_measures_the_accumulator_in_a_fresh_process():
     assert res["positions"] == 400 and res["units"] == 256
     assert res["bound_mb"] == pytest.approx(400 * 256 * 8 / 2**20, abs=0.05)
     assert res["peak_with_shard_write_mb"] >= 0 and res["write_shard_s"] >= 0
+
+
+def test_requested_units_are_checked_against_each_layer_before_any_work(units_config):
+    """--units 99999 was dropped silently (issue 22): grid has 36 units at this canvas, pool 4."""
+    with pytest.raises(ShiftlensError, match=r"--units 99999 is out of range: test_units:grid has 36 units, "
+                                             r"test_units:pool has 4 units; give indices from 0 to 35"):
+        api.plan(dataclasses.replace(units_config, units=[3, 99999]))
+    with pytest.raises(ShiftlensError, match="--units -1 is out of range: unit indices start at 0"):
+        api.plan(dataclasses.replace(units_config, units=[-1]))
+    notes = api.plan(dataclasses.replace(units_config, units=[3, 10, 35])).notes
+    assert [n for n in notes if n.startswith("--units")] == [
+        "--units 10 is beyond the 4 units of test_units:pool: only the other layers' figures show it",
+        "--units 35 is beyond the 4 units of test_units:pool: only the other layers' figures show it"]
+    assert not Path(units_config.out).exists()
+
+
+def test_visualise_calls_a_file_a_file_and_a_missing_folder_missing(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for path, says in ((tmp_path / "afile", "is a file, and a folder is needed"),
+                       (tmp_path / "nope", "does not exist")):
+        result = CliRunner().invoke(app, ["units", "visualise", str(path), "--model", "m:l", "--unit", "1"])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+        assert f"results folder {path} {says}" in result.output.replace("\n", "")

@@ -28,7 +28,7 @@ from PIL import Image
 from shiftlens import figures, maps, paper, unit_figures
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
 from shiftlens.analyses.unit_state import UnitAccumulator, UnitsCompute, uncounted
-from shiftlens.analyses.units import UnitOutputs
+from shiftlens.analyses.units import UnitOutputs, check_requested as check_requested_units
 from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.canvases import grid, load_images, parse_background
 from shiftlens.config import RunConfig, with_out
@@ -125,7 +125,9 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
     # crop: the large images a window slides over; paste: the object patches
     patches = load_images(cfg.patches, cfg.canvas, cfg.max_patches) if cfg.protocol == "crop" else load_patches(cfg)
     parse_background(cfg.background, cfg.canvas)  # an unknown texture or unreadable image fails here, before any work
-    notes = [coco_note] if coco_note else []
+    notes = check_requested_units(cfg.units, specs, cfg.canvas)
+    if coco_note:
+        notes.insert(0, coco_note)
     if cfg.patches.partition(":")[0] in PACKAGES and cfg.protocol == "paste":
         notes.append(package_counts(patches))
     for name in ("class", "consistency"):

@@ -98,7 +98,7 @@ def build_config(preset: str, **overrides) -> config_mod.RunConfig:
 
 # The flags `run` and `config` share: the config's field names (help kept short enough for an 80-column terminal).
 PresetArg = Annotated[str, typer.Argument(help="preset (quick, paper) or a TOML config file")]
-ModelsOpt = Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0 (repeat, or separate with ';')")]
+ModelsOpt = Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0@random; several: separate with spaces or ';', or repeat --models (a model's name after a comma starts a new spec)")]
 PatchesOpt = Annotated[Optional[str], typer.Option(help="sample, folder:DIR, coco:ANN.json:IMAGES (a COCO annotations file and its image folder), tuxpaint[:CATEGORY,...] or openclipart[:CATEGORY,...] (Debian packages; shiftlens patches SOURCE lists them)")]
 SizesOpt = Annotated[Optional[str], typer.Option(help="patch sides in pixels, e.g. 75,125")]
 StrideOpt = Annotated[Optional[int], typer.Option(help="pixels between positions (1 = every position)")]
@@ -205,7 +205,8 @@ def run(
             p = api.plan(cfg, dry_run=True)
             print_plan(p, api.estimate(p))
             return
-        result = api.run(cfg, force=force, progress=RichProgress(), log=lambda s: console.print(s))
+        with RichProgress() as progress:
+            result = api.run(cfg, force=force, progress=progress, log=lambda s: console.print(s))
         site = None
         if cfg.site:
             from shiftlens.site import build as build_site
@@ -449,13 +450,15 @@ def arithmetic_cmd(
         if dry_run:
             print_arithmetic_plan(arith.plan(cfg))
             return
-        result = arith.run(cfg, force=force, progress=RichProgress(),
-                           log=lambda s: console.print(s, markup=False, soft_wrap=True))
+        with RichProgress() as progress:
+            result = arith.run(cfg, force=force, progress=progress,
+                                   log=lambda s: console.print(s, markup=False, soft_wrap=True))
         if site is not False:
             from shiftlens.site import build as build_site
 
             build_site(result.out)
-    out_console.print(f"results: {result.out.resolve()}  (figures/, tables/, site/index.html)")
+    site_note = ", site/index.html" if site is not False else ""
+    out_console.print(f"results: {result.out.resolve()}  (figures/, tables/{site_note})")
     per = result.tables["arithmetic_per_problem"]
     table = Table(title="Expressions: r = sum c_i f(S_i) + (1 - sum c_i) f(blank) against the expected scene E")
     for col in ("model", "layer", "weights", "expression", "probe", "cos(r,E)", "best operand", "rank", "px error"):
@@ -549,7 +552,7 @@ def units_visualise_cmd(
     tv_weight: Annotated[Optional[float], typer.Option("--tv-weight", help="total-variation prior weight (15)")] = None,
     size: Annotated[Optional[int], typer.Option(help="image side in px (224)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the start image and jitter (0)")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
 ) -> None:
     """The image that maximises a unit (activation maximisation with the inversion's priors), or a caricature of a
     canvas, written to RESULTS_DIR/figures/units/ with how far it raised the unit over its random start."""

@@ -140,6 +140,9 @@ class RunConfig:
         if self.executor == "ray" and "units" in self.analyses:  # its sums over parts live in one process
             raise ShiftlensError("the units analysis cannot run with --executor ray yet: drop units from --analyses "
                                  "or use --executor local")
+        negative = [u for u in self.units if u < 0]
+        if negative:
+            raise ShiftlensError(f"--units {negative[0]} is out of range: unit indices start at 0")
         if self.units_topk < 1:
             raise ShiftlensError(f"units_topk {self.units_topk} is invalid: use 1 or more exemplars per unit")
         if self.preset not in PRESETS:
@@ -149,7 +152,30 @@ class RunConfig:
                                  "ray, one every node mounts at the same path, e.g. NFS)")
         if self.max_patches is not None and self.max_patches < 1:
             raise ShiftlensError(f"max_patches {self.max_patches} is invalid: use 1 or more, or leave it out")
+        self._refuse_unused()
         return self
+
+    def _refuse_unused(self) -> None:
+        """A setting whose analysis, executor or patch source is not in the run would be ignored: one line instead."""
+        defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                    for f in dataclasses.fields(self)}
+        unused = [
+            ("workers", f"--workers {self.workers}", self.executor != "ray",
+             "is for the Ray executor: add --executor ray"),
+            ("ray_address", f"--ray-address {self.ray_address}", self.executor != "ray",
+             "is for the Ray executor: add --executor ray"),
+            ("units", f"--units {','.join(map(str, self.units))}", "units" not in self.analyses,
+             "is for the units analysis: add units to --analyses (e.g. --analyses similarity,units)"),
+            ("svm", f"--svm {self.svm}", "separability" not in self.analyses,
+             "is the separability analysis's solver: add separability to --analyses"),
+            ("units_topk", f"--units-topk {self.units_topk}", "units" not in self.analyses,
+             "is for the units analysis: add units to --analyses"),
+            ("square_crop", "--square-crop", not self.patches.startswith("coco"),
+             "crops COCO objects: use it with --patches coco:ANNOTATIONS.json:IMAGES"),
+        ]
+        for name, flag, ignored, why in unused:
+            if ignored and getattr(self, name) != defaults[name]:
+                raise ShiftlensError(f"{flag} {why}, or leave {flag.split()[0]} out")
 
     def _validate_crop(self) -> None:
         """--protocol crop: sizes are the side the image is resized to, so each must leave the window room to move."""

@@ -67,6 +67,12 @@ class RichProgress:
         if self.bar is not None:
             self.bar.stop()
 
+    def __enter__(self) -> "RichProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()  # a run that fails mid-bar leaves neither the bar nor a hidden cursor behind its one line
+
 
 class CallbackProgress:
     """Calls `fn(label, done, total)` when a bar starts (done 0) and after every batch."""

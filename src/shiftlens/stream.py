@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from shiftlens.canvases import Normalisation, Renderer, make_renderer
+from shiftlens.config import DEVICES
 from shiftlens.errors import ShiftlensError
 from shiftlens.models.registry import LayerSpec
 from shiftlens.models.fold import fold_batchnorm
@@ -54,6 +55,9 @@ def resolve_batch_size(batch_size: int, device: torch.device, auto: dict[str, in
 
 
 def resolve_device(device: str) -> torch.device:
+    """The `--device` of every command as a torch device, or one line (an unknown name, CUDA where there is none)."""
+    if device not in DEVICES:
+        raise ShiftlensError(f"--device {device}: unknown device; use one of {', '.join(DEVICES)}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

@@ -14,15 +14,18 @@ import torch
 
 from shiftlens.analyses.units import positions
 from shiftlens.api import build_checked
-from shiftlens.errors import ShiftlensError
+from shiftlens.errors import ShiftlensError, path_error
 from shiftlens.inversion import FeatureNet, InversionSettings, MaximisationResult, caricature, maximise_unit
 from shiftlens.inversion.maximise import SilentUnit
 from shiftlens.models import parse_spec
 from shiftlens.store import ResultsDir, RunRecord, file_key
+from shiftlens.stream import resolve_device
 from shiftlens.unit_figures import ExemplarRenderer, SyntheticImage, add_synthetic, save_png
 
 
 def _record(results: ResultsDir) -> RunRecord:
+    if not results.root.is_dir():
+        raise path_error(results.root, "results folder", "give a results folder made by `shiftlens run`", folder=True)
     record = results.read_run()
     if record is None:
         raise ShiftlensError(f"{results.root} holds no run.json: give a results folder made by `shiftlens run`")
@@ -42,7 +45,7 @@ def _split(model_layer: str, record: RunRecord, root: Path) -> tuple[str, str]:
     return model, layer
 
 
-def _net(record: RunRecord, model: str, layer: str, device: str) -> FeatureNet:
+def _net(record: RunRecord, model: str, layer: str, device: torch.device) -> FeatureNet:
     spec = next(s for s in (parse_spec(x) for x in record.config.models) if s.key == model)
     m = record.models[model]
     if m.weights.source == "given module":
@@ -79,11 +82,29 @@ def _driving_canvas(results: ResultsDir, record: RunRecord, net: FeatureNet, uni
     return image.float().clamp(0, 1), patch, (y, x)
 
 
+def _refuse_unused(as_caricature: bool, **given) -> None:
+    """Options of the other mode would be ignored: one line instead (a caricature keeps its canvas's size and
+    needs no unit; a maximised unit has no canvas)."""
+    unused = ("unit", "size") if as_caricature else ("patch", "position", "patch_size")
+    stray = next((name for name in unused if given[name] is not None), None)
+    if stray is None:
+        return
+    flag = "--" + stray.replace("_", "-")
+    if as_caricature:
+        raise ShiftlensError(f"{flag} is not used by --caricature, which exaggerates the canvas of --patch at "
+                             f"--position at the canvas's own size: leave {flag} out")
+    raise ShiftlensError(f"{flag} picks the canvas of a caricature: add --caricature, or leave {flag} out to "
+                         "maximise --unit")
+
+
 def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None, *, as_caricature: bool = False,
               patch: str | None = None, position: tuple[int, int] | None = None, patch_size: int | None = None,
               device: str = "cpu", **settings) -> tuple[SyntheticImage, MaximisationResult]:
     """Maximise `unit` of MODEL:LAYER (or, `as_caricature`, caricature the canvas of `patch` at `position` (y, x)
     px); `settings`: InversionSettings fields (steps, tv_weight, size, seed, ...)."""
+    dev = resolve_device(device)  # an unknown device, or CUDA where there is none: one line before any work
+    _refuse_unused(as_caricature, unit=unit, patch=patch, position=position, patch_size=patch_size,
+                   size=settings.get("size"))
     results = ResultsDir(results_dir)
     record = _record(results)
     model, layer = _split(model_layer, record, results.root)
@@ -101,14 +122,14 @@ def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None
                                  f"are {grid[0]}, {grid[1]}, ... {grid[-1]}")
         image = ExemplarRenderer(results, record.config, size)(patch, *position)
         canvas = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-        res = caricature(_net(record, model, layer, device), None, canvas, settings=s)
+        res = caricature(_net(record, model, layer, dev), None, canvas, settings=s)
         name = f"{file_key(model + '_' + layer)}-caricature-{file_key(patch)}-p{size}-{position[0]}-{position[1]}.png"
     else:
         if unit is None:
             raise ShiftlensError("give --unit N (or --caricature with --patch and --position)")
         if unit < 0:
             raise ShiftlensError(f"unit {unit} is out of range: unit indices start at 0")
-        net = _net(record, model, layer, device)
+        net = _net(record, model, layer, dev)
         try:
             res = maximise_unit(net, None, unit, settings=s)
         except SilentUnit:  # a rectified unit the noise starts leave at 0: climb from the run's canvas that drives it

@@ -28,6 +28,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,13 +39,44 @@ from shiftlens.analyses.base import Analysis, register_analysis
 from shiftlens.analyses.unit_state import load_sum, new_token, token_array
 from shiftlens.canvases import axis_positions
 from shiftlens.config import RunConfig
+from shiftlens.errors import ShiftlensError
 from shiftlens.store import Part, ResultsDir
+
+if TYPE_CHECKING:
+    from shiftlens.models import ModelSpec
 
 NAME = "units"
 FEATURED = 16
 """Units shown per kind in the figures: the most position-coding and the most identity-coding."""
 SILENT_REL = 1e-6
 
+
+
+def check_requested(units: list[int], specs: list[ModelSpec], canvas: int) -> list[str]:
+    """`--units` against each analysed layer's unit count (measured on shapes alone, before any work): one line for
+    an index no layer has, and a note for each layer an index is beyond (that layer's figures leave it out)."""
+    if not units:
+        return []
+    from shiftlens.models.summary import feature_sizes  # builds on the meta device: only when units are asked for
+
+    counts = {}
+    for spec in specs:
+        sizes = feature_sizes(spec.entry, canvas)
+        counts.update({f"{spec.key}:{layer}": sizes.get(layer) for layer in spec.layers})
+    known = {name: n for name, n in counts.items() if n is not None}
+    if not known:
+        return []
+    notes = []
+    for unit in dict.fromkeys(units):
+        beyond = [name for name, n in known.items() if unit >= n]
+        listed = ", ".join(f"{name} has {known[name]} units" for name in beyond)
+        if len(beyond) == len(known):
+            raise ShiftlensError(f"--units {unit} is out of range: {listed}; give indices from 0 to "
+                                 f"{max(known.values()) - 1} (tables/units_per_unit.csv lists every unit)")
+        if beyond:
+            of = ", ".join(f"the {known[name]} units of {name}" for name in beyond)
+            notes.append(f"--units {unit} is beyond {of}: only the other layers' figures show it")
+    return notes
 
 @register_analysis
 class Units(Analysis):

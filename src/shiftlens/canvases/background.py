@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shiftlens.errors import ShiftlensError
+from shiftlens.errors import ShiftlensError, path_error
 
 TEXTURES_DIR = Path(__file__).parent / "textures"
 FLAT = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128), "mean": (124, 116, 104)}
@@ -95,6 +95,9 @@ def _parse(spec: str, canvas: int) -> Background:
     if sep and kind == "image":
         if not rest:
             raise ShiftlensError("--background image: needs a file, e.g. image:backgrounds/street.jpg")
+        if not Path(rest).is_file():
+            raise path_error(Path(rest), "background image", "give image:PATH of an image file, e.g. "
+                                                             "image:backgrounds/street.jpg")
         return Background(text, image=_image(Path(rest), canvas))
     if sep and kind == "texture":
         names = texture_names()

@@ -5,8 +5,12 @@ The driver hands out one (model, size, patch) part at a time to whichever worker
 holds back at most one part. A worker builds (and compiles) each model once, on its first part of that model. Lost
 workers: when a worker's process dies mid-part (killed, out of memory, its node gone), Ray restarts the actor
 (`max_restarts`) and the driver puts the part back at the front of the queue, where the next free worker takes it;
-the part file is only ever written whole (`ResultsDir.save_part`), so nothing half-written is kept. Progress: each
-worker reports its batches to a small tally actor that the driver drains a few times a second.
+the part file is only ever written whole (`ResultsDir.save_part`), so nothing half-written is kept. A restarting
+worker is asked again until it answers (or START_TIMEOUT_S passes), so the only worker of a small cluster comes back
+instead of counting as lost. A cluster with no live node left (a local Ray whose node was marked dead) ends the run
+with one line; the finished parts stay. Progress: each worker reports its batches to a small tally actor that the
+driver drains a few times a second without waiting on it; progress is cosmetic, so a lost tally only stops the
+per-batch updates (the bar then moves by whole parts).
 
 Storage is a folder every node mounts at the same path (NFS, a cluster filesystem): the results folder's lock,
 atomic renames and resume all rely on one POSIX filesystem, and it is what Ray's own batch jobs expect.
@@ -44,6 +48,12 @@ MAX_ATTEMPTS = 3
 START_TIMEOUT_S = 300.0
 """How long to wait for workers to start, or for a lost one to come back, before giving up on them."""
 POLL_S = 0.2
+LOCAL_HEALTH_CHECKS = {"health_check_period_ms": 5000, "health_check_timeout_ms": 30000,
+                       "health_check_failure_threshold": 12}
+"""Ray's health checks (`_system_config`, Ray 2.x names) for a local Ray this executor starts itself. With Ray's
+defaults (every 3 s, 10 s timeout, 5 misses) a busy machine that delays the raylet marks the only node dead and ends
+the run (issue 22: load 5-6 on 2 cores); here a hung raylet is tolerated for minutes, and a crashed one is still
+seen at once by the workers it takes with it."""
 
 
 def _ray():
@@ -78,7 +88,10 @@ class Worker:
         self.name = name
         # looked up by name, not passed as a handle: a restarted actor gets its constructor arguments again, and a
         # handle would have to outlive the driver's reference in the object store
-        self.tally = _ray().get_actor(tally, namespace=namespace)
+        try:
+            self.tally: Any = _ray().get_actor(tally, namespace=namespace)
+        except ValueError:  # the tally is gone: a worker computes without reporting progress
+            self.tally = None
         self.job_id: str | None = None
         self.job: ModelJob | None = None
         self.extractor: FeatureExtractor | None = None
@@ -108,10 +121,18 @@ class Worker:
         t0, c0 = time.perf_counter(), time.process_time()
         arrays = job.compute(extractor, job.spec, job.weights_label, item.patch,
                              item.patch.resized(item.size, job.cfg.keep_aspect), job.cfg,
-                             lambda n: self.tally.add.remote(self.name, token, n))
+                             lambda n: self._report(token, n))
         ResultsDir(job.results_root).save_part(item.meta, arrays)
         return PartDone(self.name, extractor.compiled, extractor.compile_error, time.perf_counter() - t0,
                         time.process_time() - c0)
+
+    def _report(self, token: int, images: int) -> None:
+        """One batch to the tally; never fails the part (progress is cosmetic)."""
+        if self.tally is not None:
+            try:
+                self.tally.add.remote(self.name, token, images)
+            except Exception:  # any Ray error here is the tally's, not the part's
+                self.tally = None
 
 
 class Tally:
@@ -138,7 +159,8 @@ class _Slot:
     gone: bool = False
     probe: Any = None
     """While a lost worker restarts: a call that answers once it is back (no parts go to it until then)."""
-    lost_at: float = 0.0
+    waiting_since: float = 0.0
+    """When the probe was first sent: a worker that has not answered START_TIMEOUT_S later is given up."""
 
     def ready(self, ray: Any) -> bool:
         """Whether parts can go to this worker; a restarted one's new pid is read here."""
@@ -148,10 +170,14 @@ class _Slot:
             return True
         done, _ = ray.wait([self.probe], timeout=0)
         if not done:
-            self.gone = time.monotonic() - self.lost_at > START_TIMEOUT_S  # no room for it left in the cluster
+            self.gone = time.monotonic() - self.waiting_since > START_TIMEOUT_S  # no room for it left in the cluster
             return False
         try:
             self.pid, self.node = ray.get(self.probe)
+        except ray.exceptions.ActorUnavailableError:  # asked while Ray was still restarting it: ask again
+            self.gone = time.monotonic() - self.waiting_since > START_TIMEOUT_S
+            self.probe = None if self.gone else self.actor.pid.remote()
+            return False
         except ray.exceptions.RayActorError:
             self.gone = True  # its restarts are used up
             return False
@@ -180,6 +206,17 @@ class RaySession:
         self.attempts: dict[str, int] = collections.defaultdict(int)
 
     def run(self, items: list[WorkItem], progress: Progress) -> None:
+        ray = _ray()
+        try:
+            self._run(items, progress)
+        except ray.exceptions.RayTaskError:
+            raise  # an error in shiftlens' own code on a worker: a bug, with its traceback
+        except ray.exceptions.RayError as exc:  # Ray itself failed (a node, the cluster's services)
+            self.executor.check_alive()
+            raise ShiftlensError(f"Ray failed ({_first_line(exc)}): the finished parts are saved; run the same command "
+                                 "again to compute the rest") from None
+
+    def _run(self, items: list[WorkItem], progress: Progress) -> None:
         ray = _ray()
         ex = self.executor
         pending = collections.deque(items)
@@ -241,8 +278,8 @@ class RaySession:
         pending.appendleft(flight.item)
 
     def _report(self, live: dict[int, _InFlight], progress: Progress) -> None:
-        ray = _ray()
-        for worker, token, images in ray.get(self.executor.tally.take.remote()):
+        """The batches the workers reported since the last call, if the tally has answered; never waits on it."""
+        for worker, token, images in self.executor.take_tally():
             flight = live.get(token)
             if flight is None or flight.reported + images > flight.item.images:
                 continue  # a part already counted whole, or one given back after its worker was lost
@@ -268,6 +305,8 @@ class RayExecutor:
     """Connecting to (or starting) Ray and starting every worker process, measured; models are built later."""
     token: int = 0
     tally: Any = None
+    taking: Any = None
+    """The tally's answer still on its way (asked once, read when it is back)."""
     done: list[tuple[WorkItem, PartDone]] = field(default_factory=list)
     """Every part the workers finished, with who computed it and its cost (what the benchmark reads)."""
 
@@ -281,7 +320,7 @@ class RayExecutor:
                     _check_reachable(self.address)
                     ray.init(address=self.address, **kwargs)
                 else:
-                    ray.init(**kwargs)
+                    ray.init(_system_config=LOCAL_HEALTH_CHECKS, **kwargs)
             except ConnectionError as exc:
                 raise ShiftlensError(f"--ray-address {self.address}: no Ray cluster answers there ({exc}): start one "
                                      "with `ray start --head`, or leave --ray-address out to start a local one") from None
@@ -311,7 +350,7 @@ class RayExecutor:
             self.threads = self.threads or max(1, cpus // n)
             options = dict(num_cpus=self.threads)
         namespace, tally = ray.get_runtime_context().namespace, f"shiftlens-tally-{uuid.uuid4().hex}"
-        self.tally = ray.remote(num_cpus=0)(Tally).options(name=tally, namespace=namespace).remote()
+        self.tally = ray.remote(num_cpus=0, max_restarts=-1)(Tally).options(name=tally, namespace=namespace).remote()
         actor_class = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0, **options)(Worker)
         actors = [(f"w{i + 1}", actor_class.remote(f"w{i + 1}", self.threads, tally, namespace)) for i in range(n)]
         refs = [a.pid.remote() for _, a in actors]
@@ -325,11 +364,45 @@ class RayExecutor:
         self.log(f"ray: {n} worker(s) on {where}, {'1 GPU' if on_gpu else f'{self.threads} thread(s)'} each "
                  f"({', '.join(f'{s.name} pid {s.pid} on {s.node}' for s in self.slots)})")
 
+    def take_tally(self) -> list[tuple[str, int, int]]:
+        """What the workers reported since the last answer; nothing while the tally has not answered, or once it
+        is lost (said once: progress is cosmetic, the run goes on)."""
+        if self.tally is None:
+            return []
+        ray = _ray()
+        try:
+            if self.taking is None:
+                self.taking = self.tally.take.remote()
+            if not ray.wait([self.taking], timeout=0)[0]:
+                return []
+            seen, self.taking = ray.get(self.taking), None
+            return seen
+        except ray.exceptions.RayError as exc:
+            self.tally = self.taking = None
+            self.log(f"ray: the progress tally was lost ({exc.__class__.__name__}); the run goes on, its progress bar "
+                     "now moves by whole parts")
+            return []
+
+    def check_alive(self) -> None:
+        """One line when no node of the cluster is alive any more (a local Ray whose node Ray marked dead)."""
+        ray = _ray()
+        where = f"the Ray cluster at {self.address}" if self.address else "the local Ray"
+        again = "the finished parts are saved; run the same command again to compute the rest"
+        try:
+            nodes = ray.nodes()
+        except Exception as exc:  # the cluster's own services are gone
+            raise ShiftlensError(f"{where} stopped answering ({exc.__class__.__name__}): {again}") from None
+        if nodes and not any(n.get("Alive") for n in nodes):
+            why = "; ".join(dict.fromkeys(n.get("DeathReasonMessage") or "no reason given" for n in nodes))
+            hint = " (a busy machine can delay Ray's own processes that long)" if "heartbeat" in why else ""
+            raise ShiftlensError(f"every node of {where} is dead ({why}){hint}: {again}")
+
     def lost(self, slot: _Slot, item: WorkItem, exc: BaseException) -> None:
         """A worker died mid-part: its part is already back in the queue; Ray restarts the process, up to
-        MAX_RESTARTS times."""
+        MAX_RESTARTS times. A cluster with no live node left ends the run here."""
+        self.check_alive()
         slot.lost += 1
-        slot.lost_at = time.monotonic()
+        slot.waiting_since = time.monotonic()
         slot.gone = slot.lost > MAX_RESTARTS
         slot.probe = None if slot.gone else slot.actor.pid.remote()
         fate = "given up" if slot.gone else "restarting"
@@ -346,12 +419,15 @@ class RayExecutor:
         yield RaySession(self, job)
 
     def pids(self) -> dict[str, int]:
-        """Each worker's current process id (a restarted worker has a new one)."""
+        """Each worker's current process id (a restarted worker has a new one; one still restarting is waited for,
+        up to START_TIMEOUT_S)."""
         ray = _ray()
-        alive = [s for s in self.slots if not s.gone]
-        for slot, (pid, node) in zip(alive, ray.get([s.actor.pid.remote() for s in alive])):
-            slot.pid, slot.node = pid, node
-        return {s.name: s.pid for s in alive}
+        for slot in self.slots:
+            if not slot.gone and slot.probe is None:
+                slot.probe, slot.waiting_since = slot.actor.pid.remote(), time.monotonic()
+            while not slot.gone and not slot.ready(ray):
+                time.sleep(POLL_S)
+        return {s.name: s.pid for s in self.slots if not s.gone}
 
     def close(self) -> None:
         if not _ray_loaded():
@@ -363,7 +439,7 @@ class RayExecutor:
         if self.tally is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self.tally)
-        self.slots, self.tally = [], None
+        self.slots, self.tally, self.taking = [], None, None
         if self.started_ray and ray.is_initialized():
             ray.shutdown()
         self.started_ray = False
@@ -381,6 +457,11 @@ def _check_reachable(address: str) -> None:
     except OSError as exc:
         raise ShiftlensError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}): start the head "
                              "with `ray start --head`, or leave --ray-address out to start a local Ray") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{exc.__class__.__name__}: {lines[0]}" if lines else exc.__class__.__name__
 
 
 def _ray_loaded() -> bool:

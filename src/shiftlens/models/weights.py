@@ -16,7 +16,7 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
-from shiftlens.errors import ShiftlensError
+from shiftlens.errors import ShiftlensError, path_error
 from shiftlens.models.registry import ModelEntry
 from shiftlens.models.shapes import build_for_shapes
 
@@ -76,7 +76,7 @@ def _unwrap(state: object, path: Path) -> dict:
 
 def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
-        raise ShiftlensError(f"weights file {path} does not exist: give an existing checkpoint, imagenet or random")
+        raise path_error(path, "weights file", "give a checkpoint file, imagenet or random")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
