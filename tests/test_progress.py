@@ -59,6 +59,6 @@ def test_run_help_shows_what_each_preset_sets():
 
     output = CliRunner().invoke(app, ["run", "--help"]).output
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())  # the help's box, unwrapped
-    assert "(quick preset: 8; paper preset: 1)" in text  # --stride
+    assert "(quick, stamps presets: 8; paper preset: 1)" in text  # --stride
     assert "paper preset: fp32" in text and "(default: imagenet)" in text
     assert "results/PRESET, plus each setting that differs" in text

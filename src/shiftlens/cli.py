@@ -148,8 +148,11 @@ def _add_preset_defaults() -> None:
                  workers=WorkersOpt, protocol=ProtocolOpt, shift=ShiftOpt, background=BackgroundOpt)
     for name, annotated in flags.items():
         shown = {preset: _shown(getattr(cfg, name)) for preset, cfg in presets.items()}
-        default = (f"default: {next(iter(shown.values()))}" if len(set(shown.values())) == 1
-                   else "; ".join(f"{preset} preset: {v}" for preset, v in shown.items()))
+        by_value: dict[str, list[str]] = {}  # presets that agree are named together: (quick, stamps presets: 8; ...)
+        for preset, v in shown.items():
+            by_value.setdefault(v, []).append(preset)
+        default = (f"default: {next(iter(shown.values()))}" if len(by_value) == 1 else
+                   "; ".join(f"{', '.join(ps)} preset{'s' if len(ps) > 1 else ''}: {v}" for v, ps in by_value.items()))
         info = annotated.__metadata__[0]
         info.help = f"{info.help} ({default})"
     OutOpt.__metadata__[0].help += " (default: results/PRESET, plus each setting that differs from the preset)"
