@@ -93,6 +93,21 @@ def test_force_and_rebuilds_keep_a_users_files_inside_maps_zarr_and_site(finishe
     assert sorted(p.name for p in (out / "site").iterdir()) == [MANIFEST, "CNAME"]  # the old site's own files went
 
 
+def test_a_killed_rebuild_keeps_the_users_files_it_was_carrying(finished):
+    """Killed between carrying a user's file into the rebuilt folder and swapping it in: the next run's clean-up of
+    leftovers keeps that folder (its manifest does not list the user's file) and removes a plain half-built one."""
+    out = Path(finished.out)
+    carrying, half = out / ".site.k1ll", out / ".site.h4lf"
+    carrying.mkdir()
+    half.mkdir()
+    (carrying / MANIFEST).write_text("index.html\n")
+    (carrying / "index.html").write_text("ours")
+    (carrying / "CNAME").write_text("example.org")
+    (half / "index.html").write_text("ours")
+    api.run(finished)
+    assert (carrying / "CNAME").read_text() == "example.org" and not half.exists()
+
+
 def test_a_rebuild_of_a_folder_without_its_list_of_files_is_refused(tmp_path):
     target = tmp_path / "site"
     target.mkdir()
@@ -128,12 +143,17 @@ def test_force_removes_only_files_the_record_names_or_shiftlens_names(finished):
     out = Path(finished.out)
     (out / "tables" / "mine.csv").write_text("a,b\n")
     (out / "patches" / "p40" / "mine.txt").write_text("mine")
+    (out / "patches" / "p40" / "mine.png").write_bytes(b"mine")
+    (out / "parts" / "mine" / "p1").mkdir(parents=True)
+    np.savez(out / "parts" / "mine" / "p1" / "x-0123abcd.npz", a=np.ones(2))  # a part's name, not a part
     record = json.loads((out / "run.json").read_text())
     record["figures"] = ["../outside.png"]  # a record that names a file outside the folder
     (out.parent / "outside.png").write_bytes(b"user")
     atomic_write_text(out / "run.json", json.dumps(record))
     api.run(dataclasses.replace(finished, stride=12), force=True)
     assert (out / "tables" / "mine.csv").is_file() and (out / "patches" / "p40" / "mine.txt").is_file()
+    assert (out / "patches" / "p40" / "mine.png").is_file()
+    assert (out / "parts" / "mine" / "p1" / "x-0123abcd.npz").is_file()
     assert (out.parent / "outside.png").read_bytes() == b"user"
 
 

@@ -134,16 +134,17 @@ def own_files_in(folder: Path) -> tuple[list[Path], list[Path]]:
     present = _files_under(folder)
     manifest = folder / MANIFEST
     if manifest.is_symlink() or not manifest.is_file():
-        raise ShiftlensError(f"{folder} holds no list of the files shiftlens wrote in it (an earlier version built it), "
-                             "so they cannot be told from yours: move out anything of yours, delete the folder, and "
-                             "run again")
-    listed = set(manifest.read_text(encoding="utf-8", errors="replace").splitlines()) | {MANIFEST}
+        raise ShiftlensError(f"{folder} holds no list of the files shiftlens wrote in it (an earlier version built "
+                             "it), so they cannot be told from yours: move out anything of yours, delete the folder, "
+                             "and run again")
+    listed = set(manifest.read_text(encoding="utf-8", errors="surrogateescape").splitlines()) | {MANIFEST}
     ours = [folder / r for r in present if r in listed and not (folder / r).is_symlink()]
     return ours, [folder / r for r in present if folder / r not in set(ours)]
 
 
 def _write_manifest(folder: Path) -> None:
-    (folder / MANIFEST).write_text("".join(f"{r}\n" for r in _files_under(folder)), encoding="utf-8")
+    text = "".join(f"{r}\n" for r in _files_under(folder))
+    (folder / MANIFEST).write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def _remove_empty_dirs(top: Path) -> None:
@@ -411,7 +412,9 @@ LOCK_NAME = ".shiftlens.lock"
 OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", "background.png", LOCK_NAME)
 """Top-level names a run writes; --force removes shiftlens's own files under them and nothing else."""
 _LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|shiftlens-trash\..*|.*\.tmp)$")
-"""Temporary files and folders a killed run can leave (atomic writes, store and site being built)."""
+"""Temporary files and folders a killed run can leave (atomic writes, store and site being built, --force's trash)."""
+_KEYED = re.compile(r"^[A-Za-z0-9._-]+-[0-9a-f]{8}\.(npz|png)$")
+"""A part or patch file's name: `file_key` of its patch id."""
 
 
 class OtherKind(ShiftlensError):
@@ -556,9 +559,9 @@ class ResultsDir:
             return None
         found = record.config.fingerprint()
         if found != record.fingerprint:
-            raise EditedRecord(f"{self.run_json} has been edited: its config gives fingerprint {found}, not the "
-                               f"{record.fingerprint} its results were computed for: restore the file, or replace the "
-                               "run with --force (or use another --out)")
+            raise EditedRecord(f"{self.run_json} has been edited (or written by a shiftlens with other config fields): "
+                               f"its config gives fingerprint {found}, not the {record.fingerprint} its results were "
+                               "computed for: restore the file, or replace the run with --force (or use another --out)")
         if record.status == "complete" and not record.models:
             raise EditedRecord(f"{self.run_json} says the run is complete but records no models: restore the file, or "
                                "replace the run with --force (or use another --out)")
@@ -617,9 +620,9 @@ class ResultsDir:
         links = self.links()
         if links:
             more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
-            raise ShiftlensError(f"--out {self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, which "
-                                 "shiftlens never makes and will not write or delete through: remove it (what it points "
-                                 "to is left alone), or use another --out")
+            raise ShiftlensError(f"--out {self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, "
+                                 "which shiftlens never makes and will not write or delete through: remove it (what "
+                                 "it points to is left alone), or use another --out")
 
     def remove_leftovers(self) -> list[Path]:
         """Delete the temporary files and folders a killed run left (names only shiftlens uses)."""
@@ -629,6 +632,8 @@ class ResultsDir:
                 continue
             for path in (folder.rglob(".*") if folder != self.root else folder.glob(".*")):
                 if _LEFTOVER.match(path.name) and not path.is_symlink() and path.exists():
+                    if path.is_dir() and (path / MANIFEST).is_file() and own_files_in(path)[1]:
+                        continue  # killed while a user's files were carried into a rebuilt folder: keep them
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
                     removed.append(path)
         return removed
@@ -650,11 +655,12 @@ class ResultsDir:
         --force may delete. Nothing reached through a link, nothing a name in run.json would place outside."""
         own = [self.tables_dir / f"{t}.csv" for t in record.tables]
         own += [self.root / f for f in getattr(record, "figures", [])]
-        own += list((self.root / "parts").glob("*/p*/*.npz"))
+        own += [p for p in (self.root / "parts").glob("*/p*/*.npz")  # a part: its name and its metadata say so
+                if _KEYED.match(p.name) and self.read_part_meta(p) is not None]
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))
         own += list((self.root / "parts" / "arithmetic").glob("*.npz"))
         own += list((self.root / "parts" / "units").glob("*/p*/shard-*.npz"))  # the units analysis's sums
-        own += list((self.root / "patches").glob("p*/*.png"))
+        own += [p for p in (self.root / "patches").glob("p*/*.png") if _KEYED.match(p.name)]
         own += [self.background_png]
         for folder in (self.maps_zarr, self.site_dir):
             own += own_files_in(folder)[0]
@@ -680,8 +686,9 @@ class ResultsDir:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 dest.rename(path)
             shutil.rmtree(trash, ignore_errors=True)
-            raise ShiftlensError(f"--out {self.root}: {path.relative_to(self.root)} cannot be removed ({exc.strerror}), "
-                                 "so nothing was: make the folder writable, or use another --out") from None
+            raise ShiftlensError(f"--out {self.root}: {path.relative_to(self.root)} cannot be removed "
+                                 f"({exc.strerror}), so nothing was: make the folder writable, or use another --out"
+                                 ) from None
         shutil.rmtree(trash)
         for top in ("parts", "patches", "tables", "figures", "maps.zarr", "site"):
             _remove_empty_dirs(self.root / top)  # only empty ones: anything else in them is not ours
@@ -799,7 +806,8 @@ class ResultsDir:
             raise ShiftlensError(f"{path} is missing: {again}")
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:
-            raise ShiftlensError(f"{path} is damaged or was edited ({len(data)} bytes, not what the run wrote): {again}")
+            raise ShiftlensError(f"{path} is damaged or was edited ({len(data)} bytes, not what the run wrote): "
+                                 f"{again}")
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:

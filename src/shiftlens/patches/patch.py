@@ -96,7 +96,8 @@ def _as_8bit(im: Image.Image, path: Path, mask: bool = False) -> Image.Image:
     grey = np.round(scaled).astype(np.uint8)
     key = im.info.get("transparency")
     if isinstance(key, int) and im.mode != "F":  # a 16-bit grey colour key (PNG tRNS) becomes an alpha channel
-        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8), "L")))
+        alpha = np.where(values == key, 0, 255).astype(np.uint8)
+        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(alpha, "L")))
     return Image.fromarray(grey, "L")
 
 
