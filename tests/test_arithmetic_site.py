@@ -82,3 +82,23 @@ def test_page_loads_and_shows_the_tables(results):
             assert len(pg.eval_on_selector_all("#summary tr", "rs => rs")) == len(rows)
         finally:
             browser.close()
+
+
+def test_report_refuses_a_damaged_arithmetic_table_and_run_names_the_folders_kind(results, tmp_path, constant_model,
+                                                                                  patch_dir):
+    """Issue 22: an edited CSV is not published; `shiftlens run` into an arithmetic folder says what it holds."""
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    csv = copy / "tables" / "arithmetic_per_problem.csv"
+    csv.write_bytes(csv.read_bytes()[:-10])
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 2 and "arithmetic_per_problem.csv is damaged" in result.output
+    assert "Traceback" not in result.output
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'models = ["{constant_model}"]\npatches = "folder:{patch_dir}"\nsizes = [40]\nstride = 8\n'
+                   f'canvas = 64\nweights = "random"\nsite = false\nanalyses = ["similarity"]\n')
+    for force in ([], ["--force"]):
+        result = CliRunner().invoke(app, ["run", str(cfg), "--out", str(copy), *force])
+        assert result.exit_code == 2, result.output
+        assert "holds the results of `shiftlens arithmetic`, not of `shiftlens run`" in result.output
+    assert csv.is_file() and (copy / "run.json").is_file()
