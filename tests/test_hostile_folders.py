@@ -5,6 +5,7 @@ images of every bit depth."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -202,6 +203,13 @@ def test_report_publishes_only_the_runs_own_tables(finished):
     (out / "tables" / "mine.csv").write_text("secret,1\n")
     site = build(out)
     assert not (site / "tables" / "mine.csv").exists() and (site / "tables" / "similarity.csv").is_file()
+    secret = out.parent / "secret.csv"
+    secret.write_text("secret,1\n")
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    edit_record(out, lambda r: (r["tables"].append("../../secret"), r["table_sha256"].update({"../../secret": digest})))
+    with pytest.raises(ShiftlensError) as err:
+        build(out)
+    assert "outside tables/" in one_line(err)
 
 
 # -- run.json ------------------------------------------------------------------------------------------------

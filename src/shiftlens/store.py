@@ -799,6 +799,9 @@ class ResultsDir:
         a truncated, emptied, deleted or edited CSV is never published."""
         path = self.tables_dir / f"{name}.csv"
         again = "run the command that made the folder again to rebuild its tables"
+        if not self.is_inside(path, self.tables_dir) or path.parent != self.tables_dir:
+            raise ShiftlensError(f"{self.run_json} names a table {name[:60]!r} outside tables/: restore the file, or "
+                                 f"{again}")
         expected = record.table_sha256.get(name)
         if expected is None:
             raise ShiftlensError(f"{path}: run.json records no digest for it (an earlier version wrote it): {again}")
