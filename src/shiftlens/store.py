@@ -616,7 +616,7 @@ class ResultsDir:
                 found += [top / r for r in _files_under(top) if (top / r).is_symlink()]
         return found
 
-    def _refuse_links(self) -> None:
+    def refuse_links(self) -> None:
         links = self.links()
         if links:
             more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
@@ -671,7 +671,7 @@ class ResultsDir:
         """Remove a previous run's results, and only them: a user's own files in the folder stay. All or nothing:
         everything is first moved into a trash folder inside --out, put back if any move fails, and deleted at the
         end."""
-        self._refuse_links()
+        self.refuse_links()
         own = self._own_files(record)
         trash = temp_dir(self.root, prefix=".shiftlens-trash.")
         moved: list[tuple[Path, Path]] = []
@@ -702,7 +702,7 @@ class ResultsDir:
         the same config, to resume. Call it while holding `lock()`."""
         if self.root.exists() and not self.root.is_dir():
             raise ShiftlensError(f"--out {self.root} is a file: give a folder")
-        self._refuse_links()
+        self.refuse_links()
         edited = False
         try:
             previous = self.read_run(record_type)
