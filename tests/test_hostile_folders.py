@@ -140,6 +140,16 @@ def test_force_is_all_or_nothing_when_a_file_cannot_be_removed(finished, monkeyp
     assert api.run(finished).computed == 0  # the run is intact and resumes
 
 
+def test_a_clear_killed_after_run_json_went_to_the_trash_is_taken_up(finished):
+    out = Path(finished.out)
+    trash = out / ".shiftlens-trash.k1ll"
+    trash.mkdir()
+    for name in ("run.json", "tables", "parts", "patches", "figures", "maps.zarr"):
+        (out / name).rename(trash / name)
+    assert api.run(dataclasses.replace(finished, stride=12)).computed == 2
+    assert not trash.exists()
+
+
 def test_force_removes_only_files_the_record_names_or_shiftlens_names(finished):
     out = Path(finished.out)
     (out / "tables" / "mine.csv").write_text("a,b\n")

@@ -409,6 +409,8 @@ class Part:
 # -- the folder -------------------------------------------------------------------------------------------------
 
 LOCK_NAME = ".shiftlens.lock"
+TRASH = ".shiftlens-trash."
+"""Prefix of the folder inside --out that --force moves a previous run's files into before deleting them."""
 OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", "background.png", LOCK_NAME)
 """Top-level names a run writes; --force removes shiftlens's own files under them and nothing else."""
 _LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|shiftlens-trash\..*|.*\.tmp)$")
@@ -673,7 +675,7 @@ class ResultsDir:
         end."""
         self.refuse_links()
         own = self._own_files(record)
-        trash = temp_dir(self.root, prefix=".shiftlens-trash.")
+        trash = temp_dir(self.root, prefix=TRASH)
         moved: list[tuple[Path, Path]] = []
         try:
             for path in own:
@@ -718,7 +720,9 @@ class ResultsDir:
             raise ShiftlensError(f"--out {self.root}: its run.json cannot be read, so shiftlens cannot tell its own files "
                                  "from others and will not delete anything: use another --out") from None
         if previous is None:
-            foreign = [p.name for p in self.root.iterdir() if p.name != LOCK_NAME] if self.root.is_dir() else []
+            # a clear killed after it moved run.json into its trash left only the trash: that is shiftlens's own
+            foreign = ([p.name for p in self.root.iterdir() if p.name != LOCK_NAME and not p.name.startswith(TRASH)]
+                       if self.root.is_dir() else [])
             if foreign:
                 raise ShiftlensError(
                     f"--out {self.root} is not empty and holds no shiftlens run (it has {', '.join(sorted(foreign)[:3])}"
