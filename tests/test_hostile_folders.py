@@ -275,6 +275,14 @@ def test_invalid_record_fields_are_said_in_shiftlens_words(finished):
     with pytest.raises(ShiftlensError) as err:
         ResultsDir(out).read_run()
     assert "precision is missing" in one_line(err)
+    edit_record(out, lambda r: r.update(precision="fp32", kind=["x"]))
+    with pytest.raises(ShiftlensError) as err:
+        ResultsDir(out).read_run()
+    assert "unknown kind" in one_line(err)
+    edit_record(out, lambda r: (r.pop("kind"), r.update(timings=5)))
+    with pytest.raises(ShiftlensError) as err:
+        ResultsDir(out).read_run()
+    assert "timings has a value of the wrong type" in one_line(err)
 
 
 def test_each_command_names_the_kind_of_folder_it_was_given(finished, tmp_path):

@@ -539,7 +539,8 @@ class ResultsDir:
             found = raw.get("schema_version", "none") if isinstance(raw, dict) else "none"
             raise ShiftlensError(f"{self.run_json} was written by another version of shiftlens (results schema {found}, "
                                  f"this version reads {SCHEMA_VERSION}): use another --out, or --force to replace the run")
-        held = _KINDS.get(raw.get("kind"))
+        kind = raw.get("kind")
+        held = _KINDS.get(kind) if kind is None or isinstance(kind, str) else None
         wanted = _KINDS["arithmetic" if issubclass(record_type, ArithmeticRecord) else None]
         if held is None:
             raise ShiftlensError(f"{self.run_json} records an unknown kind of folder ({str(raw.get('kind'))[:40]!r}): "
