@@ -120,6 +120,20 @@ def test_a_rebuild_of_a_folder_without_its_list_of_files_is_refused(tmp_path):
     assert (target / "index.html").is_file() and [p.name for p in tmp_path.iterdir()] == ["site"]
 
 
+def test_a_maps_store_of_an_earlier_version_is_refused_before_any_work(finished):
+    out = Path(finished.out)
+    (out / "maps.zarr" / MANIFEST).unlink()
+    record = (out / "run.json").read_bytes()
+    with pytest.raises(ShiftlensError) as err:
+        api.run(finished)
+    assert "maps.zarr holds no list of the files" in one_line(err)
+    assert (out / "run.json").read_bytes() == record  # refused in prepare: the record was not rewritten
+    import shutil
+
+    shutil.rmtree(out / "maps.zarr")
+    assert api.run(finished).skipped == 2
+
+
 def test_force_is_all_or_nothing_when_a_file_cannot_be_removed(finished, monkeypatch):
     out = Path(finished.out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}

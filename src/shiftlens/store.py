@@ -135,8 +135,8 @@ def own_files_in(folder: Path) -> tuple[list[Path], list[Path]]:
     manifest = folder / MANIFEST
     if manifest.is_symlink() or not manifest.is_file():
         raise ShiftlensError(f"{folder} holds no list of the files shiftlens wrote in it (an earlier version built "
-                             "it), so they cannot be told from yours: move out anything of yours, delete the folder, "
-                             "and run again")
+                             "it), so they cannot be told from yours: move out anything of yours, delete the folder "
+                             "(shiftlens rebuilds it from the parts), and run again")
     listed = set(manifest.read_text(encoding="utf-8", errors="surrogateescape").splitlines()) | {MANIFEST}
     ours = [folder / r for r in present if r in listed and not (folder / r).is_symlink()]
     return ours, [folder / r for r in present if folder / r not in set(ours)]
@@ -706,6 +706,7 @@ class ResultsDir:
         if self.root.exists() and not self.root.is_dir():
             raise ShiftlensError(f"--out {self.root} is a file: give a folder")
         self.refuse_links()
+        own_files_in(self.maps_zarr)  # a store an earlier version built is refused before any work, not after it
         edited = False
         try:
             previous = self.read_run(record_type)
