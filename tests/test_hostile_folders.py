@@ -279,6 +279,20 @@ def test_a_part_of_another_run_is_refused_by_report(finished, tmp_path):
     assert "another run" in one_line(err) and mine.name in str(err.value)
 
 
+def test_a_part_of_a_model_the_complete_record_lacks_is_refused_a_running_one_is_not(finished):
+    from shiftlens.site import build
+
+    out = Path(finished.out)
+    model = finished.models[0]
+    edit_record(out, lambda r: r.update(models={"other": r["models"][model]}))
+    with pytest.raises(ShiftlensError) as err:
+        build(out)
+    assert "belongs to another run" in one_line(err)
+    # a resumed run killed before it reached the model again: its record is running and names no model yet
+    edit_record(out, lambda r: r.update(models={}, status="running", tables=[], table_sha256={}))
+    assert (build(out) / "index.html").is_file()
+
+
 def test_invalid_record_fields_are_said_in_shiftlens_words(finished):
     out = Path(finished.out)
     edit_record(out, lambda r: r.update(bogus=1))

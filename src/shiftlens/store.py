@@ -571,8 +571,10 @@ class ResultsDir:
         return record
 
     def check_part(self, part: "Part", record: _RunBase, path: Path) -> None:
-        """Refuse a part that the record does not account for (replaced run.json or part file), in one line."""
-        if part.meta.fingerprint != record.fingerprint or part.model not in record.models:
+        """Refuse a part that the record does not account for (replaced run.json or part file), in one line. A running
+        record names its models as it reaches them, so only a complete one must name the part's."""
+        unknown_model = record.status == "complete" and part.model not in record.models
+        if part.meta.fingerprint != record.fingerprint or unknown_model:
             raise ShiftlensError(f"result part {path} belongs to another run (model {part.model}, config fingerprint "
                                  f"{part.meta.fingerprint}) than {self.run_json} records ({record.fingerprint}): run "
                                  "the command that made the folder again to redo it, or delete the part")
