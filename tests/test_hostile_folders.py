@@ -393,6 +393,22 @@ def test_a_lock_unlinked_by_its_holder_is_not_held_twice(small, monkeypatch):
 # -- permissions ---------------------------------------------------------------------------------------------
 
 
+def test_every_file_of_a_run_and_its_site_gets_the_umasks_mode(small):
+    from shiftlens.site import build
+
+    old = os.umask(0o027)
+    try:
+        api.run(dataclasses.replace(small, background="texture:brick"))  # background.png too
+        build(small.out)
+    finally:
+        os.umask(old)
+    out = Path(small.out)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert (out / "background.png") in files and any(p.parent.name == "figures" for p in files)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o640)}
+    assert {oct(p.stat().st_mode & 0o777) for p in out.rglob("*") if p.is_dir()} == {oct(0o750)}
+
+
 def test_site_files_get_the_umasks_mode(finished):
     from shiftlens.site import build
 
