@@ -105,3 +105,50 @@ def test_the_page_fits_the_window(results, width):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_report_refuses_a_damaged_arithmetic_table_and_run_names_the_folders_kind(results, tmp_path, constant_model,
+                                                                                  patch_dir):
+    """Issue 22: an edited CSV is not published; `shiftlens run` into an arithmetic folder says what it holds."""
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    csv = copy / "tables" / "arithmetic_per_problem.csv"
+    csv.write_bytes(csv.read_bytes()[:-10])
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 2 and "arithmetic_per_problem.csv is damaged" in result.output
+    assert "Traceback" not in result.output
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'models = ["{constant_model}"]\npatches = "folder:{patch_dir}"\nsizes = [40]\nstride = 8\n'
+                   f'canvas = 64\nweights = "random"\nsite = false\nanalyses = ["similarity"]\n')
+    for force in ([], ["--force"]):
+        result = CliRunner().invoke(app, ["run", str(cfg), "--out", str(copy), *force])
+        assert result.exit_code == 2, result.output
+        assert "holds the results of `shiftlens arithmetic`, not of `shiftlens run`" in result.output
+    assert csv.is_file() and (copy / "run.json").is_file()
+
+
+def test_force_on_an_arithmetic_folder_never_deletes_through_a_link(results, tmp_path):
+    """Issue 22: --force of another arithmetic config refuses a link before removing anything; once it is gone, it
+    removes the run's own files and keeps a user's."""
+    import dataclasses
+
+    from shiftlens.errors import ShiftlensError
+    from shiftlens.store import ArithmeticRecord, ResultsDir
+
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.json").write_text("{}")
+    (copy / "parts" / "evil").symlink_to(elsewhere)
+    (copy / "mine.txt").write_text("mine")
+    rd = ResultsDir(copy)
+    other = dataclasses.replace(rd.read_run(ArithmeticRecord).config, problems=4)
+    before = sorted(copy.rglob("*"))
+    with pytest.raises(ShiftlensError, match="parts/evil is a symbolic link"):
+        rd.prepare(other, True, ArithmeticRecord)
+    assert sorted(copy.rglob("*")) == before and (elsewhere / "keep.json").is_file()
+    (copy / "parts" / "evil").unlink()
+    assert rd.prepare(other, True, ArithmeticRecord) is None
+    assert sorted(p.name for p in copy.iterdir()) == ["mine.txt"]  # run.json, parts, tables, figures, site went
+    assert (copy / "mine.txt").read_text() == "mine" and (elsewhere / "keep.json").is_file()

@@ -5,6 +5,7 @@ images of every bit depth."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -93,6 +94,21 @@ def test_force_and_rebuilds_keep_a_users_files_inside_maps_zarr_and_site(finishe
     assert sorted(p.name for p in (out / "site").iterdir()) == [MANIFEST, "CNAME"]  # the old site's own files went
 
 
+def test_a_killed_rebuild_keeps_the_users_files_it_was_carrying(finished):
+    """Killed between carrying a user's file into the rebuilt folder and swapping it in: the next run's clean-up of
+    leftovers keeps that folder (its manifest does not list the user's file) and removes a plain half-built one."""
+    out = Path(finished.out)
+    carrying, half = out / ".site.k1ll", out / ".site.h4lf"
+    carrying.mkdir()
+    half.mkdir()
+    (carrying / MANIFEST).write_text("index.html\n")
+    (carrying / "index.html").write_text("ours")
+    (carrying / "CNAME").write_text("example.org")
+    (half / "index.html").write_text("ours")
+    api.run(finished)
+    assert (carrying / "CNAME").read_text() == "example.org" and not half.exists()
+
+
 def test_a_rebuild_of_a_folder_without_its_list_of_files_is_refused(tmp_path):
     target = tmp_path / "site"
     target.mkdir()
@@ -102,6 +118,20 @@ def test_a_rebuild_of_a_folder_without_its_list_of_files_is_refused(tmp_path):
             raise AssertionError("no work may start")
     assert "no list of the files" in one_line(err)
     assert (target / "index.html").is_file() and [p.name for p in tmp_path.iterdir()] == ["site"]
+
+
+def test_a_maps_store_of_an_earlier_version_is_refused_before_any_work(finished):
+    out = Path(finished.out)
+    (out / "maps.zarr" / MANIFEST).unlink()
+    record = (out / "run.json").read_bytes()
+    with pytest.raises(ShiftlensError) as err:
+        api.run(finished)
+    assert "maps.zarr holds no list of the files" in one_line(err)
+    assert (out / "run.json").read_bytes() == record  # refused in prepare: the record was not rewritten
+    import shutil
+
+    shutil.rmtree(out / "maps.zarr")
+    assert api.run(finished).skipped == 2
 
 
 def test_force_is_all_or_nothing_when_a_file_cannot_be_removed(finished, monkeypatch):
@@ -124,16 +154,31 @@ def test_force_is_all_or_nothing_when_a_file_cannot_be_removed(finished, monkeyp
     assert api.run(finished).computed == 0  # the run is intact and resumes
 
 
+def test_a_clear_killed_after_run_json_went_to_the_trash_is_taken_up(finished):
+    out = Path(finished.out)
+    trash = out / ".shiftlens-trash.k1ll"
+    trash.mkdir()
+    for name in ("run.json", "tables", "parts", "patches", "figures", "maps.zarr"):
+        (out / name).rename(trash / name)
+    assert api.run(dataclasses.replace(finished, stride=12)).computed == 2
+    assert not trash.exists()
+
+
 def test_force_removes_only_files_the_record_names_or_shiftlens_names(finished):
     out = Path(finished.out)
     (out / "tables" / "mine.csv").write_text("a,b\n")
     (out / "patches" / "p40" / "mine.txt").write_text("mine")
+    (out / "patches" / "p40" / "mine.png").write_bytes(b"mine")
+    (out / "parts" / "mine" / "p1").mkdir(parents=True)
+    np.savez(out / "parts" / "mine" / "p1" / "x-0123abcd.npz", a=np.ones(2))  # a part's name, not a part
     record = json.loads((out / "run.json").read_text())
     record["figures"] = ["../outside.png"]  # a record that names a file outside the folder
     (out.parent / "outside.png").write_bytes(b"user")
     atomic_write_text(out / "run.json", json.dumps(record))
     api.run(dataclasses.replace(finished, stride=12), force=True)
     assert (out / "tables" / "mine.csv").is_file() and (out / "patches" / "p40" / "mine.txt").is_file()
+    assert (out / "patches" / "p40" / "mine.png").is_file()
+    assert (out / "parts" / "mine" / "p1" / "x-0123abcd.npz").is_file()
     assert (out.parent / "outside.png").read_bytes() == b"user"
 
 
@@ -182,6 +227,13 @@ def test_report_publishes_only_the_runs_own_tables(finished):
     (out / "tables" / "mine.csv").write_text("secret,1\n")
     site = build(out)
     assert not (site / "tables" / "mine.csv").exists() and (site / "tables" / "similarity.csv").is_file()
+    secret = out.parent / "secret.csv"
+    secret.write_text("secret,1\n")
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    edit_record(out, lambda r: (r["tables"].append("../../secret"), r["table_sha256"].update({"../../secret": digest})))
+    with pytest.raises(ShiftlensError) as err:
+        build(out)
+    assert "outside tables/" in one_line(err)
 
 
 # -- run.json ------------------------------------------------------------------------------------------------
@@ -227,6 +279,20 @@ def test_a_part_of_another_run_is_refused_by_report(finished, tmp_path):
     assert "another run" in one_line(err) and mine.name in str(err.value)
 
 
+def test_a_part_of_a_model_the_complete_record_lacks_is_refused_a_running_one_is_not(finished):
+    from shiftlens.site import build
+
+    out = Path(finished.out)
+    model = finished.models[0]
+    edit_record(out, lambda r: r.update(models={"other": r["models"][model]}))
+    with pytest.raises(ShiftlensError) as err:
+        build(out)
+    assert "belongs to another run" in one_line(err)
+    # a resumed run killed before it reached the model again: its record is running and names no model yet
+    edit_record(out, lambda r: r.update(models={}, status="running", tables=[], table_sha256={}))
+    assert (build(out) / "index.html").is_file()
+
+
 def test_invalid_record_fields_are_said_in_shiftlens_words(finished):
     out = Path(finished.out)
     edit_record(out, lambda r: r.update(bogus=1))
@@ -237,6 +303,14 @@ def test_invalid_record_fields_are_said_in_shiftlens_words(finished):
     with pytest.raises(ShiftlensError) as err:
         ResultsDir(out).read_run()
     assert "precision is missing" in one_line(err)
+    edit_record(out, lambda r: r.update(precision="fp32", kind=["x"]))
+    with pytest.raises(ShiftlensError) as err:
+        ResultsDir(out).read_run()
+    assert "unknown kind" in one_line(err)
+    edit_record(out, lambda r: (r.pop("kind"), r.update(timings=5)))
+    with pytest.raises(ShiftlensError) as err:
+        ResultsDir(out).read_run()
+    assert "timings has a value of the wrong type" in one_line(err)
 
 
 def test_each_command_names_the_kind_of_folder_it_was_given(finished, tmp_path):
@@ -319,6 +393,22 @@ def test_a_lock_unlinked_by_its_holder_is_not_held_twice(small, monkeypatch):
 # -- permissions ---------------------------------------------------------------------------------------------
 
 
+def test_every_file_of_a_run_and_its_site_gets_the_umasks_mode(small):
+    from shiftlens.site import build
+
+    old = os.umask(0o027)
+    try:
+        api.run(dataclasses.replace(small, background="texture:brick"))  # background.png too
+        build(small.out)
+    finally:
+        os.umask(old)
+    out = Path(small.out)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert (out / "background.png") in files and any(p.parent.name == "figures" for p in files)
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o640)}
+    assert {oct(p.stat().st_mode & 0o777) for p in out.rglob("*") if p.is_dir()} == {oct(0o750)}
+
+
 def test_site_files_get_the_umasks_mode(finished):
     from shiftlens.site import build
 
@@ -340,8 +430,6 @@ def save_mode(path: Path, kind: str) -> None:
         Image.fromarray(np.full((80, 80), 40000, np.uint16)).save(path)
     elif kind == "I;16B":
         Image.fromarray(np.full((80, 80), 40000, np.uint16).byteswap().view(">u2")).save(path)
-    elif kind == "I":
-        Image.fromarray(np.full((80, 80), 40000, np.int32)).save(path)
     elif kind == "F":
         Image.fromarray(np.full((80, 80), 40000 / 65535, np.float32)).save(path)
     elif kind == "P":
@@ -352,7 +440,7 @@ def save_mode(path: Path, kind: str) -> None:
         Image.fromarray(np.full((80, 80), 156, np.uint8)).convert("CMYK").save(path)
 
 
-@pytest.mark.parametrize("kind,suffix", [("I;16", ".png"), ("I;16B", ".tif"), ("I", ".tif"), ("F", ".tif"),
+@pytest.mark.parametrize("kind,suffix", [("I;16", ".png"), ("I;16B", ".tif"), ("F", ".tif"),
                                          ("P", ".png"), ("LA", ".png"), ("CMYK", ".jpg")])
 def test_images_of_every_mode_are_scaled_as_backgrounds_and_crop_images(tmp_path, kind, suffix):
     from shiftlens.canvases import load_images, parse_background
@@ -369,7 +457,8 @@ def test_images_of_every_mode_are_scaled_as_backgrounds_and_crop_images(tmp_path
 def test_images_out_of_range_are_refused_in_one_line(tmp_path):
     from shiftlens.canvases import parse_background
 
-    for name, values in (("big.tif", np.full((8, 8), 70000, np.int32)), ("hdr.tif", np.full((8, 8), 3.5, np.float32))):
+    for name, values in (("big.tif", np.full((8, 8), 70000, np.int32)), ("hdr.tif", np.full((8, 8), 3.5, np.float32)),
+                         ("i32.tif", np.full((8, 8), 200, np.int32))):  # 8-bit values? 16-bit? 32-bit says neither
         Image.fromarray(values).save(tmp_path / name)
         with pytest.raises(ShiftlensError) as err:
             parse_background(f"image:{tmp_path / name}", 64)

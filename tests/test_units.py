@@ -237,6 +237,22 @@ def test_visualise_bad_input_is_one_line(units_run, args, expected, monkeypatch)
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_visualise_never_writes_through_a_link(units_run, tmp_path):
+    """Issue 22: figures/units as a link to a folder outside the results: refused, nothing written there."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(units_run.out, copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(copy / "figures" / "units", ignore_errors=True)
+    (copy / "figures" / "units").symlink_to(elsewhere)
+    result = CliRunner().invoke(app, ["units", "visualise", str(copy), "--model", "test_units:grid", "--unit", "5",
+                                      "--steps", "2", "--size", "32"])
+    assert result.exit_code == 2 and "symbolic link" in result.output, result.output
+    assert list(elsewhere.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def silent_run(tmp_path_factory) -> RunConfig:
     """A run of a network whose unit 0 is rectified and silent on noise but fires on dark parts of the canvases

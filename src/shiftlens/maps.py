@@ -2,7 +2,8 @@
 
 `xr.open_zarr("maps.zarr", group="efficientnet_lite0/pool/p75")["similarity"]` gives the labelled array; y and x
 are the patch's top-left offsets in pixels. The store is rebuilt from the parts into a temporary folder and
-swapped in, so a reader never sees half a store.
+swapped in, so a reader never sees half a store; its `.shiftlens-files` lists what shiftlens wrote (store.atomic_dir),
+so a file a user adds is kept (zarr warns that such files are no part of the hierarchy when it lists the whole tree).
 """
 
 from __future__ import annotations

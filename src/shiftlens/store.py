@@ -135,16 +135,17 @@ def own_files_in(folder: Path) -> tuple[list[Path], list[Path]]:
     present = _files_under(folder)
     manifest = folder / MANIFEST
     if manifest.is_symlink() or not manifest.is_file():
-        raise ShiftlensError(f"{folder} holds no list of the files shiftlens wrote in it (an earlier version built it), "
-                             "so they cannot be told from yours: move out anything of yours, delete the folder, and "
-                             "run again")
-    listed = set(manifest.read_text(encoding="utf-8", errors="replace").splitlines()) | {MANIFEST}
+        raise ShiftlensError(f"{folder} holds no list of the files shiftlens wrote in it (an earlier version built "
+                             "it), so they cannot be told from yours: move out anything of yours, delete the folder "
+                             "(shiftlens rebuilds it from the parts), and run again")
+    listed = set(manifest.read_text(encoding="utf-8", errors="surrogateescape").splitlines()) | {MANIFEST}
     ours = [folder / r for r in present if r in listed and not (folder / r).is_symlink()]
     return ours, [folder / r for r in present if folder / r not in set(ours)]
 
 
 def _write_manifest(folder: Path) -> None:
-    (folder / MANIFEST).write_text("".join(f"{r}\n" for r in _files_under(folder)), encoding="utf-8")
+    text = "".join(f"{r}\n" for r in _files_under(folder))
+    (folder / MANIFEST).write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def _remove_empty_dirs(top: Path) -> None:
@@ -409,10 +410,14 @@ class Part:
 # -- the folder -------------------------------------------------------------------------------------------------
 
 LOCK_NAME = ".shiftlens.lock"
+TRASH = ".shiftlens-trash."
+"""Prefix of the folder inside --out that --force moves a previous run's files into before deleting them."""
 OWN_ENTRIES = ("run.json", "parts", "tables", "figures", "maps.zarr", "site", "patches", "background.png", LOCK_NAME)
 """Top-level names a run writes; --force removes shiftlens's own files under them and nothing else."""
 _LEFTOVER = re.compile(r"^\.(maps\..*\.zarr|site\..*|maps\.zarr\.old|site\.old|shiftlens-trash\..*|.*\.tmp)$")
-"""Temporary files and folders a killed run can leave (atomic writes, store and site being built)."""
+"""Temporary files and folders a killed run can leave (atomic writes, store and site being built, --force's trash)."""
+_KEYED = re.compile(r"^[A-Za-z0-9._-]+-[0-9a-f]{8}\.(npz|png)$")
+"""A part or patch file's name: `file_key` of its patch id."""
 
 
 class OtherKind(ShiftlensError):
@@ -535,7 +540,8 @@ class ResultsDir:
             found = raw.get("schema_version", "none") if isinstance(raw, dict) else "none"
             raise ShiftlensError(f"{self.run_json} was written by another version of shiftlens (results schema {found}, "
                                  f"this version reads {SCHEMA_VERSION}): use another --out, or --force to replace the run")
-        held = _KINDS.get(raw.get("kind"))
+        kind = raw.get("kind")
+        held = _KINDS.get(kind) if kind is None or isinstance(kind, str) else None
         wanted = _KINDS["arithmetic" if issubclass(record_type, ArithmeticRecord) else None]
         if held is None:
             raise ShiftlensError(f"{self.run_json} records an unknown kind of folder ({str(raw.get('kind'))[:40]!r}): "
@@ -557,17 +563,19 @@ class ResultsDir:
             return None
         found = record.config.fingerprint()
         if found != record.fingerprint:
-            raise EditedRecord(f"{self.run_json} has been edited: its config gives fingerprint {found}, not the "
-                               f"{record.fingerprint} its results were computed for: restore the file, or replace the "
-                               "run with --force (or use another --out)")
+            raise EditedRecord(f"{self.run_json} has been edited (or written by a shiftlens with other config fields): "
+                               f"its config gives fingerprint {found}, not the {record.fingerprint} its results were "
+                               "computed for: restore the file, or replace the run with --force (or use another --out)")
         if record.status == "complete" and not record.models:
             raise EditedRecord(f"{self.run_json} says the run is complete but records no models: restore the file, or "
                                "replace the run with --force (or use another --out)")
         return record
 
     def check_part(self, part: "Part", record: _RunBase, path: Path) -> None:
-        """Refuse a part that the record does not account for (replaced run.json or part file), in one line."""
-        if part.meta.fingerprint != record.fingerprint or part.model not in record.models:
+        """Refuse a part that the record does not account for (replaced run.json or part file), in one line. A running
+        record names its models as it reaches them, so only a complete one must name the part's."""
+        unknown_model = record.status == "complete" and part.model not in record.models
+        if part.meta.fingerprint != record.fingerprint or unknown_model:
             raise ShiftlensError(f"result part {path} belongs to another run (model {part.model}, config fingerprint "
                                  f"{part.meta.fingerprint}) than {self.run_json} records ({record.fingerprint}): run "
                                  "the command that made the folder again to redo it, or delete the part")
@@ -614,13 +622,13 @@ class ResultsDir:
                 found += [top / r for r in _files_under(top) if (top / r).is_symlink()]
         return found
 
-    def _refuse_links(self) -> None:
+    def refuse_links(self) -> None:
         links = self.links()
         if links:
             more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
-            raise ShiftlensError(f"--out {self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, which "
-                                 "shiftlens never makes and will not write or delete through: remove it (what it points "
-                                 "to is left alone), or use another --out")
+            raise ShiftlensError(f"--out {self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, "
+                                 "which shiftlens never makes and will not write or delete through: remove it (what "
+                                 "it points to is left alone), or use another --out")
 
     def remove_leftovers(self) -> list[Path]:
         """Delete the temporary files and folders a killed run left (names only shiftlens uses)."""
@@ -630,6 +638,8 @@ class ResultsDir:
                 continue
             for path in (folder.rglob(".*") if folder != self.root else folder.glob(".*")):
                 if _LEFTOVER.match(path.name) and not path.is_symlink() and path.exists():
+                    if path.is_dir() and (path / MANIFEST).is_file() and own_files_in(path)[1]:
+                        continue  # killed while a user's files were carried into a rebuilt folder: keep them
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
                     removed.append(path)
         return removed
@@ -651,11 +661,12 @@ class ResultsDir:
         --force may delete. Nothing reached through a link, nothing a name in run.json would place outside."""
         own = [self.tables_dir / f"{t}.csv" for t in record.tables]
         own += [self.root / f for f in getattr(record, "figures", [])]
-        own += list((self.root / "parts").glob("*/p*/*.npz"))
+        own += [p for p in (self.root / "parts").glob("*/p*/*.npz")  # a part: its name and its metadata say so
+                if _KEYED.match(p.name) and self.read_part_meta(p) is not None]
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))
         own += list((self.root / "parts" / "arithmetic").glob("*.npz"))
         own += list((self.root / "parts" / "units").glob("*/p*/shard-*.npz"))  # the units analysis's sums
-        own += list((self.root / "patches").glob("p*/*.png"))
+        own += [p for p in (self.root / "patches").glob("p*/*.png") if _KEYED.match(p.name)]
         own += [self.background_png]
         for folder in (self.maps_zarr, self.site_dir):
             own += own_files_in(folder)[0]
@@ -666,9 +677,9 @@ class ResultsDir:
         """Remove a previous run's results, and only them: a user's own files in the folder stay. All or nothing:
         everything is first moved into a trash folder inside --out, put back if any move fails, and deleted at the
         end."""
-        self._refuse_links()
+        self.refuse_links()
         own = self._own_files(record)
-        trash = temp_dir(self.root, prefix=".shiftlens-trash.")
+        trash = temp_dir(self.root, prefix=TRASH)
         moved: list[tuple[Path, Path]] = []
         try:
             for path in own:
@@ -681,8 +692,9 @@ class ResultsDir:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 dest.rename(path)
             shutil.rmtree(trash, ignore_errors=True)
-            raise ShiftlensError(f"--out {self.root}: {path.relative_to(self.root)} cannot be removed ({exc.strerror}), "
-                                 "so nothing was: make the folder writable, or use another --out") from None
+            raise ShiftlensError(f"--out {self.root}: {path.relative_to(self.root)} cannot be removed "
+                                 f"({exc.strerror}), so nothing was: make the folder writable, or use another --out"
+                                 ) from None
         shutil.rmtree(trash)
         for top in ("parts", "patches", "tables", "figures", "maps.zarr", "site"):
             _remove_empty_dirs(self.root / top)  # only empty ones: anything else in them is not ours
@@ -709,7 +721,8 @@ class ResultsDir:
         the same config, to resume. Call it while holding `lock()`."""
         if self.root.exists() and not self.root.is_dir():
             raise ShiftlensError(f"--out {self.root} is a file: give a folder")
-        self._refuse_links()
+        self.refuse_links()
+        own_files_in(self.maps_zarr)  # a store an earlier version built is refused before any work, not after it
         edited = False
         try:
             previous = self.read_run(record_type)
@@ -725,7 +738,9 @@ class ResultsDir:
             raise ShiftlensError(f"--out {self.root}: its run.json cannot be read, so shiftlens cannot tell its own files "
                                  "from others and will not delete anything: use another --out") from None
         if previous is None:
-            foreign = [p.name for p in self.root.iterdir() if p.name != LOCK_NAME] if self.root.is_dir() else []
+            # a clear killed after it moved run.json into its trash left only the trash: that is shiftlens's own
+            foreign = ([p.name for p in self.root.iterdir() if p.name != LOCK_NAME and not p.name.startswith(TRASH)]
+                       if self.root.is_dir() else [])
             if foreign:
                 raise ShiftlensError(
                     f"--out {self.root} is not empty and holds no shiftlens run (it has {', '.join(sorted(foreign)[:3])}"
@@ -807,6 +822,9 @@ class ResultsDir:
         a truncated, emptied, deleted or edited CSV is never published."""
         path = self.tables_dir / f"{name}.csv"
         again = "run the command that made the folder again to rebuild its tables"
+        if not self.is_inside(path, self.tables_dir) or path.parent != self.tables_dir:
+            raise ShiftlensError(f"{self.run_json} names a table {name[:60]!r} outside tables/: restore the file, or "
+                                 f"{again}")
         expected = record.table_sha256.get(name)
         if expected is None:
             raise ShiftlensError(f"{path}: run.json records no digest for it (an earlier version wrote it): {again}")
@@ -814,7 +832,8 @@ class ResultsDir:
             raise ShiftlensError(f"{path} is missing: {again}")
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:
-            raise ShiftlensError(f"{path} is damaged or was edited ({len(data)} bytes, not what the run wrote): {again}")
+            raise ShiftlensError(f"{path} is damaged or was edited ({len(data)} bytes, not what the run wrote): "
+                                 f"{again}")
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:

@@ -138,6 +138,7 @@ def visualise(results_dir: Path | str, model_layer: str, unit: int | None = None
         name = f"{file_key(model + '_' + layer)}-u{unit}.png"
     path = results.figures_dir / "units" / name
     with results.lock():
+        results.refuse_links()  # figures/units reached through a link would be written outside the folder
         save_png(res.to_uint8()[0], path)
         entry = SyntheticImage(
             model=model, layer=layer, kind="caricature" if as_caricature else "maximise",

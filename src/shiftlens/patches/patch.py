@@ -71,8 +71,8 @@ _PREMULTIPLIED = ("La", "RGBa")
 
 def _as_8bit(im: Image.Image, path: Path, mask: bool = False) -> Image.Image:
     """The image in an 8-bit mode. Pillow's convert() clips 16- and 32-bit grey to 255 and truncates floats to 0
-    (a 16-bit 40000 became white, a float 0.5 black), so these are scaled here: 16-bit by 255/65535, 32-bit integers
-    the same when they fit 16 bits (how 16-bit files are often stored), floats from 0-1; anything else is refused.
+    (a 16-bit 40000 became white, a float 0.5 black), so these are scaled here: 16-bit by 255/65535 (also a 16-bit
+    PNG that a Pillow opens as 32-bit "I"), floats from 0-1; 32-bit integers and anything else are refused.
     A `mask` keeps its meaning instead (any non-zero value is the object; a 16-bit label 1 must not round to 0)."""
     if im.mode in _PREMULTIPLIED:
         raise ShiftlensError(f"image {path} has premultiplied alpha (mode {im.mode}), which shiftlens cannot read: "
@@ -89,14 +89,15 @@ def _as_8bit(im: Image.Image, path: Path, mask: bool = False) -> Image.Image:
                                  "float images as 0 (black) to 1 (white): scale it to 0-1 or save it as an 8-bit image")
         scaled = values.astype(np.float64) * 255
     else:
-        if lo < 0 or hi > 65535:
-            raise ShiftlensError(f"image {path} holds 32-bit integers from {lo:g} to {hi:g}, beyond 16 bits: save it "
-                                 "as an 8- or 16-bit image")
+        if (im.mode == "I" and im.format != "PNG") or lo < 0 or hi > 65535:  # a PNG's depth stops at 16 bits
+            raise ShiftlensError(f"image {path} holds 32-bit integers ({lo:g} to {hi:g}), which have no one scale to "
+                                 "8 bits: save it as an 8- or 16-bit image")
         scaled = values.astype(np.float64) * (255 / 65535)
     grey = np.round(scaled).astype(np.uint8)
     key = im.info.get("transparency")
     if isinstance(key, int) and im.mode != "F":  # a 16-bit grey colour key (PNG tRNS) becomes an alpha channel
-        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8), "L")))
+        alpha = np.where(values == key, 0, 255).astype(np.uint8)
+        return Image.merge("LA", (Image.fromarray(grey, "L"), Image.fromarray(alpha, "L")))
     return Image.fromarray(grey, "L")
 
 

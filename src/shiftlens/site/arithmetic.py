@@ -80,7 +80,7 @@ def _build_into(rd: ResultsDir, run: ArithmeticRecord, site: Path) -> None:
     figures = []
     for rel in run.figures:
         src = rd.root / rel
-        if src.is_file():
+        if rd.is_inside(src, rd.figures_dir) and src.is_file():  # a name in run.json never leads out
             copy_file(src, site / "figures" / src.name)
             figures.append({"name": src.stem, "file": f"figures/{src.name}"})
     per = (pd.read_csv(io.StringIO(tables["arithmetic_per_problem"])) if "arithmetic_per_problem" in tables
