@@ -66,6 +66,7 @@
       const row = el("tr", { "data-model": r.model, "data-layer": r.layer, class: r.untrained ? "untrained" : "" });
       cols.forEach((c) => {
         const td = el("td", { "data-col": c.name, class: c.text ? "text" : "" });
+        if (typeof r[c.name] === "number") td.dataset.value = String(r[c.name]);
         if (c.name === "model" && r.site) {
           td.appendChild(el("a", { href: "../" + r.site, title: "this model's own results site" }, r.model));
         } else if (c.name === "weights" && r.untrained) {
