@@ -5,7 +5,7 @@
   const SL = (window.SL = window.SL || {});
   const NS = "http://www.w3.org/2000/svg";
   let D = null;
-  let sortState = { col: "rank_mean", dir: "asc" };
+  let sortState = { col: null, dir: "asc" };  // null: the CSV's order (trained rows first, each by rank_mean)
 
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
@@ -35,6 +35,7 @@
 
   function sorted() {
     const { col, dir } = sortState;
+    if (col === null) return D.rows.slice();
     const sign = dir === "asc" ? 1 : -1;
     return D.rows.slice().sort((a, b) => {
       const x = a[col], y = b[col];
@@ -98,7 +99,8 @@
       const v = pts.map((r) => r[k]);
       let lo = Math.min(...v), hi = Math.max(...v);
       if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
-      return [lo, hi];
+      const pad = (hi - lo) * 0.05;  // keep points off the axes
+      return [lo - pad, hi + pad];
     };
     const [x0, x1] = pts.length ? range(xs) : [0, 1], [y0, y1] = pts.length ? range(ys) : [0, 1];
     const sx = (v) => P + (v - x0) / (x1 - x0) * (W - 2 * P), sy = (v) => H - P - (v - y0) / (y1 - y0) * (H - 2 * P);
