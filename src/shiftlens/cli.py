@@ -370,11 +370,13 @@ def leaderboard_cmd(
     from shiftlens.leaderboard import run as board
 
     with one_line_errors(Path(out)):
-        if dry_run:
-            for label, p in zip(("shifts over the canvas, every leaderboard analysis", "circular shifts, consistency only"),
-                                board.plans(cfg, models, Path(out))):
+        if dry_run:  # the same models at the same batch sizes: one warm-up measures both plans
+            move, circular = board.plans(cfg, models, Path(out))
+            ips = api.estimate(move)
+            for label, p in (("shifts over the canvas, every leaderboard analysis", move),
+                             ("circular shifts, consistency only (img/s as measured above)", circular)):
                 out_console.print(f"[bold]{label}[/]")
-                print_plan(p, api.estimate(p))
+                print_plan(p, ips)
             return
         result = board.run(cfg, models, Path(out), force=force, progress=RichProgress(),
                            log=lambda s: console.print(escape(s), highlight=False, soft_wrap=True))
