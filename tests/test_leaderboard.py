@@ -7,7 +7,6 @@ its packaged ImageNet weights, ResNet-18 APS with random weights, and ResNet-50 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from shiftlens.leaderboard.models import DEFAULT_MODELS, expand, resolve
 from shiftlens.store import ResultsDir, RunRecord
 
 MODELS = "efficientnet_lite0:fc@imagenet;resnet18_aps@random;resnet50_aps@imagenet"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def base_config(patch_dir: Path) -> RunConfig:
@@ -240,11 +238,12 @@ def test_finished_models_are_reused_and_a_killed_model_resumes_its_parts(board_d
 @pytest.fixture(scope="module")
 def page(board_dir):
     from playwright import sync_api
+    from test_site import ARGS, CHROMIUM
 
     if not Path(CHROMIUM).exists():
         pytest.fail("the website tests need the system Chromium: apt-get install chromium (no playwright install)")
     with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         pg = b.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         pg.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
