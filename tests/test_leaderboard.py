@@ -2,7 +2,8 @@
 
 The fixture: a tiny leaderboard (one patch, a 128 px canvas, 64 px patches at stride 16) of EfficientNet-Lite0 with
 its packaged ImageNet weights, ResNet-18 APS with random weights, and ResNet-50 APS asked for with ImageNet weights
-(none were released, so it is skipped with one line).
+(none were released, so it is skipped with one line), and the test-only network without a logits layer (skipped
+too: consistency needs class scores).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from shiftlens.leaderboard import run as board
 from shiftlens.leaderboard.models import DEFAULT_MODELS, expand, resolve
 from shiftlens.store import ResultsDir, RunRecord
 
-MODELS = "efficientnet_lite0:fc@imagenet;resnet18_aps@random;resnet50_aps@imagenet"
+MODELS = "efficientnet_lite0:fc@imagenet;resnet18_aps@random;resnet50_aps@imagenet;test_constant"
 
 
 def base_config(patch_dir: Path) -> RunConfig:
@@ -31,14 +32,14 @@ def base_config(patch_dir: Path) -> RunConfig:
 
 
 @pytest.fixture(scope="module")
-def board_dir(tmp_path_factory) -> Path:
+def board_dir(tmp_path_factory, constant_model) -> Path:
     from conftest import write_patch_dir
 
     root = tmp_path_factory.mktemp("board")
     patches = write_patch_dir(root / "patches", n=2)
     lines: list[str] = []
     result = board.run(base_config(patches), MODELS, root / "out", log=lines.append)
-    assert [o.status for o in result.outcomes] == ["computed", "computed", "skipped"]
+    assert [o.status for o in result.outcomes] == ["computed", "computed", "skipped", "skipped"]
     (root / "log.txt").write_text("\n".join(lines))
     return root
 
@@ -200,7 +201,8 @@ def test_anchors_cite_a_source_and_join_only_the_rows_they_describe():
 def test_a_model_without_weights_is_skipped_with_one_line(board_dir):
     log = (board_dir / "log.txt").read_text().splitlines()
     skipped = [line for line in log if "skipped" in line]
-    assert len(skipped) == 1 and skipped[0].startswith("resnet50_aps@imagenet: skipped: no ImageNet weights")
+    assert len(skipped) == 2 and skipped[0].startswith("resnet50_aps@imagenet: skipped: no ImageNet weights")
+    assert skipped[1].startswith("test_constant: skipped: model test_constant has no logits layer")
     record = (board_dir / "out" / "leaderboard.json").read_text()
     assert '"status": "skipped"' in record
 
@@ -212,7 +214,7 @@ def test_finished_models_are_reused_and_a_killed_model_resumes_its_parts(board_d
     cfg = base_config(write_patch_dir(board_dir / "patches", n=2))
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/*/run.json")}
     again = board.run(cfg, MODELS, out)
-    assert [o.status for o in again.outcomes] == ["reused", "reused", "skipped"] and again.computed == 0
+    assert [o.status for o in again.outcomes] == ["reused", "reused", "skipped", "skipped"] and again.computed == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/run.json")} == before
     # kill ResNet-18 APS's move run mid-model: its run.json says running and one part is gone
     aps = next(p for p in (out / "models").iterdir() if p.name.startswith("resnet18_aps"))
@@ -225,7 +227,7 @@ def test_finished_models_are_reused_and_a_killed_model_resumes_its_parts(board_d
     parts[0].unlink()
     lines: list[str] = []
     resumed = board.run(cfg, MODELS, out, log=lines.append)
-    assert [o.status for o in resumed.outcomes] == ["reused", "computed", "skipped"]
+    assert [o.status for o in resumed.outcomes] == ["reused", "computed", "skipped", "skipped"]
     assert {p: p.stat().st_mtime_ns for p in parts[1:]} == kept  # the finished parts are not recomputed
     assert parts[0].is_file() and isinstance(rd.read_run(), RunRecord) and rd.read_run().status == "complete"
     lite = next(p for p in (out / "models").iterdir() if p.name.startswith("efficientnet_lite0"))

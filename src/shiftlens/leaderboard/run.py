@@ -123,6 +123,9 @@ def run(base: RunConfig, models: list[str] | str | None, out: Path | str, force:
             outcome = dict(spec=spec, key=parsed.key, folder=str(Path(move.out).relative_to(out)),
                            circular=str(Path(circular.out).relative_to(out)))
             try:
+                if parsed.entry.logits_layer is None:
+                    raise ShiftlensError(f"model {parsed.key} has no logits layer, and the leaderboard's consistency "
+                                         "needs ImageNet class scores: give a classifier")
                 api.check_weights([parsed], base.weights)
             except ShiftlensError as exc:
                 log(f"{parsed.key}: skipped: {exc}")
@@ -178,7 +181,9 @@ def build_table(out: Path, outcomes: list[ModelOutcome], with_site: bool) -> pd.
 def plot(out: Path, table: pd.DataFrame) -> Path | None:
     """Our canvas consistency against Zhang 2019's crop consistency, for the models that have both."""
     both = table.dropna(subset=["canvas_consistency", "published_crop_consistency"])
+    path = out / FIGURE
     if both.empty:
+        path.unlink(missing_ok=True)  # an earlier leaderboard's plot (this command's file) no longer applies
         return None
     import matplotlib
 
@@ -193,7 +198,6 @@ def plot(out: Path, table: pd.DataFrame) -> Path | None:
     ax.set_xlabel("Zhang 2019: consistency of two random 224 px crops (ImageNet val)")
     ax.set_ylabel("shiftlens: canvas consistency (p_random, our patches)")
     ax.set_title("Top-1 consistency: two protocols", fontsize=10)
-    path = out / FIGURE
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
