@@ -306,3 +306,13 @@ def test_each_row_links_to_its_models_own_site(page, board_dir, table):
         target = Path(href.removeprefix("file://"))
         assert target.is_file() and target.parent.name == "site" and target.parent.parent.parent.name == "models"
         assert (target.parent.parent / "run.json").is_file()
+
+
+def test_plot_draws_the_models_with_both_consistencies_and_only_then(tmp_path):
+    from PIL import Image
+
+    df = pd.DataFrame({"model": ["alexnet", "resnet50", "efficientnet_lite0"], "layer": ["fc8", "fc", "fc"],
+                       "canvas_consistency": [0.7, 0.9, 0.8], "published_crop_consistency": [0.7818, 0.892, np.nan]})
+    path = board.plot(tmp_path, df)
+    assert path == tmp_path / board.FIGURE and Image.open(path).size[0] > 300
+    assert board.plot(tmp_path, df.assign(published_crop_consistency=np.nan)) is None and not path.exists()

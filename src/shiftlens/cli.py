@@ -384,7 +384,7 @@ def leaderboard_cmd(
     shown = ["global_invariance", "grid_share", "location_r2", "separability", "canvas_consistency",
              "circular_consistency", "rank_mean"]
     for col in ["model", "layer", "weights", *shown]:
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "model")
     for r in result.table.itertuples():
         table.add_row(r.model, str(r.layer), r.weights, *[f"{getattr(r, c):.3f}" for c in shown])
     out_console.print(table)
