@@ -77,6 +77,24 @@ def test_default_set_names_the_usual_backbones_and_their_twins():
         assert any(name in spec for spec in DEFAULT_MODELS), name
 
 
+def test_default_set_parses_and_its_anchors_name_its_entries():
+    from shiftlens.models import REGISTRY, parse_spec
+
+    entries = {parse_spec(s).entry.name for s in resolve("default")}
+    anchored = set(anchors.load()["model"])
+    assert {"alexnet", "alexnet_aa", "torchvision-vgg16", "torchvision-resnet18", "resnet50", "resnet50_aa",
+            "torchvision-densenet121", "mobilenet_v2", "mobilenet_v2_aa", "resnet18_aps", "resnet50_aps"} <= entries & anchored
+    assert all(m in REGISTRY or m.startswith("torchvision-") for m in anchored)  # every anchor can join a row
+
+
+def test_each_models_runs_use_the_given_executor(tmp_path):
+    base = RunConfig(weights="random", stride=32, executor="ray", workers=2)
+    move, circular = board.configs(base, "resnet18_aps@random", tmp_path)
+    assert (move.executor, move.workers, circular.executor) == ("ray", 2, "ray")
+    assert move.shift == "move" and circular.shift == "circular" and circular.analyses == ["consistency"]
+    assert Path(move.out).parent == tmp_path / "models" and Path(circular.out).parent == tmp_path / "circular"
+
+
 @pytest.mark.parametrize("models, words", [
     ("no_such_net", ["unknown model 'no_such_net'"]),
     ("timm:zzz_nothing_*", ["timm:zzz_nothing_*", "matches no timm model"]),
