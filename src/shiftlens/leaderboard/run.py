@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,10 +30,11 @@ from pydantic import BaseModel, ConfigDict
 from shiftlens import api
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
-from shiftlens.executors import Progress
+from shiftlens.executors import Executor, Progress, closing, make_executor
 from shiftlens.leaderboard import anchors, metrics
 from shiftlens.leaderboard.models import resolve
 from shiftlens.models import parse_spec
+from shiftlens.stream import resolve_device
 from shiftlens.store import ResultsDir, atomic_path, atomic_write_text, copy_file, file_key
 
 ANALYSES = ["similarity", "invariance", "separability", "location", "consistency"]
@@ -112,50 +114,65 @@ def run(base: RunConfig, models: list[str] | str | None, out: Path | str, force:
     base.validate()
     notes: list[str] = []
     if base.executor == "ray":
-        notes.append("--executor ray: each model's runs spread their parts over the Ray workers; the models "
-                     "themselves run one after another")
+        notes.append("--executor ray: each model's runs spread their parts over the Ray workers (started once for "
+                     "all models); the models themselves run one after another")
         log(notes[-1])
+    with ResultsDir(out).lock(), ExitStack() as stack:
+        made: list[Executor] = []
+
+        def executor() -> Executor | None:
+            """local: each run makes its own; else one executor (its workers), started when a run first needs it,
+            serves every run."""
+            if base.executor != "local" and not made:
+                made.append(stack.enter_context(closing(make_executor(base, resolve_device(base.device), log))))
+            return made[0] if made else None
+
+        return _run_models(base, specs, out, force, progress, log, executor, notes)
+
+
+def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progress: Progress | None,
+                log: Callable[[str], None], executor: Callable[[], Executor | None],
+                notes: list[str]) -> LeaderboardResult:
     outcomes: list[ModelOutcome] = []
-    with ResultsDir(out).lock():
-        for spec in specs:
-            parsed = parse_spec(spec)
-            move, circular = configs(base, spec, out)
-            outcome = dict(spec=spec, key=parsed.key, folder=str(Path(move.out).relative_to(out)),
-                           circular=str(Path(circular.out).relative_to(out)))
-            try:
-                if parsed.entry.logits_layer is None:
-                    raise ShiftlensError(f"model {parsed.key} has no logits layer, and the leaderboard's consistency "
-                                         "needs ImageNet class scores: give a classifier")
-                api.check_weights([parsed], base.weights)
-            except ShiftlensError as exc:
-                log(f"{parsed.key}: skipped: {exc}")
-                outcomes.append(ModelOutcome(**outcome, status="skipped", note=str(exc)))
-                continue
-            t0 = time.perf_counter()
-            done = [finished(cfg) for cfg in (move, circular)]
-            for cfg, was_done in zip((move, circular), done):
-                if not was_done:
-                    api.run(cfg, force=force, progress=progress, log=log)
-            site = Path(move.out) / "site" / "index.html"
-            if base.site and (not all(done) or not site.is_file()):
-                from shiftlens.site import build as build_site
+    for spec in specs:
+        parsed = parse_spec(spec)
+        move, circular = configs(base, spec, out)
+        outcome = dict(spec=spec, key=parsed.key, folder=str(Path(move.out).relative_to(out)),
+                       circular=str(Path(circular.out).relative_to(out)))
+        try:
+            if parsed.entry.logits_layer is None:
+                raise ShiftlensError(f"model {parsed.key} has no logits layer, and the leaderboard's consistency "
+                                     "needs ImageNet class scores: give a classifier")
+            api.check_weights([parsed], base.weights)
+        except ShiftlensError as exc:
+            log(f"{parsed.key}: skipped: {exc}")
+            outcomes.append(ModelOutcome(**outcome, status="skipped", note=str(exc)))
+            continue
+        t0 = time.perf_counter()
+        done = [finished(cfg) for cfg in (move, circular)]
+        for cfg, was_done in zip((move, circular), done):
+            if not was_done:
+                api.run(cfg, force=force, progress=progress, log=log, executor=executor())
+        site = Path(move.out) / "site" / "index.html"
+        if base.site and (not all(done) or not site.is_file()):
+            from shiftlens.site import build as build_site
 
-                build_site(move.out)
-            status = "reused" if all(done) else "computed"
-            if status == "reused":
-                log(f"{parsed.key}: finished runs in {outcome['folder']} and {outcome['circular']} reused")
-            outcomes.append(ModelOutcome(**outcome, status=status, seconds=round(time.perf_counter() - t0, 1)))
-        table = build_table(out, outcomes, base.site)
-        figure = plot(out, table)
-        if figure is None:
-            notes.append("no model has both our canvas consistency and Zhang 2019's: no comparison plot")
-        record = LeaderboardRecord(config=json.loads(json.dumps(base.to_dict())), models=outcomes,
-                                   finished=datetime.now(timezone.utc).isoformat(), notes=notes)
-        atomic_write_text(out / "leaderboard.json", record.model_dump_json(indent=2))
-        if base.site:
-            from shiftlens.leaderboard.site import build as build_page
+            build_site(move.out)
+        status = "reused" if all(done) else "computed"
+        if status == "reused":
+            log(f"{parsed.key}: finished runs in {outcome['folder']} and {outcome['circular']} reused")
+        outcomes.append(ModelOutcome(**outcome, status=status, seconds=round(time.perf_counter() - t0, 1)))
+    table = build_table(out, outcomes, base.site)
+    figure = plot(out, table)
+    if figure is None:
+        notes.append("no model has both our canvas consistency and Zhang 2019's: no comparison plot")
+    record = LeaderboardRecord(config=json.loads(json.dumps(base.to_dict())), models=outcomes,
+                               finished=datetime.now(timezone.utc).isoformat(), notes=notes)
+    atomic_write_text(out / "leaderboard.json", record.model_dump_json(indent=2))
+    if base.site:
+        from shiftlens.leaderboard.site import build as build_page
 
-            build_page(out, table)
+        build_page(out, table)
     return LeaderboardResult(out, table, outcomes, figure, notes)
 
 
