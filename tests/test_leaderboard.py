@@ -221,8 +221,10 @@ def test_a_model_without_weights_is_skipped_with_one_line(board_dir):
     skipped = [line for line in log if "skipped" in line]
     assert len(skipped) == 2 and skipped[0].startswith("resnet50_aps@imagenet: skipped: no ImageNet weights")
     assert skipped[1].startswith("test_constant: skipped: model test_constant has no logits layer")
-    record = (board_dir / "out" / "leaderboard.json").read_text()
-    assert '"status": "skipped"' in record
+    record = board.LeaderboardRecord.model_validate_json((board_dir / "out" / "leaderboard.json").read_text())
+    assert [(o.key, o.status) for o in record.models][2:] == [("resnet50_aps@imagenet", "skipped"),
+                                                             ("test_constant", "skipped")]
+    assert "no ImageNet weights" in record.models[2].note and record.config.stride == 16
 
 
 def test_finished_models_are_reused_and_a_killed_model_resumes_its_parts(board_dir):

@@ -16,7 +16,6 @@ one line and the others go on. KEY is `file_key(model)`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -58,7 +57,8 @@ class ModelOutcome(BaseModel):
 class LeaderboardRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["leaderboard"] = "leaderboard"
-    config: dict
+    config: RunConfig
+    """The base config every model's runs start from (their models, analyses, shift and out are the leaderboard's)."""
     models: list[ModelOutcome]
     finished: str
     notes: list[str] = []
@@ -166,7 +166,7 @@ def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progr
     figure = plot(out, table)
     if figure is None:
         notes.append("no model has both our canvas consistency and Zhang 2019's: no comparison plot")
-    record = LeaderboardRecord(config=json.loads(json.dumps(base.to_dict())), models=outcomes,
+    record = LeaderboardRecord(config=base, models=outcomes,
                                finished=datetime.now(timezone.utc).isoformat(), notes=notes)
     atomic_write_text(out / "leaderboard.json", record.model_dump_json(indent=2))
     if base.site:
