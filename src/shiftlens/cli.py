@@ -345,6 +345,61 @@ def patches_cmd(
             out_console.print(f"{escape(rel)}: {escape(why)}", highlight=False, soft_wrap=True)
 
 
+@app.command("leaderboard")
+def leaderboard_cmd(
+    preset: PresetArg = "quick",
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs as for run, globs (timm:convnext_*, torchvision:resnet*) or default (the usual backbones and their twins); repeat or separate with ';'")] = None,
+    patches: PatchesOpt = None,
+    sizes: SizesOpt = None,
+    stride: StrideOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    batch_size: BatchOpt = None,
+    compile: CompileOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    out: Annotated[str, typer.Option(help="leaderboard folder: models/KEY/ holds each model's run")] = "results/leaderboard",
+    max_patches: MaxPatchesOpt = None,
+    seed: SeedOpt = None,
+    site: SiteOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace a model's results of a different config")] = False,
+) -> None:
+    """Rank many networks by shift invariance: one ordinary run folder per model (plus a circular-shift run),
+    tables/leaderboard.csv read from their tables, published numbers beside them, and a Leaderboard page."""
+    with one_line_errors():
+        cfg = build_config(preset, patches=patches, sizes=sizes, stride=stride, weights=weights, device=device,
+                           precision=precision, batch_size=batch_size, compile=compile, out=out, executor=executor,
+                           ray_address=ray_address, workers=workers, max_patches=max_patches, site=site, seed=seed)
+    from shiftlens import api
+    from shiftlens.leaderboard import run as board
+
+    with one_line_errors(Path(out)):
+        if dry_run:  # the same models at the same batch sizes: one warm-up measures both plans
+            move, circular = board.plans(cfg, models, Path(out))
+            ips = api.estimate(move)
+            for label, p in (("shifts over the canvas, every leaderboard analysis", move),
+                             ("circular shifts, consistency only (img/s as measured above)", circular)):
+                out_console.print(f"[bold]{label}[/]")
+                print_plan(p, ips)
+            return
+        result = board.run(cfg, models, Path(out), force=force, progress=RichProgress(),
+                           log=lambda s: console.print(escape(s), highlight=False, soft_wrap=True))
+    table = Table(title="Shift-invariance leaderboard (tables/leaderboard.csv; definitions: docs/leaderboard.md)")
+    shown = ["global_invariance", "grid_share", "location_r2", "separability", "canvas_consistency",
+             "circular_consistency", "rank_mean"]
+    for col in ["model", "layer", "weights", *shown]:
+        table.add_column(col, no_wrap=col == "model")
+    for r in result.table.itertuples():
+        table.add_row(r.model, str(r.layer), r.weights, *[f"{getattr(r, c):.3f}" for c in shown])
+    out_console.print(table)
+    done = {s: sum(o.status == s for o in result.outcomes) for s in ("computed", "reused", "skipped")}
+    out_console.print(f"leaderboard: {result.out.resolve()}  ({done['computed']} models computed, {done['reused']} "
+                      f"reused, {done['skipped']} skipped){'; page: site/index.html' if cfg.site else ''}")
+
+
 @app.command("report")
 def report_cmd(
     results_dir: Annotated[Path, typer.Argument(help="a results folder made by `shiftlens run`")],

@@ -1,0 +1,222 @@
+"""The `shiftlens leaderboard` command: one ordinary run folder per model, then the table, the plot and the page.
+
+    OUT/models/KEY/      `shiftlens run` of the model (similarity, invariance, separability, location, consistency)
+                         and its own results site (site/index.html)
+    OUT/circular/KEY/    the same model with --shift circular, consistency only (circular_consistency)
+    OUT/tables/leaderboard.csv, anchors.csv     the rows read from those folders' tables; the published numbers
+    OUT/figures/canvas_vs_zhang2019.png         our canvas consistency against Zhang's crop consistency
+    OUT/leaderboard.json                        what was run, reused and skipped (LeaderboardRecord)
+    OUT/site/index.html                         the Leaderboard page, linking ../models/KEY/site/index.html
+
+Each model is one resumable unit: a folder that holds a finished run of this config is reused as it is; one left
+by a killed command resumes through the run's own parts. A model whose weights cannot be had here is skipped with
+one line and the others go on. KEY is `file_key(model)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from shiftlens import api
+from shiftlens.config import RunConfig
+from shiftlens.errors import ShiftlensError
+from shiftlens.executors import Executor, Progress, closing, make_executor
+from shiftlens.leaderboard import anchors, metrics
+from shiftlens.leaderboard.models import resolve
+from shiftlens.models import parse_spec
+from shiftlens.stream import resolve_device
+from shiftlens.store import ResultsDir, atomic_path, atomic_write_text, copy_file, file_key
+
+ANALYSES = ["similarity", "invariance", "separability", "location", "consistency"]
+CIRCULAR_ANALYSES = ["consistency"]
+FIGURE = "figures/canvas_vs_zhang2019.png"
+
+
+class ModelOutcome(BaseModel):
+    """One model of the leaderboard: where its runs are and what this command did with them."""
+
+    model_config = ConfigDict(extra="forbid")
+    spec: str
+    key: str
+    folder: str
+    circular: str
+    status: Literal["computed", "reused", "skipped"]
+    note: str = ""
+    seconds: float = 0.0
+
+
+class LeaderboardRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["leaderboard"] = "leaderboard"
+    config: RunConfig
+    """The base config every model's runs start from (their models, analyses, shift and out are the leaderboard's)."""
+    models: list[ModelOutcome]
+    finished: str
+    notes: list[str] = []
+
+
+@dataclass
+class LeaderboardResult:
+    out: Path
+    table: pd.DataFrame
+    outcomes: list[ModelOutcome]
+    figure: Path | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def computed(self) -> int:
+        return sum(o.status == "computed" for o in self.outcomes)
+
+
+def configs(base: RunConfig, spec: str, out: Path) -> tuple[RunConfig, RunConfig]:
+    """The model's two ordinary runs: shifts over the fixed canvas with every leaderboard analysis, and circular
+    shifts of the whole canvas with consistency only."""
+    key = file_key(parse_spec(spec).key)
+    move = dataclasses.replace(base, models=[spec], analyses=list(ANALYSES), out=str(out / "models" / key),
+                               shift="move").validate()
+    circular = dataclasses.replace(base, models=[spec], analyses=list(CIRCULAR_ANALYSES),
+                                   out=str(out / "circular" / key), shift="circular", site=False).validate()
+    return move, circular
+
+
+def plans(base: RunConfig, models: list[str] | str | None, out: Path) -> tuple[api.Plan, api.Plan]:
+    """The dry run: every model's move runs and circular runs as two plans (the run's own dry-run plan)."""
+    specs = resolve(models)
+    move = dataclasses.replace(base, models=specs, analyses=list(ANALYSES), out=str(out / "models"), shift="move")
+    circular = dataclasses.replace(move, analyses=list(CIRCULAR_ANALYSES), out=str(out / "circular"), shift="circular")
+    return api.plan(move.validate(), dry_run=True), api.plan(circular.validate(), dry_run=True)
+
+
+def finished(cfg: RunConfig) -> bool:
+    """Whether cfg.out holds a complete run of exactly this config (then it is reused, not run again)."""
+    try:
+        record = ResultsDir(cfg.out).read_run()
+    except ShiftlensError:
+        return False
+    return (record is not None and record.status == "complete" and record.fingerprint == cfg.fingerprint()
+            and all(a in record.config.analyses for a in cfg.analyses))
+
+
+def run(base: RunConfig, models: list[str] | str | None, out: Path | str, force: bool = False,
+        progress: Progress | None = None, log: Callable[[str], None] = lambda s: None) -> LeaderboardResult:
+    """Every model's runs (or their finished folders), then tables/leaderboard.csv, the plot and the page."""
+    out = Path(out)
+    specs = resolve(models)
+    base.validate()
+    notes: list[str] = []
+    if base.executor == "ray":
+        notes.append("--executor ray: each model's runs spread their parts over the Ray workers (started once for "
+                     "all models); the models themselves run one after another")
+        log(notes[-1])
+    with ResultsDir(out).lock(), ExitStack() as stack:
+        made: list[Executor] = []
+
+        def executor() -> Executor | None:
+            """local: each run makes its own; else one executor (its workers), started when a run first needs it,
+            serves every run."""
+            if base.executor != "local" and not made:
+                made.append(stack.enter_context(closing(make_executor(base, resolve_device(base.device), log))))
+            return made[0] if made else None
+
+        return _run_models(base, specs, out, force, progress, log, executor, notes)
+
+
+def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progress: Progress | None,
+                log: Callable[[str], None], executor: Callable[[], Executor | None],
+                notes: list[str]) -> LeaderboardResult:
+    outcomes: list[ModelOutcome] = []
+    for spec in specs:
+        parsed = parse_spec(spec)
+        move, circular = configs(base, spec, out)
+        outcome = dict(spec=spec, key=parsed.key, folder=str(Path(move.out).relative_to(out)),
+                       circular=str(Path(circular.out).relative_to(out)))
+        try:
+            if parsed.entry.logits_layer is None:
+                raise ShiftlensError(f"model {parsed.key} has no logits layer, and the leaderboard's consistency "
+                                     "needs ImageNet class scores: give a classifier")
+            api.check_weights([parsed], base.weights)
+        except ShiftlensError as exc:
+            log(f"{parsed.key}: skipped: {exc}")
+            outcomes.append(ModelOutcome(**outcome, status="skipped", note=str(exc)))
+            continue
+        t0 = time.perf_counter()
+        done = [finished(cfg) for cfg in (move, circular)]
+        for cfg, was_done in zip((move, circular), done):
+            if not was_done:
+                api.run(cfg, force=force, progress=progress, log=log, executor=executor())
+        site = Path(move.out) / "site" / "index.html"
+        if base.site and (not all(done) or not site.is_file()):
+            from shiftlens.site import build as build_site
+
+            build_site(move.out)
+        status = "reused" if all(done) else "computed"
+        if status == "reused":
+            log(f"{parsed.key}: finished runs in {outcome['folder']} and {outcome['circular']} reused")
+        outcomes.append(ModelOutcome(**outcome, status=status, seconds=round(time.perf_counter() - t0, 1)))
+    table = build_table(out, outcomes, base.site)
+    figure = plot(out, table)
+    if figure is None:
+        notes.append("no model has both our canvas consistency and Zhang 2019's: no comparison plot")
+    record = LeaderboardRecord(config=base, models=outcomes,
+                               finished=datetime.now(timezone.utc).isoformat(), notes=notes)
+    atomic_write_text(out / "leaderboard.json", record.model_dump_json(indent=2))
+    if base.site:
+        from shiftlens.leaderboard.site import build as build_page
+
+        build_page(out, table)
+    return LeaderboardResult(out, table, outcomes, figure, notes)
+
+
+def build_table(out: Path, outcomes: list[ModelOutcome], with_site: bool) -> pd.DataFrame:
+    """tables/leaderboard.csv from the models' own tables, ranked, with the published numbers beside them."""
+    frames = []
+    for o in outcomes:
+        if o.status == "skipped":
+            continue
+        site = f"{o.folder}/site/index.html" if with_site else ""
+        frames.append(metrics.model_rows(out / o.folder, out / o.circular, site))
+    columns = (["model", "layer", "weights", "untrained", "weights_source", "net_stride", "folder", "site"]
+               + [m.name for m in metrics.METRICS])
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    rows["folder"] = [next(o.folder for o in outcomes if o.key == m) for m in rows["model"]]
+    table = anchors.attach(metrics.rank(rows))
+    rd = ResultsDir(out)
+    rd.write_table("leaderboard", table)
+    copy_file(anchors.ANCHORS_CSV, rd.tables_dir / "anchors.csv")
+    return rd.read_table("leaderboard")  # as written, so the page shows the CSV's numbers
+
+
+def plot(out: Path, table: pd.DataFrame) -> Path | None:
+    """Our canvas consistency against Zhang 2019's crop consistency, for the models that have both."""
+    both = table.dropna(subset=["canvas_consistency", "published_crop_consistency"])
+    path = out / FIGURE
+    if both.empty:
+        path.unlink(missing_ok=True)  # an earlier leaderboard's plot (this command's file) no longer applies
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(both["published_crop_consistency"], both["canvas_consistency"], color="tab:blue")
+    for r in both.itertuples():
+        ax.annotate(f"{r.model}:{r.layer}", (r.published_crop_consistency, r.canvas_consistency), fontsize=8,
+                    xytext=(4, 2), textcoords="offset points")
+    ax.set_xlabel("Zhang 2019: consistency of two random 224 px crops (ImageNet val)")
+    ax.set_ylabel("shiftlens: canvas consistency (p_random, our patches)")
+    ax.set_title("Top-1 consistency: two protocols", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
