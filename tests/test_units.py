@@ -46,7 +46,7 @@ def run_synthetic(root: Path, feats_of=synthetic_feats, patches=PATCHES, topk: i
     for i, pid in enumerate(patches):
         ctx = PatchContext(model="m", weights="imagenet", layers=["L"], patch_id=pid, category="c", patch_size=75,
                            ys=np.zeros(N * N), xs=np.zeros(N * N), n=N, anchors=anchors(N), config=cfg,
-                           device=torch.device("cpu"), accumulator=acc)
+                           device=torch.device("cpu"), states={"units": acc})
         a = Units(ctx)
         f = feats_of(i)
         order = torch.randperm(N * N, generator=torch.Generator().manual_seed(i))
