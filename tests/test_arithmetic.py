@@ -269,7 +269,8 @@ def fake_decoders(monkeypatch, tmp_path):
 
 def test_inverted_images_are_saved_reused_and_figured(tmp_path, patch_dir, linear_model):
     from shiftlens.arithmetic.inversions import path_for, read
-    from shiftlens.store import ArithmeticRecord, ResultsDir
+    from shiftlens.arithmetic.record import ArithmeticRecord
+    from shiftlens.store import ResultsDir
 
     cfg = small_config(tmp_path, patch_dir, problems=3, models=["test_linear:pixels,linear"], inverter="optimise",
                        inversion_steps=3)
@@ -303,7 +304,8 @@ def test_inverted_images_are_saved_reused_and_figured(tmp_path, patch_dir, linea
 
 
 def test_decoder_inverter_and_its_errors(tmp_path, patch_dir, linear_model, fake_decoders):
-    from shiftlens.store import ArithmeticRecord, ResultsDir
+    from shiftlens.arithmetic.record import ArithmeticRecord
+    from shiftlens.store import ResultsDir
 
     cfg = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:linear"], inverter="decoder",
                        expressions={"sub": "three - two"})

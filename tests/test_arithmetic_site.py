@@ -133,7 +133,8 @@ def test_force_on_an_arithmetic_folder_never_deletes_through_a_link(results, tmp
     import dataclasses
 
     from shiftlens.errors import ShiftlensError
-    from shiftlens.store import ArithmeticRecord, ResultsDir
+    from shiftlens.arithmetic.record import ArithmeticRecord
+    from shiftlens.store import ResultsDir
 
     copy = tmp_path / "copy"
     shutil.copytree(results, copy)

@@ -33,7 +33,6 @@ def cli(*args: str) -> tuple[int, str]:
     (dict(executor="spark"), "unknown executor 'spark': use one of local, ray"),
     (dict(workers=-1), "workers -1 is invalid"),
     (dict(out="s3://bucket/run"), "object-store URLs are not supported"),
-    (dict(executor="ray", analyses=["similarity", "units"]), "units analysis cannot run with --executor ray"),
 ])
 def test_bad_executor_settings_are_one_line(change, message):
     with pytest.raises(ShiftlensError, match=message):

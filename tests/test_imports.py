@@ -1,4 +1,5 @@
-"""Every module imports on its own, and no shiftlens module imports another in a cycle (issue 15).
+"""Every module imports on its own, no shiftlens module imports another in a cycle (issue 15), and no import runs
+back up the data flow (issue 23: a module imports only modules of its own layer or a lower one, LAYERS below).
 
 The cycle check is static (ast), so it also sees imports inside functions, which a fresh-interpreter import would
 only hit when the function runs. An import edge goes to the module named: `from shiftlens.models import zoo` is an
@@ -94,6 +95,69 @@ def all_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         cycles.append(cycle)
         remaining[cycle[0]].discard(cycle[1])  # break this knot at one edge and look for the next
     return cycles
+
+
+LAYERS: list[tuple[str, ...]] = [
+    ("shiftlens", "errors", "config", "progress"),  # the leaves (and the namespace package itself)
+    ("store",),  # the results schema every later stage writes through and reads back; knows no experiment
+    ("patches",),
+    ("canvases",),
+    ("scenes",),  # multi-object canvases
+    ("models",),
+    ("stream",),
+    ("executors",),  # where parts are computed: the stream, never the analyses or the API that calls them
+    ("inversion",),  # pre-images through a model's taps
+    ("analyses", "paper"),
+    ("maps", "figures", "unit_figures"),
+    ("api",),
+    ("unit_visualise",),
+    ("arithmetic",),  # Experiment 3 through the API
+    ("site",),
+    ("cli", "__main__"),
+]
+"""The data flow's layers, lowest first; each entry names top-level modules or packages of shiftlens. Written out
+in docs/ARCHITECTURE.md as well."""
+
+
+def layer_of(module: str) -> int:
+    """The layer of a dotted shiftlens module name: that of its top-level module or package."""
+    top = module.split(".")[1] if "." in module else module
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise KeyError(f"{module}: place its top-level name {top!r} in LAYERS (tests/test_imports.py and "
+                   "docs/ARCHITECTURE.md)")
+
+
+def upward_imports(graph: dict[str, set[str]], layer=layer_of) -> list[str]:
+    """Every import from a lower layer to a higher one, as `a -> b`."""
+    return sorted(f"{a} -> {b}" for a, edges in graph.items() for b in edges if layer(b) > layer(a))
+
+
+def test_the_layer_check_refuses_an_import_up_the_flow_and_only_that():
+    graph = {"shiftlens.store": {"shiftlens.arithmetic.config"}, "shiftlens.arithmetic.run": {"shiftlens.store"},
+             "shiftlens.canvases.paste": {"shiftlens.canvases.background", "shiftlens.patches.patch"}}
+    assert upward_imports(graph) == ["shiftlens.store -> shiftlens.arithmetic.config"]
+    with pytest.raises(KeyError, match="place its top-level name 'newthing'"):
+        layer_of("shiftlens.newthing.x")
+
+
+def test_every_module_has_a_layer():
+    for name in module_names():
+        layer_of(name)
+
+
+def test_no_import_runs_back_up_the_data_flow():
+    upward = upward_imports(import_graph())
+    assert not upward, "imports from a lower layer to a higher one (LAYERS): " + "; ".join(upward)
+
+
+def test_the_layers_in_the_docs_are_the_tests():
+    """docs/ARCHITECTURE.md writes the same order, one layer per `→`, modules of a layer joined by `/`."""
+    doc = (Path(__file__).parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    line = next(l for l in doc.splitlines() if l.startswith("Layers (lowest first):"))
+    written = [tuple(n.strip(" `.") for n in step.split("/")) for step in line.partition(":")[2].split("→")]
+    assert written == LAYERS
 
 
 def test_the_cycle_finder_finds_cycles_and_only_cycles():

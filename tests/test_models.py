@@ -123,13 +123,13 @@ def test_the_class_layer_points_to_the_class_analysis(spec, instead):
     ("  ;; ", []),
 ])
 def test_specs_are_split_in_one_place(given, specs):
-    from shiftlens.config import parse_models
+    from shiftlens.cli import _split_models
     from shiftlens.models.specs import split_specs
 
     assert split_specs(given) == specs
     assert split_specs(split_specs(given)) == specs  # the CLI splits, then api.plan splits again
     if isinstance(given, str):
-        assert parse_models(given) == specs
+        assert _split_models(given) == specs
 
 
 def test_a_spec_without_layers_gets_the_defaults():

@@ -225,6 +225,52 @@ def test_a_part_that_fails_on_every_attempt_stops_the_run_with_one_line(executor
     assert sum("ran out of memory on worker" in line for line in LOGS) >= 2
 
 
+@pytest.fixture(scope="module")
+def units_cfg(cfg) -> RunConfig:
+    """The units analysis (cross-part state: each worker its own shards) over 8 patches of one size, so that a
+    worker holds finished parts in its unwritten state when it is killed."""
+    root = Path(cfg.out).parent
+    patches = write_patch_dir(root / "patches8", n=8)
+    return dataclasses.replace(cfg, patches=f"folder:{patches}", sizes=[24], analyses=["similarity", "units"], svm="auto",
+                               out=str(root / "local-units"))
+
+
+class KillAfterSaved(KillWorker):
+    """SIGKILLs the victim on its first batch after the driver has heard of one of its parts being saved: the
+    victim dies holding that part's contribution in its cross-part state, which no shard has yet."""
+
+    def advance(self, images: int, worker: str | None = None) -> None:
+        self.total += images
+        finished = any(done.worker == self.victim for _, done in self.executor.done[self.since:])
+        if worker == self.victim and finished and self.killed is None:
+            self.killed = next(s.pid for s in self.executor.slots if s.name == self.victim)
+            os.kill(self.killed, signal.SIGKILL)
+
+
+def test_units_on_ray_with_a_worker_killed_holding_parts_equal_the_local_tables(executor, units_cfg, tmp_path):
+    """Issue 23: units runs on Ray (each worker accumulates, the driver merges the shards in a canonical order), and
+    a worker killed with finished parts in its unwritten state has them recomputed in the same run."""
+    from shiftlens.analyses.unit_state import shard_paths, read_shard_meta
+
+    local = api.run(units_cfg)
+    progress = KillAfterSaved(executor, "w2")
+    progress.since = len(executor.done)
+    out = tmp_path / "ray-units"
+    LOGS.clear()
+    result = api.run(dataclasses.replace(units_cfg, executor="ray", out=str(out)), progress=progress,
+                     log=LOGS.append, executor=executor)
+    assert progress.killed is not None, "the victim never finished a part"
+    assert any("worker w2" in line and "was lost" in line for line in LOGS), LOGS
+    assert any("part(s) are recomputed: its units contribution was never saved" in line for line in LOGS), LOGS
+    assert result.computed > 8  # the victim's saved parts, computed again
+    for name in ("units", "units_per_unit", "similarity", "similarity_per_patch"):
+        assert (out / "tables" / f"{name}.csv").read_bytes() == (local.out / "tables" / f"{name}.csv").read_bytes(), name
+    metas = [read_shard_meta(p) for p in shard_paths(ResultsDir(out), "test_slow", 24)]
+    named = [pid for m in metas for pid in m.parts]
+    assert len(metas) >= 2 and sorted(named) == sorted(p.patch_id for p in ResultsDir(out).iter_parts())
+    assert len(named) == len(set(named)) == 8  # every part in exactly one worker's shard
+
+
 def test_a_local_ray_whose_node_is_marked_dead_ends_in_one_line_and_a_rerun_resumes(executor, cfg, reference, tmp_path,
                                                                                     monkeypatch):
     """Issue 22: on a busy machine Ray marked its own node dead. Here the raylet is stopped until Ray's health

@@ -46,7 +46,7 @@ def run_synthetic(root: Path, feats_of=synthetic_feats, patches=PATCHES, topk: i
     for i, pid in enumerate(patches):
         ctx = PatchContext(model="m", weights="imagenet", layers=["L"], patch_id=pid, category="c", patch_size=75,
                            ys=np.zeros(N * N), xs=np.zeros(N * N), n=N, anchors=anchors(N), config=cfg,
-                           device=torch.device("cpu"), accumulator=acc)
+                           device=torch.device("cpu"), states={"units": acc})
         a = Units(ctx)
         f = feats_of(i)
         order = torch.randperm(N * N, generator=torch.Generator().manual_seed(i))
@@ -177,6 +177,34 @@ def test_run_writes_units_outputs_and_resumes_to_identical_shares(units_config, 
     assert ds.sizes["unit"] == len(shares(again).query("layer == 'grid' and patch_size == 32"))
     assert ds.attrs["untrained"] and ds.sizes["rank"] == 4
     assert any(p.name.startswith("units_") for p in again.figures)
+
+
+def test_a_lost_cross_part_state_has_its_parts_recomputed_in_the_same_run(units_config, tmp_path, monkeypatch):
+    """Issue 23: the driver recounts after each size; a state that was never written (as a Ray worker killed with
+    finished parts in it) has those parts computed again within the run, and the tables equal an intact run's."""
+    from shiftlens.analyses.unit_state import UnitAccumulator
+
+    reference = api.run(dataclasses.replace(units_config, out=str(tmp_path / "reference")))
+    lost = []
+    close = UnitAccumulator.close
+
+    def lose_the_first(self):
+        if not lost:
+            lost.append((self.size, sorted(self.held)))
+            self.sums.clear()  # the process holding it is gone: nothing written
+            return
+        close(self)
+
+    monkeypatch.setattr(UnitAccumulator, "close", lose_the_first)
+    logs: list[str] = []
+    result = api.run(units_config, log=logs.append)
+    assert [(size, len(held)) for size, held in lost] == [(32, 2)]
+    assert any("test_units 32px: 2 part(s) are recomputed: its units contribution was never saved" in line
+               for line in logs), logs
+    assert result.computed == 6 and shard_summary(ResultsDir(units_config.out), "test_units", 32)["parts"] == 2
+    for name in ("units", "units_per_unit"):
+        assert ((Path(units_config.out) / "tables" / f"{name}.csv").read_bytes()
+                == (reference.out / "tables" / f"{name}.csv").read_bytes())
 
 
 def test_recomputed_part_invalidates_the_shard_that_held_it(units_config):

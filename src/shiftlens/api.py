@@ -25,17 +25,16 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from shiftlens import figures, maps, paper, unit_figures
+from shiftlens import figures, maps, paper, unit_figures  # noqa: F401  (unit_figures registers its figure makers)
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
-from shiftlens.analyses.unit_state import UnitAccumulator, UnitsCompute, uncounted
-from shiftlens.analyses.units import UnitOutputs, check_requested as check_requested_units
-from shiftlens.analyses.folds import N_FOLDS
+from shiftlens.analyses.base import PlanContext
+from shiftlens.analyses.cross_part import CrossPartCompute, CrossPartState, uncounted
+from shiftlens.analyses.folds import check_positions
 from shiftlens.canvases import grid, load_images, parse_background
 from shiftlens.config import RunConfig, with_out
 from shiftlens.errors import ShiftlensError
 from shiftlens.executors import Executor, ModelJob, Progress, WorkItem, closing, make_executor
 from shiftlens.models import LayerSpec, ModelSpec, build_with_weights, parse_spec, split_specs
-from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.models.weights import check_fits, load_checkpoint
 from shiftlens.patches import Patch, load_patches
 from shiftlens.patches.debian import PACKAGES, package_counts
@@ -125,43 +124,16 @@ def plan(cfg: RunConfig, dry_run: bool = False) -> Plan:
     # crop: the large images a window slides over; paste: the object patches
     patches = load_images(cfg.patches, cfg.canvas, cfg.max_patches) if cfg.protocol == "crop" else load_patches(cfg)
     parse_background(cfg.background, cfg.canvas)  # an unknown texture or unreadable image fails here, before any work
-    notes = check_requested_units(cfg.units, specs, cfg.canvas)
-    if coco_note:
-        notes.insert(0, coco_note)
+    notes = [coco_note] if coco_note else []
     if cfg.patches.partition(":")[0] in PACKAGES and cfg.protocol == "paste":
         notes.append(package_counts(patches))
-    for name in ("class", "consistency"):
-        lacking = [s.key for s in specs if s.entry.logits_layer is None]
-        if name in cfg.analyses and lacking:
-            raise ShiftlensError(f"model {lacking[0]} has no logits layer: the {name} analysis needs ImageNet class "
-                                 f"scores; drop {name} from --analyses or give a model with a logits layer")
-    if "class" in cfg.analyses or "consistency" in cfg.analyses:  # a bad manifest entry fails here, before any work
-        lacking_set = [p for p in patches if not class_indices(p.category, p.provenance, f"patch {p.id}")]
-        said = {p.category: p.provenance["imagenet_classes_none"] for p in lacking_set
-                if "imagenet_classes_none" in p.provenance}  # a source's `none = "why"` (docs/patches.md)
-        notes += [f"{cat}: no ImageNet class set ({why}); its class and consistency rows say so"
-                  for cat, why in said.items()]
-        unmapped = [p.id for p in lacking_set if p.category not in said]
-        if unmapped and "class" in cfg.analyses:
-            notes.append(f"class analysis: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
-                         f"map ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''}); add "
-                         "\"imagenet_classes\" to their manifest.json entries to include them (docs/patches.md)")
-    if "invariance" in cfg.analyses:
-        for s in specs:
-            if s.entry.net_stride is None:
-                notes.append(f"{s.key}: grid share left out, its total stride is unknown ({s.entry.net_stride_note})")
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     positions = {s: len(grid(cfg.canvas, s, cfg.stride, cfg.protocol, cfg.shift)[0]) for s in cfg.sizes}
-    cross_validated = [a for a in cfg.analyses if a in ("separability", "location")]
-    if cross_validated:
-        size, fewest = min(positions.items(), key=lambda kv: kv[1])
-        if fewest < 2 * N_FOLDS:
-            raise ShiftlensError(
-                f"{cross_validated[0]} needs at least {2 * N_FOLDS} positions per patch for {N_FOLDS}-fold "
-                f"cross-validation, but {size}px patches at stride {cfg.stride} give {fewest}: use a smaller --stride "
-                f"or leave out --analyses {','.join(cross_validated)}"
-            )
+    context = PlanContext(cfg, specs, patches, positions)
+    for name in cfg.analyses:  # each analysis's own checks and notes (a note two analyses give is said once)
+        notes += [n for n in ANALYSIS_REGISTRY[name].check(context) if n not in notes]
+    check_positions(cfg.analyses, positions, cfg.stride)
     return Plan(cfg, specs, patches, device, precision, positions, nominal, notes)
 
 
@@ -185,8 +157,13 @@ def _streaming(cfg: RunConfig) -> list[type[Analysis]]:
     return [ANALYSIS_REGISTRY[a] for a in cfg.analyses if ANALYSIS_REGISTRY[a].streams]
 
 
+def cross_parts(cfg: RunConfig) -> dict[str, type[CrossPartState]]:
+    """The cross-part states the selected analyses declare, by analysis name."""
+    return {a: kind for a in cfg.analyses if (kind := ANALYSIS_REGISTRY[a].cross_part) is not None}
+
+
 def tapped_layers(spec: ModelSpec, cfg: RunConfig) -> list[LayerSpec]:
-    """The user's layers, then those the selected analyses add (e.g. the logits for consistency and class)."""
+    """The user's layers, then those the selected analyses add (e.g. the logits layer)."""
     extra = {l for cls in _streaming(cfg) for l in cls.extra_layers(spec.entry.logits_layer)}
     return [spec.entry.layer(l) for l in spec.layers] + [spec.entry.layer(l) for l in sorted(extra) if l not in spec.layers]
 
@@ -199,9 +176,10 @@ def run_patch(
     rgba: np.ndarray,
     cfg: RunConfig,
     on_batch: Callable[[int], None] = lambda n: None,
-    accumulator: UnitAccumulator | None = None,
+    states: dict[str, CrossPartState] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every selected analysis for one model, size and patch; returns the part's arrays."""
+    """Every selected analysis for one model, size and patch; returns the part's arrays. `states`: the cross-part
+    states of this model and size (`CrossPartCompute` gives them)."""
     size = rgba.shape[0]
     ys, xs = grid(cfg.canvas, size, cfg.stride, cfg.protocol, cfg.shift)
     n = int(round(np.sqrt(len(ys))))
@@ -209,7 +187,7 @@ def run_patch(
     ctx = PatchContext(model=spec.key, weights=weights_label, layers=list(spec.layers), patch_id=patch.id,
                        category=patch.category, patch_size=size, ys=ys, xs=xs, n=n, anchors=anc, config=cfg,
                        device=extractor.device, logits_layer=spec.entry.logits_layer,
-                       net_stride=spec.entry.net_stride, patch=patch, accumulator=accumulator)
+                       net_stride=spec.entry.net_stride, patch=patch, states=dict(states or {}))
     classes = _streaming(cfg)
     analyses = [cls(ctx) for cls in classes]
     keep = any(cls.needs_features for cls in classes)
@@ -272,20 +250,27 @@ def build_outputs(results: ResultsDir, record: RunRecord, order: list[tuple[str,
     tables: dict[str, pd.DataFrame] = {}
     for name in cfg.analyses:
         tables.update(ANALYSIS_REGISTRY[name].tables(parts, cfg))
-    units = UnitOutputs(results, parts, cfg) if "units" in cfg.analyses and parts else None  # parts + shards
-    if units is not None:
-        tables.update(units.tables())
+    outputs = {name: out for name in cfg.analyses  # from the parts and the cross-part states' shards
+               if (out := ANALYSIS_REGISTRY[name].outputs(results, parts, cfg)) is not None}
+    for out in outputs.values():
+        tables.update(out.tables())
     published = paper.comparison(tables)
     if published is not None:
         tables["paper_comparison"] = published
     for name, df in tables.items():
         results.write_table(name, df)
-    if parts and ("similarity" in cfg.analyses or units is not None):
+    if parts and (any(ANALYSIS_REGISTRY[a].in_maps for a in cfg.analyses) or outputs):
+        def extra(store: Path) -> None:
+            for out in outputs.values():
+                out.write_zarr(store)
+
         maps.write(parts, results.maps_zarr, cfg.canvas, cfg.stride, cfg.protocol, cfg.shift,
-                   extra=units.write_zarr if units is not None else None)
+                   extra=extra if outputs else None)
     written = figures.make_all(parts, results.figures_dir, record) if parts else []
-    if units is not None:
-        written += unit_figures.make_all(units, results, record)
+    for name, out in outputs.items():
+        maker = figures.OUTPUT_FIGURES.get(name)
+        if maker is not None:
+            written += maker(out, results, record)
     return tables, written
 
 
@@ -383,8 +368,9 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                 todo.append((size, patch, meta))
                 if reason != "new":
                     stale[reason] = stale.get(reason, 0) + 1
-        if "units" in cfg.analyses:  # a finished part whose units contribution is in no saved shard is redone
-            for size, patch, meta, reason in uncounted(results, spec.key, done, todo):
+        kinds = cross_parts(cfg)
+        if kinds:  # a finished part whose cross-part contribution is in no saved shard is redone
+            for size, patch, meta, reason in uncounted(list(kinds.values()), results, spec.key, done, todo):
                 todo.append((size, patch, meta))
                 skipped -= 1
                 stale[reason] = stale.get(reason, 0) + 1
@@ -401,10 +387,11 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         if compiled:
             log(f"{spec.key}: compiling the forward pass (torch.compile) for {model_images:,} images; the first batch "
                 "waits for it (2-20 s per model on an idle 2-core CPU, longer on a cold cache or a busy machine)")
-        compute = UnitsCompute(run_patch, results) if "units" in cfg.analyses else run_patch
+        root = str(results.root.resolve())
+        compute = CrossPartCompute(run_patch, root, kinds) if kinds else run_patch
         job = ModelJob(spec=spec, weights_label=weights.label, cfg=mcfg, layers=tapped_layers(spec, cfg),
                        device=p.device, precision=p.precision, compile=compiled,
-                       results_root=str(results.root.resolve()), compute=compute, model=model,
+                       results_root=root, compute=compute, model=model,
                        build=functools.partial(build_checked, spec, spec.weights_or(cfg.weights), cfg.seed,
                                                weights.digest))
         with executor.session(job) as session:
@@ -417,12 +404,11 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                 progress.start(f"{spec.key} {size}px{waits}", images)
                 waits = ""
                 t0 = time.perf_counter()
-                session.run(items, progress)
-                if isinstance(compute, UnitsCompute):
-                    compute.close()  # this size's units contribution goes into its shard
+                session.run(items, progress)  # every process that computed writes its cross-part shards
                 computed += len(items)
-                seconds = time.perf_counter() - t0
                 progress.stop()
+                computed += _recount(session, kinds, results, spec.key, size, done + todo, progress, log)
+                seconds = time.perf_counter() - t0
                 record.timings[f"{spec.key}/p{size}"] = Timing(seconds=round(seconds, 3), images=images,
                                                                images_per_s=round(images / seconds, 2))
                 results.write_run(record)
@@ -441,6 +427,33 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
     record.figures = [str(w.relative_to(results.root)) for w in written]
     results.write_run(record)
     return RunResult(results.root, tables, written, computed, skipped, record)
+
+
+RECOUNTS = 3
+"""Rounds of recomputing, within one run, the parts whose cross-part contribution was lost (a Ray worker killed
+after saving parts it had not yet written into a shard), before the run stops and asks for a rerun."""
+
+
+def _recount(session: Any, kinds: dict[str, type[CrossPartState]], results: ResultsDir, model: str, size: int,
+             parts: list[tuple[int, Patch, PartMeta]], progress: Progress, log: Callable[[str], None]) -> int:
+    """Recompute this size's `parts` (every one, finished before or in this run) that are on disk but in no valid
+    shard of a cross-part state; returns how many."""
+    if not kinds:
+        return 0
+    mine = list({m.patch_id: (s, patch, m) for s, patch, m in parts if s == size}.values())
+    redone = 0
+    for _ in range(RECOUNTS):
+        redo = uncounted(list(kinds.values()), results, model, mine, [])
+        if not redo:
+            return redone
+        log(f"{model} {size}px: {len(redo)} part(s) are recomputed: {redo[0][3]}")
+        items = [WorkItem(size, patch, meta, meta.n * meta.n) for _, patch, meta, _ in redo]
+        progress.start(f"{model} {size}px (again)", sum(i.images for i in items))
+        session.run(items, progress)
+        progress.stop()
+        redone += len(items)
+    raise ShiftlensError(f"{model} {size}px: the cross-part state of some parts was lost {RECOUNTS} times in a row: "
+                         "the finished parts are saved; run the same command again to complete it")
 
 
 def estimate(p: Plan, warmup_batches: int = 2) -> dict[str, float]:

@@ -21,6 +21,13 @@ from shiftlens import config as config_mod
 from shiftlens.errors import ShiftlensError
 from shiftlens.progress import RichProgress
 
+
+def _split_models(text: str) -> list[str]:
+    """`--models` text -> one string per spec (models.specs.split_specs, the one spec splitter)."""
+    from shiftlens.models.specs import split_specs  # torch loads only when models are given
+
+    return split_specs(text)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="How shift-invariant are a network's features?")
 console = Console(stderr=True)
 out_console = Console(width=max(Console().width, 140))
@@ -82,7 +89,7 @@ def build_config(preset: str, **overrides) -> config_mod.RunConfig:
     """The preset or TOML file with the flags that were given applied on top, validated."""
     cfg = config_mod.load(preset)
     if overrides.get("models"):
-        overrides["models"] = config_mod.parse_models(";".join(overrides["models"]))
+        overrides["models"] = _split_models(";".join(overrides["models"]))
     if overrides.get("sizes") is not None:
         overrides["sizes"] = config_mod.parse_sizes(overrides["sizes"])
     if overrides.get("analyses") is not None:
@@ -500,7 +507,7 @@ def arithmetic_cmd(
             cfg.expressions = _named(expr, "--expr", 'NAME="A - B + C"')
         elif scene and cfg.expressions == arith.DEMO_EXPRESSIONS:
             fail("--scene defines scenes but no --expr uses them: add e.g. --expr \"A - B\"")
-        flags = dict(models=config_mod.parse_models(";".join(models)) if models else None, weights=weights,
+        flags = dict(models=_split_models(";".join(models)) if models else None, weights=weights,
                      patches=patches, size=size, stride=stride, problems=problems, seed=seed, device=device,
                      batch_size=batch_size, out=out, inverter=inverter, inversion_steps=inversion_steps)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None}).with_out()

@@ -137,9 +137,6 @@ class RunConfig:
             raise ShiftlensError(f"unknown executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
         if self.workers < 0:
             raise ShiftlensError(f"workers {self.workers} is invalid: use 1 or more (0 = auto)")
-        if self.executor == "ray" and "units" in self.analyses:  # its sums over parts live in one process
-            raise ShiftlensError("the units analysis cannot run with --executor ray yet: drop units from --analyses "
-                                 "or use --executor local")
         negative = [u for u in self.units if u < 0]
         if negative:
             raise ShiftlensError(f"--units {negative[0]} is out of range: unit indices start at 0")
@@ -391,10 +388,3 @@ def parse_sizes(text: str) -> list[int]:
         return [int(s) for s in split_list(text)]
     except ValueError:
         raise ShiftlensError(f"--sizes {text!r} is invalid: give integers separated by commas, e.g. 75,125") from None
-
-
-def parse_models(text: str) -> list[str]:
-    """`--models` text -> one string per spec (shiftlens.models.specs.split_specs, the one spec splitter)."""
-    from shiftlens.models.specs import split_specs  # torch loads only when models are given
-
-    return split_specs(text)

@@ -30,6 +30,18 @@ def register_figure(fn):
     return fn
 
 
+OUTPUT_FIGURES: dict[str, Callable[..., list[Path]]] = {}
+"""Analysis name -> `maker(outputs, results, run)`: the figures of an analysis's `outputs` (its cross-part state's
+figure data), registered by the module that draws them."""
+
+
+def register_output_figures(analysis: str):
+    def register(fn):
+        OUTPUT_FIGURES[analysis] = fn
+        return fn
+    return register
+
+
 def weights_note(weights: set[str]) -> str:
     if UNTRAINED in weights:
         return "UNTRAINED (random weights): not a finding about trained networks"

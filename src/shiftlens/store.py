@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shiftlens.arithmetic.config import ArithmeticConfig
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 
@@ -300,40 +299,34 @@ class _RunBase(_Record):
         return any(m.weights.untrained for m in self.models.values())
 
 
+@dataclass(frozen=True)
+class RecordKind:
+    """One kind of results folder: run.json's `kind`, the command that writes such folders, and its record type."""
+
+    kind: str | None
+    command: str
+    record_type: type[_RunBase]
+
+
+RECORD_KINDS: dict[str | None, RecordKind] = {}
+"""run.json's `kind` -> its RecordKind. The store knows no experiment: each command's module registers its record
+(`shiftlens run`'s below, `shiftlens arithmetic`'s in arithmetic/record.py)."""
+
+
+def register_record_kind(kind: str | None, command: str):
+    """Class decorator: `record_type` is what run.json of `kind` (None: no `kind` field) holds, written by `command`."""
+    def register(record_type: type[_RunBase]) -> type[_RunBase]:
+        RECORD_KINDS[kind] = RecordKind(kind, command, record_type)
+        return record_type
+    return register
+
+
+@register_record_kind(None, "`shiftlens run`")
 class RunRecord(_RunBase):
     """run.json of `shiftlens run`: everything needed to read, trust and rebuild a run's results."""
 
     config: RunConfig
     positions: dict[int, int]
-    figures: list[str] = []
-
-
-class InversionRecord(_Record):
-    """One (model, layer) of an arithmetic run inverted: which inverter, its settings, what it reached."""
-
-    model: str
-    layer: str
-    inverter: Literal["optimise", "decoder"]
-    settings: dict[str, Any]
-    """The optimiser's InversionSettings fields, or the decoder's source, sha256 and training record."""
-    key: str
-    """What the stored images are reused against: the numbers' fingerprint, weights, patches and these settings."""
-    images: int
-    seconds: float
-    median_feature_loss: float
-
-
-class ArithmeticRecord(_RunBase):
-    """run.json of `shiftlens arithmetic` (kind "arithmetic"): its config, models, scenes and expressions."""
-
-    kind: Literal["arithmetic"]
-    config: ArithmeticConfig
-    scenes: dict[str, str]
-    """Each scene as its compact string with every size written out (`cat_01:75@10,20 ...`)."""
-    expressions: dict[str, str]
-    problems: int
-    inversions: list[InversionRecord] = []
-    """How each (model, layer) was turned back into images (`--inverter`); empty with `none`."""
     figures: list[str] = []
 
 
@@ -428,8 +421,8 @@ class EditedRecord(ShiftlensError):
     """run.json reads, but disagrees with itself (edited by hand): its files are known, its results not trusted."""
 
 
-_KINDS = {None: "`shiftlens run`", "arithmetic": "`shiftlens arithmetic`"}
-"""run.json's `kind` -> the command that writes such a folder."""
+def _command_of(record_type: type[_RunBase]) -> str:
+    return next(k.command for k in RECORD_KINDS.values() if k.record_type is record_type)
 
 
 def _field_problem(exc: ValidationError) -> str:
@@ -541,11 +534,12 @@ class ResultsDir:
             raise ShiftlensError(f"{self.run_json} was written by another version of shiftlens (results schema {found}, "
                                  f"this version reads {SCHEMA_VERSION}): use another --out, or --force to replace the run")
         kind = raw.get("kind")
-        held = _KINDS.get(kind) if kind is None or isinstance(kind, str) else None
-        wanted = _KINDS["arithmetic" if issubclass(record_type, ArithmeticRecord) else None]
-        if held is None:
+        if not (kind is None or isinstance(kind, str)):
             raise ShiftlensError(f"{self.run_json} records an unknown kind of folder ({str(raw.get('kind'))[:40]!r}): "
                                  "use another --out")
+        wanted = _command_of(record_type)
+        known = RECORD_KINDS.get(kind)  # a kind whose module is not loaded here is another command's all the same
+        held = known.command if known is not None else f"another shiftlens command (kind {kind[:40]!r})"
         if held != wanted:
             raise OtherKind(f"{self.root} holds the results of {held}, not of {wanted}: give this command a folder of "
                             f"{wanted} or a new one (--force never replaces another command's results)")

@@ -26,7 +26,7 @@ from shiftlens.analyses.units import LayerUnits, UnitOutputs, positions  # noqa:
 from shiftlens.canvases import Normalisation, make_renderer  # noqa: E402
 from shiftlens.config import RunConfig  # noqa: E402
 from shiftlens.errors import ShiftlensError  # noqa: E402
-from shiftlens.figures import save, weights_note  # noqa: E402
+from shiftlens.figures import register_output_figures, save, weights_note  # noqa: E402
 from shiftlens.patches.patch import read_image  # noqa: E402
 from shiftlens.store import ResultsDir, RunRecord, atomic_path, atomic_write_text, file_key  # noqa: E402
 
@@ -197,6 +197,7 @@ def unit_figure(g: LayerUnits, results: ResultsDir, record: RunRecord, synthetic
     return save(fig, results.figures_dir / f"units_{file_key(g.model + '_' + g.layer)}_p{g.patch_size}.png")
 
 
+@register_output_figures("units")
 def make_all(units: UnitOutputs, results: ResultsDir, record: RunRecord) -> list[Path]:
     """Every unit figure of the run, plus the synthetic images already made (so run.json keeps listing them)."""
     index = read_synthetic(results)

@@ -7,19 +7,20 @@ position's feature at once (separability, location) set `needs_features` and get
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
+from shiftlens.analyses.cross_part import AnalysisOutputs, CrossPartState
 from shiftlens.config import RunConfig
 from shiftlens.patches.patch import Patch
-from shiftlens.store import Part
+from shiftlens.store import Part, ResultsDir
 
 if TYPE_CHECKING:
-    from shiftlens.analyses.unit_state import UnitAccumulator
+    from shiftlens.models import ModelSpec
 
 
 @dataclass
@@ -43,8 +44,8 @@ class PatchContext:
     """The network's total downsampling in pixels; None where it could not be measured."""
     patch: Patch | None = None
     """The patch itself, for analyses that need its provenance (e.g. its manifest's ImageNet classes)."""
-    accumulator: "UnitAccumulator | None" = None
-    """State kept across the parts of one model and size (the units analysis's per-position sums), or None."""
+    states: dict[str, CrossPartState] = field(default_factory=dict)
+    """The cross-part states of this model and size, by analysis name (`Analysis.cross_part`)."""
 
 
 class Analysis:
@@ -53,6 +54,11 @@ class Analysis:
     """True when `finish` needs the (n*n, D) features of every layer."""
     streams: ClassVar[bool] = True
     """False for analyses computed from other analyses' parts only (no forward pass of their own)."""
+    in_maps: ClassVar[bool] = False
+    """True when its part arrays are the maps of maps.zarr (maps.py writes them)."""
+    cross_part: ClassVar[type[CrossPartState] | None] = None
+    """State across the parts of one model and size (analyses/cross_part.py), or None: every executor creates it,
+    feeds it through `ctx.states[name]`, saves and reloads it; `outputs` turns it into tables at the end."""
 
     def __init__(self, ctx: PatchContext) -> None:
         self.ctx = ctx
@@ -72,6 +78,28 @@ class Analysis:
     def tables(cls, parts: list[Part], config: RunConfig) -> dict[str, pd.DataFrame]:
         """Tables named by their file stem, e.g. {'similarity': ..., 'similarity_per_patch': ...}."""
         return {}
+
+    @classmethod
+    def outputs(cls, results: ResultsDir, parts: list[Part], config: RunConfig) -> AnalysisOutputs | None:
+        """Tables, maps.zarr groups and figure data from the parts and the cross-part state's shards; None for an
+        analysis whose `tables` say everything."""
+        return None
+
+    @classmethod
+    def check(cls, plan: "PlanContext") -> list[str]:
+        """Before any work: raise ShiftlensError for a run this analysis cannot do, return notes for the user."""
+        return []
+
+
+@dataclass
+class PlanContext:
+    """What `api.plan` has checked so far, for each selected analysis's `check`."""
+
+    config: RunConfig
+    specs: list["ModelSpec"]
+    patches: list[Patch]
+    positions: dict[int, int]
+    """Patch size -> positions per patch."""
 
 
 ANALYSIS_REGISTRY: dict[str, type[Analysis]] = {}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import Analysis, register_analysis
+from shiftlens.analyses.base import Analysis, PlanContext, register_analysis
 from shiftlens.errors import ShiftlensError
 from shiftlens.models.imagenet_classes import class_indices
 from shiftlens.store import Part
@@ -30,9 +30,37 @@ def patch_classes(ctx) -> list[int] | None:
     return class_indices(ctx.category, provenance, f"patch {ctx.patch_id}") or None
 
 
+def check_logits(plan: PlanContext, name: str) -> None:
+    """Every model must have a logits layer for an analysis of ImageNet class scores."""
+    lacking = [s.key for s in plan.specs if s.entry.logits_layer is None]
+    if lacking:
+        raise ShiftlensError(f"model {lacking[0]} has no logits layer: the {name} analysis needs ImageNet class "
+                             f"scores; drop {name} from --analyses or give a model with a logits layer")
+
+
+def class_set_notes(plan: PlanContext, unmapped_note: bool) -> list[str]:
+    """A bad manifest entry fails here, before any work; a source's `none = "why"` (docs/patches.md) is said, and
+    with `unmapped_note` the patches without any mapping are counted."""
+    lacking_set = [p for p in plan.patches if not class_indices(p.category, p.provenance, f"patch {p.id}")]
+    said = {p.category: p.provenance["imagenet_classes_none"] for p in lacking_set
+            if "imagenet_classes_none" in p.provenance}
+    notes = [f"{cat}: no ImageNet class set ({why}); its class and consistency rows say so" for cat, why in said.items()]
+    unmapped = [p.id for p in lacking_set if p.category not in said]
+    if unmapped and unmapped_note:
+        notes.append(f"class analysis: {len(unmapped)} patch(es) have no ImageNet class mapping, so they get no class "
+                     f"map ({', '.join(unmapped[:5])}{', ...' if len(unmapped) > 5 else ''}); add "
+                     "\"imagenet_classes\" to their manifest.json entries to include them (docs/patches.md)")
+    return notes
+
+
 @register_analysis
 class ClassProb(Analysis):
     name = NAME
+
+    @classmethod
+    def check(cls, plan: PlanContext) -> list[str]:
+        check_logits(plan, NAME)
+        return class_set_notes(plan, unmapped_note=True)
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftlens.analyses.base import Analysis, register_analysis
-from shiftlens.analyses.class_prob import NO_SET, patch_classes
+from shiftlens.analyses.base import Analysis, PlanContext, register_analysis
+from shiftlens.analyses.class_prob import NO_SET, check_logits, class_set_notes, patch_classes
 from shiftlens.store import PART_COLUMNS, Part
 from shiftlens.errors import ShiftlensError
 
@@ -26,6 +26,11 @@ RANDOM_PAIRS = 10_000
 @register_analysis
 class Consistency(Analysis):
     name = "consistency"
+
+    @classmethod
+    def check(cls, plan: PlanContext) -> list[str]:
+        check_logits(plan, cls.name)
+        return class_set_notes(plan, unmapped_note=False)
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

@@ -17,6 +17,8 @@ from shiftlens.errors import ShiftlensError
 
 PROTOCOLS = ("paper", "shuffled")
 N_FOLDS = 5
+CROSS_VALIDATED = ("separability", "location")
+"""The analyses that cross-validate over a patch's positions with these folds."""
 TASKS = ("left_right", "top_bottom")
 """Task labels: 1 = left (x index < n/2) and 1 = top (y index < n/2); for odd n the middle column is left and the
 middle row is top."""
@@ -55,3 +57,18 @@ def regression_masks(n: int, protocol: str, seed: int) -> np.ndarray:
     for k, (_, te) in enumerate(splitter(protocol, seed, stratified=False).split(np.zeros(n))):
         out[k, te] = True
     return out
+
+
+def check_positions(analyses: list[str], positions: dict[int, int], stride: int) -> None:
+    """Before any work: every patch size must give enough positions for the folds of the cross-validated analyses
+    selected (`positions`: patch size -> positions per patch)."""
+    cross_validated = [a for a in analyses if a in CROSS_VALIDATED]
+    if not cross_validated:
+        return
+    size, fewest = min(positions.items(), key=lambda kv: kv[1])
+    if fewest < 2 * N_FOLDS:
+        raise ShiftlensError(
+            f"{cross_validated[0]} needs at least {2 * N_FOLDS} positions per patch for {N_FOLDS}-fold "
+            f"cross-validation, but {size}px patches at stride {stride} give {fewest}: use a smaller --stride "
+            f"or leave out --analyses {','.join(cross_validated)}"
+        )

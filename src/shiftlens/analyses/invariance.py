@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shiftlens.analyses.base import ANCHORS, Analysis, register_analysis
+from shiftlens.analyses.base import ANCHORS, Analysis, PlanContext, register_analysis
 from shiftlens.store import Part
 from shiftlens.errors import ShiftlensError
 
@@ -95,6 +95,11 @@ def anchor_rc(n: int) -> dict[str, tuple[int, int]]:
 class Invariance(Analysis):
     name = "invariance"
     streams = False
+
+    @classmethod
+    def check(cls, plan: PlanContext) -> list[str]:
+        return [f"{s.key}: grid share left out, its total stride is unknown ({s.entry.net_stride_note})"
+                for s in plan.specs if s.entry.net_stride is None]
 
     @classmethod
     def per_patch(cls, parts: list[Part], stride: int) -> pd.DataFrame:

@@ -35,6 +35,7 @@ def cosine(feats: torch.Tensor, anchor_feats: torch.Tensor) -> torch.Tensor:
 @register_analysis
 class Similarity(Analysis):
     name = "similarity"
+    in_maps = True
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)

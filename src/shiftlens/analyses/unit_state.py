@@ -22,12 +22,13 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from shiftlens.analyses.cross_part import CrossPartState
 from shiftlens.store import PartMeta, ResultsDir, atomic_path, file_key
 
 SHARD_SCHEMA = 1
@@ -135,10 +136,11 @@ def load_sum(results: ResultsDir, model: str, size: int, layer: str, tokens: dic
     (positions, units) float64. A mismatch between shards and parts is a RuntimeError (a run that did not finish)."""
     total: np.ndarray | None = None
     covered: dict[str, str] = {}
-    for path in shard_paths(results, model, size):
-        meta = read_shard_meta(path)
-        if meta is None or layer not in meta.layers or not meta.parts:
-            continue
+    metas = [(path, read_shard_meta(path)) for path in shard_paths(results, model, size)]
+    held = [(path, meta) for path, meta in metas if meta is not None and layer in meta.layers and meta.parts]
+    # canonical order, by the parts a shard holds (not the shard's random name): the same sum however the parts
+    # were shared out between processes, whenever float64 adds them exactly (see docs/ARCHITECTURE.md)
+    for path, meta in sorted(held, key=lambda pm: sorted(pm[1].parts)):
         with np.load(path) as z:
             arr = z[f"sum/{meta.layers.index(layer)}"]
         if total is None:
@@ -154,21 +156,23 @@ def load_sum(results: ResultsDir, model: str, size: int, layer: str, tokens: dic
     return total
 
 
-class UnitAccumulator:
+class UnitAccumulator(CrossPartState):
     """Per-position sums of every unit of the tapped layers over the parts of one model and patch size.
 
-    The run calls `add` for every batch (through the units analysis), `finished` when a part's arrays are made,
-    `saved` once the part is on disk, and `close` at the end of the size. Only saved parts go into a shard."""
+    The units analysis calls `add` for every batch and `finished` when a part's arrays are made; the executor's
+    `CrossPartCompute` calls `saved` once the part is on disk and `close` at the end of the size. Only saved parts
+    go into a shard."""
+
+    analysis = "units"
 
     def __init__(self, results: ResultsDir, model: str, size: int, device: torch.device | str = "cpu",
                  flush_every_s: float = FLUSH_EVERY_S) -> None:
-        self.results, self.model, self.size = results, model, size
+        super().__init__(results, model, size, device)
         self.n: int | None = None
-        self.device = torch.device(device)
         self.flush_every_s = flush_every_s
         self.sums: dict[str, torch.Tensor] = {}
-        self.pending: dict[str, str] = {}
         self.held: dict[str, str] = {}
+        self.broken = False
         self.path = shard_dir(results, model, size) / f"shard-{new_token()[:12]}.npz"
         self._dirty = False
         self._last_flush = time.monotonic()
@@ -203,7 +207,12 @@ class UnitAccumulator:
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
+    def stop_writing(self) -> None:
+        self.broken = True
+
     def flush(self) -> None:
+        if self.broken:
+            return
         if self.pending:
             raise RuntimeError(f"units accumulator flushed with unsaved parts {sorted(self.pending)[:3]}")
         if not self._dirty:
@@ -220,50 +229,14 @@ class UnitAccumulator:
         self.flush()
         self.sums.clear()
 
+    @classmethod
+    def part_token(cls, path: Path) -> str | None:
+        return part_token(path)
 
-class UnitsCompute:
-    """`api.run_patch` with the units accumulator: a ComputePart (executors/base.py) that gives every part the
-    accumulator of its model and size, and moves a part's contribution into the shard once the part's file, with
-    the same token, is on disk (checked at the next part and at `close`, which the driver calls after each size)."""
-
-    def __init__(self, compute: Callable[..., dict[str, np.ndarray]], results: ResultsDir,
-                 flush_every_s: float = FLUSH_EVERY_S) -> None:
-        self.compute, self.results, self.flush_every_s = compute, results, flush_every_s
-        self.acc: UnitAccumulator | None = None
-        self.broken = False
-
-    def __call__(self, extractor: Any, spec: Any, weights_label: str, patch: Any, rgba: np.ndarray, cfg: Any,
-                 on_batch: Callable[[int], None] = lambda n: None) -> dict[str, np.ndarray]:
-        size = int(rgba.shape[0])
-        if self.acc is not None and (self.acc.model, self.acc.size) != (spec.key, size):
-            self.close()
-        if self.acc is None:
-            self.acc = UnitAccumulator(self.results, spec.key, size, extractor.device, self.flush_every_s)
-            self.broken = False
-        self._commit()
-        return self.compute(extractor, spec, weights_label, patch, rgba, cfg, on_batch, accumulator=self.acc)
-
-    def _commit(self) -> None:
-        acc = self.acc
-        if acc is None:
-            return
-        for pid, token in list(acc.pending.items()):
-            if part_token(self.results.part_path(acc.model, acc.size, pid)) == token:
-                acc.saved(pid)
-            else:  # computed but not saved as such: the sums hold a contribution no part stands for
-                acc.pending.pop(pid)
-                self.broken = True
-        if self.broken:
-            acc.flush_every_s = float("inf")
-
-    def close(self) -> None:
-        """Write the shard of the current model and size (unless a part went missing: then its parts are redone)."""
-        if self.acc is None:
-            return
-        self._commit()
-        if not self.broken:
-            self.acc.close()
-        self.acc = None
+    @classmethod
+    def uncounted(cls, results: ResultsDir, model: str, done: list[tuple[int, Any, PartMeta]],
+                  todo: list[tuple[int, Any, PartMeta]]) -> list[tuple[int, Any, PartMeta, str]]:
+        return uncounted(results, model, done, todo)
 
 
 def shard_summary(results: ResultsDir, model: str, size: int) -> dict[str, int]:
@@ -272,5 +245,5 @@ def shard_summary(results: ResultsDir, model: str, size: int) -> dict[str, int]:
     return {"shards": len(metas), "parts": sum(len(m.parts) for m in metas if m)}
 
 
-__all__ = ["FLUSH_EVERY_S", "ShardMeta", "UnitAccumulator", "UnitsCompute", "load_sum", "new_token", "part_token", "read_shard_meta",
+__all__ = ["FLUSH_EVERY_S", "ShardMeta", "UnitAccumulator", "load_sum", "new_token", "part_token", "read_shard_meta",
            "shard_dir", "shard_paths", "shard_summary", "token_array", "uncounted", "uncounted_parts"]

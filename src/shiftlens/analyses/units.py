@@ -35,8 +35,8 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from shiftlens.analyses.base import Analysis, register_analysis
-from shiftlens.analyses.unit_state import load_sum, new_token, token_array
+from shiftlens.analyses.base import Analysis, PlanContext, register_analysis
+from shiftlens.analyses.unit_state import UnitAccumulator, load_sum, new_token, token_array
 from shiftlens.canvases import axis_positions
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
@@ -81,13 +81,15 @@ def check_requested(units: list[int], specs: list[ModelSpec], canvas: int) -> li
 @register_analysis
 class Units(Analysis):
     name = NAME
+    cross_part = UnitAccumulator
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
-        if ctx.accumulator is None:
-            raise RuntimeError("the units analysis needs the cross-part accumulator of its model and size: pass "
-                               "unit_state.UnitAccumulator to run_patch (api.run does)")
-        self.acc = ctx.accumulator
+        acc = ctx.states.get(NAME)
+        if not isinstance(acc, UnitAccumulator):
+            raise RuntimeError("the units analysis needs the cross-part accumulator of its model and size in "
+                               "ctx.states (analyses/cross_part.py: every executor gives it)")
+        self.acc = acc
         self.acc.set_grid(ctx.n)
         self.k = min(ctx.config.units_topk, ctx.n * ctx.n)
         self.count = 0
@@ -139,6 +141,14 @@ class Units(Analysis):
     def tables(cls, parts: list[Part], config: RunConfig) -> dict[str, pd.DataFrame]:
         """Empty: the unit tables need the accumulator's shards besides the parts, so `UnitOutputs` makes them."""
         return {}
+
+    @classmethod
+    def outputs(cls, results: ResultsDir, parts: list[Part], config: RunConfig) -> "UnitOutputs | None":
+        return UnitOutputs(results, parts, config) if parts else None
+
+    @classmethod
+    def check(cls, plan: PlanContext) -> list[str]:
+        return check_requested(plan.config.units, plan.specs, plan.config.canvas)
 
 
 # -- the build: from parts and shards to shares, exemplars, tables, maps -----------------------------------------

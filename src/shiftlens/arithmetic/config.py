@@ -1,6 +1,6 @@
 """The config of `shiftlens arithmetic`: what decides an arithmetic run's numbers, recorded typed in its run.json
-(`store.ArithmeticRecord.config`), as `shiftlens run`'s `RunConfig` is in its. A leaf: it imports only the leaf
-`shiftlens.config`, so the store can type the record without importing the experiment."""
+(`arithmetic.record.ArithmeticRecord.config`), as `shiftlens run`'s `RunConfig` is in its. A leaf: it imports only
+the leaf `shiftlens.config`."""
 
 from __future__ import annotations
 

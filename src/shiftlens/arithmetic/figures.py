@@ -25,7 +25,8 @@ import pandas as pd  # noqa: E402
 from shiftlens.arithmetic.expressions import Expression  # noqa: E402
 from shiftlens.patches import Patch  # noqa: E402
 from shiftlens.scenes import Scene, SceneRenderer  # noqa: E402
-from shiftlens.store import ArithmeticRecord, atomic_path  # noqa: E402
+from shiftlens.arithmetic.record import ArithmeticRecord  # noqa: E402
+from shiftlens.store import atomic_path  # noqa: E402
 
 if TYPE_CHECKING:
     from shiftlens.arithmetic.inversions import Inversions

@@ -25,7 +25,8 @@ from shiftlens.arithmetic.expressions import Expression
 from shiftlens.arithmetic.features import cosine, result_vector, scene_features
 from shiftlens.inversion.inverters import Inverter
 from shiftlens.scenes import BLANK, Scene, SceneRenderer
-from shiftlens.store import InversionRecord, ResultsDir, atomic_write_bytes, file_key
+from shiftlens.arithmetic.record import InversionRecord
+from shiftlens.store import ResultsDir, atomic_write_bytes, file_key
 from shiftlens.stream import FeatureExtractor
 
 

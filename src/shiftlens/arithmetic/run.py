@@ -34,8 +34,9 @@ from shiftlens.inversion.optimise import InversionSettings
 from shiftlens.models import ModelSpec, build_with_weights
 from shiftlens.patches import Patch, load_patches
 from shiftlens.scenes import Scene, SceneObject, SceneRenderer, parse_scene, scene_from_toml, validate_scene
-from shiftlens.store import (SCHEMA_VERSION, ArithmeticRecord, DeviceRecord, ModelRecord, PatchRecord, ResultsDir,
-                             Timing, atomic_write_text, digest_bytes, file_key)
+from shiftlens.arithmetic.record import ArithmeticRecord
+from shiftlens.store import (SCHEMA_VERSION, DeviceRecord, ModelRecord, PatchRecord, ResultsDir, Timing,
+                             atomic_write_text, digest_bytes, file_key)
 from shiftlens.stream import FeatureExtractor, resolve_batch_size, resolve_device, resolve_precision
 
 _KEYS = {f.name for f in dataclasses.fields(ArithmeticConfig)}

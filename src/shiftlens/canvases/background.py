@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from shiftlens.errors import ShiftlensError, path_error
+from shiftlens.patches.patch import read_image  # one-line errors for missing, corrupt or oversized files
 
 TEXTURES_DIR = Path(__file__).parent / "textures"
 FLAT = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128), "mean": (124, 116, 104)}
@@ -66,8 +67,6 @@ def square_resized(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def _image(path: Path, canvas: int) -> np.ndarray:
-    from shiftlens.patches.patch import read_image  # one-line errors for missing, corrupt or oversized files
-
     return square_resized(read_image(path, "RGB"), canvas)
 
 

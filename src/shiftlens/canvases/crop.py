@@ -17,14 +17,13 @@ import torch
 from shiftlens.canvases.background import square_resized
 from shiftlens.canvases.normalisation import Normalisation
 from shiftlens.errors import ShiftlensError
+from shiftlens.patches.patch import Patch, read_image
 
 IMAGES_DIR = Path(__file__).parent / "images"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _as_patch(rgb: np.ndarray, pid: str, category: str, source: str, licence: str, provenance: dict, canvas: int):
-    from shiftlens.patches.patch import Patch
-
     h, w = rgb.shape[:2]
     if min(h, w) < canvas:
         raise ShiftlensError(f"image {provenance.get('file', pid)} is {w}x{h}, smaller than the {canvas}px canvas: "
@@ -38,8 +37,6 @@ def load_images(spec: str, canvas: int, limit: int | None = None) -> list:
     """The crop protocol's images as `Patch`es with a full alpha (their centred square): `images` (bundled) or
     `image:PATH` (a file, or a folder whose image files are taken in name order; category = the file stem up to its
     last `_`)."""
-    from shiftlens.patches.patch import read_image
-
     kind, _, rest = spec.partition(":")
     out = []
     if spec == "images":

@@ -33,7 +33,16 @@ class Progress(Protocol):
 
 
 ComputePart = Callable[..., dict[str, np.ndarray]]
-"""`api.run_patch(extractor, spec, weights_label, patch, rgba, cfg, on_batch)`: one part's arrays."""
+"""`api.run_patch(extractor, spec, weights_label, patch, rgba, cfg, on_batch)`: one part's arrays. One with a
+`close()` keeps state across parts (analyses/cross_part.py: `CrossPartCompute`): every process that computed parts
+with it calls `close_compute` at the end of each `ModelSession.run`, which writes that state."""
+
+
+def close_compute(compute: ComputePart) -> None:
+    """Write the state a ComputePart keeps across parts, if it keeps any (the end of a session's `run`)."""
+    close = getattr(compute, "close", None)
+    if callable(close):
+        close()
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,8 @@ class ModelJob:
 
 
 class ModelSession(Protocol):
-    """One model, loaded wherever the executor computes: `run` computes and saves every item, in any order."""
+    """One model, loaded wherever the executor computes: `run` computes and saves every item, in any order, and
+    before it returns has `close_compute` called wherever the job's compute ran."""
 
     compiled: bool
     compile_error: str | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from shiftlens.executors.base import ModelJob, Progress, WorkItem
+from shiftlens.executors.base import ModelJob, Progress, WorkItem, close_compute
 from shiftlens.store import ResultsDir
 from shiftlens.stream import FeatureExtractor
 
@@ -32,6 +32,7 @@ class LocalSession:
             arrays = job.compute(self.extractor, job.spec, job.weights_label, item.patch,
                                  item.patch.resized(item.size, job.cfg.keep_aspect), job.cfg, progress.advance)
             self.results.save_part(item.meta, arrays)
+        close_compute(job.compute)  # the cross-part state of these parts goes into its shards
 
 
 class LocalExecutor:

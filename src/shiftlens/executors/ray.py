@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.executors.base import ModelJob, Progress, WorkItem
+from shiftlens.executors.base import ModelJob, Progress, WorkItem, close_compute
 from shiftlens.store import ResultsDir
 from shiftlens.stream import FeatureExtractor
 
@@ -126,6 +126,12 @@ class Worker:
         return PartDone(self.name, extractor.compiled, extractor.compile_error, time.perf_counter() - t0,
                         time.process_time() - c0)
 
+    def close_job(self, job_id: str) -> None:
+        """The end of a session's `run`: this worker's cross-part state of the job goes into its shards (a worker
+        restarted since, or one that never computed the job, holds none)."""
+        if job_id == self.job_id and self.job is not None:
+            close_compute(self.job.compute)
+
     def _report(self, token: int, images: int) -> None:
         """One batch to the tally; never fails the part (progress is cosmetic)."""
         if self.tally is not None:
@@ -209,6 +215,7 @@ class RaySession:
         ray = _ray()
         try:
             self._run(items, progress)
+            self._close_job()
         except ray.exceptions.RayTaskError:
             raise  # an error in shiftlens' own code on a worker: a bug, with its traceback
         except ray.exceptions.RayError as exc:  # Ray itself failed (a node, the cluster's services)
@@ -263,6 +270,19 @@ class RaySession:
                 progress.advance(flight.item.images - flight.reported, done.worker)
                 self.compiled = self.compiled and done.compiled
                 self.compile_error = self.compile_error or done.compile_error
+
+    def _close_job(self) -> None:
+        """Every live worker writes its cross-part state (each its own shards; the driver merges them when it
+        builds the outputs). A worker lost meanwhile loses its state: the driver's recount redoes its parts."""
+        ray = _ray()
+        calls = [slot.actor.close_job.remote(self.job_id) for slot in self.executor.slots
+                 if not slot.gone and slot.probe is None]
+        for ref in calls:
+            try:
+                ray.get(ref, timeout=START_TIMEOUT_S)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                self.executor.log(f"ray: a worker was lost while writing its cross-part state "
+                                  f"({exc.__class__.__name__}); its parts are computed again")
 
     def _give_back(self, flight: _InFlight, exc: BaseException, live: dict[int, _InFlight],
                    pending: collections.deque, progress: Progress) -> None:

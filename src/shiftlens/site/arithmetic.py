@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.store import ArithmeticRecord, ResultsDir, atomic_dir, copy_file
+from shiftlens.arithmetic.record import ArithmeticRecord
+from shiftlens.store import ResultsDir, atomic_dir, copy_file
 
 ASSETS = Path(__file__).parent / "assets"
 PAGE = ("arithmetic.html", "arithmetic.js")
