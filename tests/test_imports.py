@@ -113,6 +113,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("unit_visualise",),
     ("arithmetic",),  # Experiment 3 through the API
     ("site",),
+    ("leaderboard",),  # a view over ordinary run folders, each with its own site
     ("cli", "__main__"),
 ]
 """The data flow's layers, lowest first; each entry names top-level modules or packages of shiftlens. Written out
