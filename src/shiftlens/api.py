@@ -27,6 +27,7 @@ from PIL import Image
 
 from shiftlens import figures, maps, paper, unit_figures
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
+from shiftlens.analyses.base import required_arrays
 from shiftlens.analyses.unit_state import UnitAccumulator, UnitsCompute, uncounted
 from shiftlens.analyses.units import UnitOutputs
 from shiftlens.analyses.folds import N_FOLDS
@@ -349,6 +350,7 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         todo: list[tuple[int, Patch, PartMeta]] = []
         done: list[tuple[int, Patch, PartMeta]] = []
         stale: dict[str, int] = {}
+        required = required_arrays(list(cfg.analyses), list(spec.layers))
         for size in cfg.sizes:
             for patch in p.patches:
                 meta = PartMeta(model=spec.key, weights=weights.label, untrained=weights.untrained, patch_size=size,
@@ -356,7 +358,7 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                                 fingerprint=fingerprint, patch_digest=digests[(size, patch.id)],
                                 weights_digest=weights.digest, net_stride=spec.entry.net_stride)
                 order.append((spec.key, size, patch.id))
-                reason = results.part_state(meta)
+                reason = results.part_state(meta, required)
                 if reason is None:
                     skipped += 1
                     done.append((size, patch, meta))

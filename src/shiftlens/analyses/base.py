@@ -53,6 +53,9 @@ class Analysis:
     """True when `finish` needs the (n*n, D) features of every layer."""
     streams: ClassVar[bool] = True
     """False for analyses computed from other analyses' parts only (no forward pass of their own)."""
+    part_arrays: ClassVar[tuple[str, ...]] = ()
+    """Names every part holds for each analysed layer (`NAME/LAYER/ARRAY`): a stored part lacking one was written
+    before the analysis wrote it, so resume recomputes it (`required_arrays`, `ResultsDir.part_state`)."""
 
     def __init__(self, ctx: PatchContext) -> None:
         self.ctx = ctx
@@ -75,6 +78,12 @@ class Analysis:
 
 
 ANALYSIS_REGISTRY: dict[str, type[Analysis]] = {}
+
+
+def required_arrays(analyses: list[str], layers: list[str]) -> dict[str, list[str]]:
+    """The array keys each selected analysis's parts must hold for these layers (its `part_arrays`)."""
+    return {a: [f"{a}/{layer}/{name}" for layer in layers for name in ANALYSIS_REGISTRY[a].part_arrays]
+            for a in analyses if ANALYSIS_REGISTRY[a].part_arrays}
 
 
 def register_analysis(cls: type[Analysis]) -> type[Analysis]:

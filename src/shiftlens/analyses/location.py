@@ -11,6 +11,8 @@ the pooled out-of-fold predictions of all positions (a contiguous test fold alon
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import torch
@@ -24,6 +26,15 @@ ALPHAS = tuple(10.0 ** np.arange(-3, 6.5, 0.5))
 STD_FLOOR = 0.01
 
 
+def standardiser(X: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, 1/std) of each feature over the training rows `tr`, the std floored at STD_FLOOR x the median std."""
+    mean = X[tr].mean(0)
+    std = 1.0 / train_scales(X, tr.unsqueeze(0))[0]
+    # A feature almost constant on the training rows would be blown up at a test row that moves it:
+    # floor the std at STD_FLOOR x the median std.
+    return mean, 1.0 / std.clamp_min(STD_FLOOR * std.median())
+
+
 def ridge_cv_predict(X: torch.Tensor, Y: torch.Tensor, test: np.ndarray) -> torch.Tensor:
     """Out-of-fold ridge predictions (N, 2) for targets Y (N, 2), test masks (K, N)."""
     X = X.to(torch.float64)
@@ -32,13 +43,8 @@ def ridge_cv_predict(X: torch.Tensor, Y: torch.Tensor, test: np.ndarray) -> torc
     alphas = torch.tensor(ALPHAS, dtype=X.dtype, device=X.device)
     for mask in torch.as_tensor(test, device=X.device):
         tr = ~mask
-        Xtr = X[tr]
-        mean = Xtr.mean(0)
-        std = 1.0 / train_scales(X, tr.unsqueeze(0))[0]
-        # A feature almost constant on the training rows would be blown up at a test row that moves it:
-        # floor the std at STD_FLOOR x the median std.
-        scale = 1.0 / std.clamp_min(STD_FLOOR * std.median())
-        Xs = (Xtr - mean) * scale
+        mean, scale = standardiser(X, tr)
+        Xs = (X[tr] - mean) * scale
         ym = Y[tr].mean(0)
         yc = Y[tr] - ym
         n_tr, d = Xs.shape
@@ -77,10 +83,31 @@ def centres(ctx) -> np.ndarray:
     return np.stack([ctx.xs + half, ctx.ys + half], axis=1).astype(np.float64)
 
 
+CROSS_POSITIONS = 16
+"""Positions per part whose features are kept for the cross-object protocol (analyses/cross_object.py)."""
+
+
+def cross_positions(n_positions: int, seed: int, patch_id: str) -> np.ndarray:
+    """The sorted flat indices of the positions a part keeps for the cross-object protocol: drawn from the run's
+    seed and the patch id, so each object is seen at its own positions (the probe is tested on positions and objects
+    it did not train on) and a recomputed part keeps the same ones."""
+    key = int.from_bytes(hashlib.sha256(patch_id.encode()).digest()[:8], "little")
+    rng = np.random.default_rng([seed, key])
+    return np.sort(rng.choice(n_positions, size=min(CROSS_POSITIONS, n_positions), replace=False))
+
+
+def compact(features: np.ndarray) -> np.ndarray:
+    """float16 to keep parts small, unless a value does not fit (then float32)."""
+    half = features.astype(np.float16)
+    return half if np.isfinite(half).all() else features.astype(np.float32)
+
+
 @register_analysis
 class Location(Analysis):
     name = "location"
     needs_features = True
+    part_arrays = ("target", *(f"{a}_{p}" for p in PROTOCOLS for a in ("pred", "err")), "cross_features",
+                   "cross_centres")
 
     def finish(self, features) -> dict[str, np.ndarray]:
         ctx = self.ctx
@@ -95,6 +122,9 @@ class Location(Analysis):
                 pred = ridge_cv_predict(X, Y, regression_masks(n * n, protocol, ctx.config.seed)).cpu().numpy()
                 out[f"location/{layer}/pred_{protocol}"] = pred.T.reshape(2, n, n).astype(np.float32)
                 out[f"location/{layer}/err_{protocol}"] = np.linalg.norm(pred - target, axis=1).reshape(n, n).astype(np.float32)
+            keep = cross_positions(n * n, ctx.config.seed, ctx.patch_id)
+            out[f"location/{layer}/cross_features"] = compact(X[torch.as_tensor(keep, device=X.device)].cpu().numpy())
+            out[f"location/{layer}/cross_centres"] = target[keep].astype(np.float32)  # (K, 2): x, y
         return out
 
     @staticmethod
@@ -128,4 +158,7 @@ class Location(Analysis):
                    .agg(r2_x=("r2_x", "mean"), r2_y=("r2_y", "mean"), mae_px=("mae_px", "mean"),
                         dist_px=("dist_px", "mean"), n_patches=("r2_x", "count"))
                    .reset_index())
-        return {"location": summary, "location_per_patch": per_patch}
+        from shiftlens.analyses.cross_object import cross_object_table  # it builds on this module's ridge
+
+        return {"location": summary, "location_per_patch": per_patch,
+                "location_cross_object": cross_object_table(parts)}

@@ -1,0 +1,111 @@
+"""The location probe's third protocol, `cross_object`: train on some objects, test on others.
+
+The `paper` and `shuffled` protocols train and test within one patch: the probe may learn how that one object's
+features move. Here it must read the position whatever the object is, which bounds what any decoder can place.
+Every part keeps the features of CROSS_POSITIONS positions (location.cross_positions) with their centres; the
+tables step pools them over the patches of one model, layer, weights and size and cross-validates with grouped
+folds over patches (GroupKFold, min(5, patches) folds): no object is ever in both the training and the test rows.
+
+Probes, all on the features standardised on the training rows as the within-patch probe does (location.standardiser):
+- `ridge`: linear; the penalty is chosen per fold from location.ALPHAS by exact leave-one-object-out error on the
+  training rows (closed form from one SVD, `logo_errors`), so the penalty is tuned for unseen objects too;
+- `knn`: non-linear, k-nearest-neighbours regression (KNN_NEIGHBOURS, Euclidean): the mean centre of the training
+  rows whose features are closest;
+- `centre`: the baseline, the training rows' mean centre whatever the features (what a probe that learnt nothing
+  predicts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import GroupKFold
+from sklearn.neighbors import KNeighborsRegressor
+
+from shiftlens.analyses.folds import N_FOLDS
+from shiftlens.analyses.location import ALPHAS, Location, standardiser
+from shiftlens.store import Part
+
+PROBES = ("ridge", "knn", "centre")
+KNN_NEIGHBOURS = 5
+MIN_PATCHES = 3
+"""Each training fold then holds at least two objects, one to leave out while choosing the ridge penalty."""
+COLUMNS = ["model", "layer", "weights", "patch_size", "protocol", "probe", "median_dist_px", "dist_px", "mae_px",
+           "r2_x", "r2_y", "n_patches", "n_positions", "n_folds", "note"]
+
+
+def group_folds(groups: np.ndarray) -> np.ndarray:
+    """(K, N) test masks of GroupKFold over the groups (patches), K = min(N_FOLDS, number of groups)."""
+    k = min(N_FOLDS, len(np.unique(groups)))
+    out = np.zeros((k, len(groups)), bool)
+    for i, (_, te) in enumerate(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups)):
+        out[i, te] = True
+    return out
+
+
+def logo_errors(U: torch.Tensor, S: torch.Tensor, yc: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+    """(A,) summed squared leave-one-group-out error of ridge (with an unpenalised intercept) for each of ALPHAS.
+
+    U, S: the thin SVD of the centred training rows; `yc` their centred targets. With H the hat matrix (intercept included) and e
+    the residuals of the fit on every row, the error of the fit without group g on g's rows is (I - H_gg)^-1 e_g,
+    exactly; H = J/n + U diag(s^2 / (s^2 + a)) U' from one SVD for every alpha."""
+    alphas = torch.tensor(ALPHAS, dtype=U.dtype)
+    shrink = S**2 / (S**2 + alphas.unsqueeze(1))  # (A, r)
+    resid = yc.unsqueeze(0) - torch.einsum("nr,ar,rt->ant", U, shrink, U.T @ yc)
+    err = torch.zeros(len(ALPHAS), dtype=U.dtype)
+    for g in np.unique(groups):
+        rows = torch.as_tensor(np.flatnonzero(groups == g))
+        Ug = U[rows]
+        H = torch.einsum("kr,ar,lr->akl", Ug, shrink, Ug) + 1.0 / len(yc)
+        e, info = torch.linalg.solve_ex(torch.eye(len(rows), dtype=U.dtype) - H, resid[:, rows])
+        err += torch.where(info == 0, (e**2).sum((1, 2)), torch.inf)  # a singular system: that alpha interpolates
+    return err
+
+
+def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+    """Out-of-fold predictions (N, 2) of every probe, for features X (N, D), centres Y (N, 2) and test masks (K, N)."""
+    Xt = torch.as_tensor(X, dtype=torch.float64)
+    Yt = torch.as_tensor(Y, dtype=torch.float64)
+    pred = {p: np.empty_like(Y, dtype=np.float64) for p in PROBES}
+    for mask in test:
+        tr = torch.as_tensor(~mask)
+        mean, scale = standardiser(Xt, tr)
+        Xs, Xte = (Xt[tr] - mean) * scale, (Xt[~tr] - mean) * scale
+        ym = Yt[tr].mean(0)
+        yc = Yt[tr] - ym
+        U, S, Vh = torch.linalg.svd(Xs, full_matrices=False)
+        a = ALPHAS[int(logo_errors(U, S, yc, groups[~mask]).argmin())]
+        w = Vh.T @ ((S / (S**2 + a)).unsqueeze(1) * (U.T @ yc))
+        pred["ridge"][mask] = (Xte @ w + ym).numpy()
+        knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, int(tr.sum())), algorithm="brute")
+        pred["knn"][mask] = knn.fit(Xs.numpy(), Y[~mask]).predict(Xte.numpy())
+        pred["centre"][mask] = ym.numpy()
+    return pred
+
+
+def cross_object_table(parts: list[Part]) -> pd.DataFrame:
+    """One row per model, layer, weights, size and probe (docs/analyses.md). Parts written without the kept features
+    (built by hand) are left out; fewer than MIN_PATCHES patches give a row that says so instead of numbers."""
+    pools: dict[tuple, list[Part]] = {}
+    for part in parts:
+        for layer in part.layers("location"):
+            if part.get("location", layer, "cross_features") is not None:
+                pools.setdefault((part.model, layer, part.weights, part.patch_size), []).append(part)
+    rows = []
+    for (model, layer, weights, size), members in pools.items():
+        X = np.concatenate([p.get("location", layer, "cross_features") for p in members]).astype(np.float64)
+        Y = np.concatenate([p.get("location", layer, "cross_centres") for p in members]).astype(np.float64)
+        groups = np.repeat(np.arange(len(members)), [len(p.get("location", layer, "cross_centres")) for p in members])
+        ident = dict(model=model, layer=layer, weights=weights, patch_size=size, protocol="cross_object",
+                     n_patches=len(members), n_positions=len(Y))
+        if len(members) < MIN_PATCHES:
+            note = f"needs at least {MIN_PATCHES} patches to train on some and test on others"
+            rows += [dict(ident, probe=p, n_folds=0, note=note) for p in PROBES]
+            continue
+        test = group_folds(groups)
+        for probe, pred in probe_predictions(X, Y, groups, test).items():
+            scores = Location.scores(pred.T, Y.T)
+            rows.append(dict(ident, probe=probe, median_dist_px=float(np.median(np.linalg.norm(pred - Y, axis=1))),
+                             n_folds=len(test), note="", **scores))
+    return pd.DataFrame(rows, columns=COLUMNS)
