@@ -13,8 +13,9 @@ from sklearn.linear_model import Ridge
 from shiftlens import api
 from shiftlens.analyses import PatchContext, anchors
 from shiftlens.analyses.base import required_arrays
-from shiftlens.analyses.cross_object import MIN_PATCHES, PROBES, cross_object_table, group_folds, logo_errors
-from shiftlens.analyses.location import ALPHAS, CROSS_POSITIONS, Location, cross_positions
+from shiftlens.analyses.cross_object import (ALPHAS, MIN_PATCHES, PROBES, cross_object_table, group_folds, logo_errors,
+                                             probe_predictions)
+from shiftlens.analyses.location import CROSS_POSITIONS, Location, cross_positions
 from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
 from shiftlens.store import Part, ResultsDir
@@ -53,6 +54,20 @@ def test_a_position_code_independent_of_the_object_is_read_on_unseen_objects_and
     assert table.loc[("pos", "knn"), "median_dist_px"] < 0.6 * centre.median_dist_px
     const = table.loc[("const", "ridge")]  # nothing to read: ridge falls back to the training mean, the baseline
     assert const.median_dist_px == pytest.approx(table.loc[("const", "centre"), "median_dist_px"], rel=1e-9)
+
+
+def test_a_channel_only_one_object_uses_does_not_blow_up_the_linear_probe():
+    """Regression: per-feature standardisation (the within-patch probe's) scaled a channel silent on every training
+    object to huge values at the test object that uses it, and ridge did no better than the baseline."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(8), 16)
+    Y = rng.uniform(40, 180, (128, 2))
+    own = np.zeros((128, 8))
+    own[np.arange(128), groups] = 100.0  # one channel per object, silent for every other object
+    X = np.concatenate([np.repeat(Y + rng.normal(0, 10, Y.shape), 4, 1), own + rng.normal(0, 1e-3, own.shape)], 1)
+    pred = probe_predictions(X, Y, groups, group_folds(groups))
+    err = {k: np.median(np.linalg.norm(v - Y, axis=1)) for k, v in pred.items()}
+    assert err["ridge"] < 0.4 * err["centre"] and err["knn"] < 0.4 * err["centre"]
 
 
 def test_grouped_folds_never_put_one_patch_in_training_and_test():

@@ -6,8 +6,10 @@ Every part keeps the features of CROSS_POSITIONS positions (location.cross_posit
 tables step pools them over the patches of one model, layer, weights and size and cross-validates with grouped
 folds over patches (GroupKFold, min(5, patches) folds): no object is ever in both the training and the test rows.
 
-Probes, all on the features standardised on the training rows as the within-patch probe does (location.standardiser):
-- `ridge`: linear; the penalty is chosen per fold from location.ALPHAS by exact leave-one-object-out error on the
+Probes, all on the features centred on the training rows and divided by one number, their RMS (`scaled`): not per
+feature as within a patch, since that turns a channel which only some training objects use into huge values at a
+test object that uses it (on the bundled objects it made ridge err 2-3x more than the baseline).
+- `ridge`: linear; the penalty is chosen per fold from ALPHAS by exact leave-one-object-out error on the
   training rows (closed form from one SVD, `logo_errors`), so the penalty is tuned for unseen objects too;
 - `knn`: non-linear, k-nearest-neighbours regression (KNN_NEIGHBOURS, Euclidean): the mean centre of the training
   rows whose features are closest;
@@ -24,9 +26,12 @@ from sklearn.model_selection import GroupKFold
 from sklearn.neighbors import KNeighborsRegressor
 
 from shiftlens.analyses.folds import N_FOLDS
-from shiftlens.analyses.location import ALPHAS, Location, standardiser
+from shiftlens.analyses.location import Location
 from shiftlens.store import Part
 
+ALPHAS = tuple(10.0 ** np.arange(-2, 8.5, 0.5))
+"""Ridge penalties tried; they reach further up than the within-patch probe's, since pooled rows over many objects
+and the RMS scaling make the Gram matrix's scale grow with rows x features."""
 PROBES = ("ridge", "knn", "centre")
 KNN_NEIGHBOURS = 5
 MIN_PATCHES = 3
@@ -63,6 +68,14 @@ def logo_errors(U: torch.Tensor, S: torch.Tensor, yc: torch.Tensor, groups: np.n
     return err
 
 
+def scaled(X: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, scale) from the training rows `tr`: centre per feature, scale by one number (1 / RMS; 1 when all rows are
+    equal), so no feature is amplified by being nearly constant on the training objects."""
+    mean = X[tr].mean(0)
+    rms = ((X[tr] - mean) ** 2).mean().sqrt()
+    return mean, torch.where(rms > 0, 1.0 / rms, torch.ones_like(rms))
+
+
 def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
     """Out-of-fold predictions (N, 2) of every probe, for features X (N, D), centres Y (N, 2) and test masks (K, N)."""
     Xt = torch.as_tensor(X, dtype=torch.float64)
@@ -70,7 +83,7 @@ def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np
     pred = {p: np.empty_like(Y, dtype=np.float64) for p in PROBES}
     for mask in test:
         tr = torch.as_tensor(~mask)
-        mean, scale = standardiser(Xt, tr)
+        mean, scale = scaled(Xt, tr)
         Xs, Xte = (Xt[tr] - mean) * scale, (Xt[~tr] - mean) * scale
         ym = Yt[tr].mean(0)
         yc = Yt[tr] - ym
