@@ -14,7 +14,7 @@ from shiftlens import api
 from shiftlens.analyses import PatchContext, anchors
 from shiftlens.analyses.base import required_arrays
 from shiftlens.analyses.cross_object import (ALPHAS, MIN_PATCHES, PROBES, cross_object_table, group_folds, logo_errors,
-                                             probe_predictions)
+                                             probe_predictions, ridge_spectrum)
 from shiftlens.analyses.location import CROSS_POSITIONS, Location, cross_positions
 from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
@@ -84,12 +84,14 @@ def test_leave_one_object_out_errors_are_those_of_refitting_without_the_object()
     groups = np.repeat(np.arange(5), 6)
     X = rng.normal(size=(30, 12)) + np.repeat(rng.normal(size=(5, 12)), 6, 0)
     Y = X[:, :2] @ rng.normal(size=(2, 2)) + rng.normal(0, 0.3, (30, 2))
-    Xs, yc = X - X.mean(0), Y - Y.mean(0)
-    U, S, _ = torch.linalg.svd(torch.tensor(Xs), full_matrices=False)
-    got = logo_errors(U, S, torch.tensor(yc), groups).numpy()
-    brute = [sum(((Ridge(alpha=a).fit(Xs[groups != g], yc[groups != g]).predict(Xs[groups == g]) - yc[groups == g])
-                  ** 2).sum() for g in range(5)) for a in ALPHAS]
-    np.testing.assert_allclose(got, brute, rtol=1e-8)
+    yc = Y - Y.mean(0)
+    for X in (X, np.concatenate([X, rng.normal(size=(30, 28))], 1)):  # more rows than features, and fewer
+        Xs = X - X.mean(0)
+        B, W, _, _ = ridge_spectrum(torch.tensor(Xs))
+        got = logo_errors(B, W, torch.tensor(yc), groups).numpy()
+        brute = [sum(((Ridge(alpha=a).fit(Xs[groups != g], yc[groups != g]).predict(Xs[groups == g])
+                       - yc[groups == g]) ** 2).sum() for g in range(5)) for a in ALPHAS]
+        np.testing.assert_allclose(got, brute, rtol=1e-8)
 
 
 def test_the_protocol_is_deterministic_and_keeps_each_patch_s_own_positions(parts):

@@ -32,7 +32,8 @@ def cross_object_bars(parts: list[Part], out: Path, run: RunRecord) -> list[Path
         width = 0.8 / len(probes)
         for i, probe in enumerate(probes):
             by_key = rows[rows.probe == probe].set_index(["model", "layer"]).median_dist_px
-            ax.bar(x + (i - (len(probes) - 1) / 2) * width, [by_key.get(k, np.nan) for k in keys], width, label=probe)
+            ax.bar(x + (i - (len(probes) - 1) / 2) * width, [by_key.get(k, np.nan) for k in keys], width,
+                   label="centre (baseline: the training mean)" if probe == "centre" else probe)
         ax.set_xticks(x, [f"{m}\n{l}" for m, l in keys], fontsize=8)
         ax.set_ylabel("median |predicted - true centre| (px)")
         ax.legend(fontsize=8)

@@ -10,7 +10,7 @@ Probes, all on the features centred on the training rows and divided by one numb
 feature as within a patch, since that turns a channel which only some training objects use into huge values at a
 test object that uses it (on the bundled objects it made ridge err 2-3x more than the baseline).
 - `ridge`: linear; the penalty is chosen per fold from ALPHAS by exact leave-one-object-out error on the
-  training rows (closed form from one SVD, `logo_errors`), so the penalty is tuned for unseen objects too;
+  training rows (closed form from one eigendecomposition, `logo_errors`), so the penalty is tuned for unseen objects too;
 - `knn`: non-linear, k-nearest-neighbours regression (KNN_NEIGHBOURS, Euclidean): the mean centre of the training
   rows whose features are closest;
 - `centre`: the baseline, the training rows' mean centre whatever the features (what a probe that learnt nothing
@@ -49,21 +49,33 @@ def group_folds(groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def logo_errors(U: torch.Tensor, S: torch.Tensor, yc: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+def ridge_spectrum(Xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, W, C, lam) from one eigendecomposition of the smaller Gram matrix of the centred training rows `Xs`, with
+    the centred hat matrix H_c(a) = B diag(W[a]) B' for each of ALPHAS and the coefficients
+    w(a) = C diag(1 / (lam + a)) B' y (an eigendecomposition, as location.ridge_cv_predict: an SVD is slower)."""
+    alphas = torch.tensor(ALPHAS, dtype=Xs.dtype).unsqueeze(1)
+    if Xs.shape[0] <= Xs.shape[1]:
+        lam, U = torch.linalg.eigh(Xs @ Xs.T)
+        lam = lam.clamp_min(0)
+        return U, lam / (lam + alphas), Xs.T @ U, lam
+    lam, V = torch.linalg.eigh(Xs.T @ Xs)
+    lam = lam.clamp_min(0)
+    return Xs @ V, 1.0 / (lam + alphas), V, lam
+
+
+def logo_errors(B: torch.Tensor, W: torch.Tensor, yc: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
     """(A,) summed squared leave-one-group-out error of ridge (with an unpenalised intercept) for each of ALPHAS.
 
-    U, S: the thin SVD of the centred training rows; `yc` their centred targets. With H the hat matrix (intercept included) and e
-    the residuals of the fit on every row, the error of the fit without group g on g's rows is (I - H_gg)^-1 e_g,
-    exactly; H = J/n + U diag(s^2 / (s^2 + a)) U' from one SVD for every alpha."""
-    alphas = torch.tensor(ALPHAS, dtype=U.dtype)
-    shrink = S**2 / (S**2 + alphas.unsqueeze(1))  # (A, r)
-    resid = yc.unsqueeze(0) - torch.einsum("nr,ar,rt->ant", U, shrink, U.T @ yc)
-    err = torch.zeros(len(ALPHAS), dtype=U.dtype)
+    B, W: `ridge_spectrum` of the centred training rows; `yc` their centred targets. With H the hat matrix (intercept
+    included) and e the residuals of the fit on every row, the error of the fit without group g on g's rows is
+    (I - H_gg)^-1 e_g, exactly; H = J/n + B diag(W[a]) B' for every alpha from one decomposition."""
+    resid = yc.unsqueeze(0) - B @ (W.unsqueeze(2) * (B.T @ yc).unsqueeze(0))  # (A, n, 2)
+    err = torch.zeros(W.shape[0], dtype=B.dtype)
     for g in np.unique(groups):
         rows = torch.as_tensor(np.flatnonzero(groups == g))
-        Ug = U[rows]
-        H = torch.einsum("kr,ar,lr->akl", Ug, shrink, Ug) + 1.0 / len(yc)
-        e, info = torch.linalg.solve_ex(torch.eye(len(rows), dtype=U.dtype) - H, resid[:, rows])
+        Bg = B[rows]
+        H = torch.einsum("kr,ar,lr->akl", Bg, W, Bg) + 1.0 / len(yc)
+        e, info = torch.linalg.solve_ex(torch.eye(len(rows), dtype=B.dtype) - H, resid[:, rows])
         err += torch.where(info == 0, (e**2).sum((1, 2)), torch.inf)  # a singular system: that alpha interpolates
     return err
 
@@ -87,9 +99,9 @@ def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np
         Xs, Xte = (Xt[tr] - mean) * scale, (Xt[~tr] - mean) * scale
         ym = Yt[tr].mean(0)
         yc = Yt[tr] - ym
-        U, S, Vh = torch.linalg.svd(Xs, full_matrices=False)
-        a = ALPHAS[int(logo_errors(U, S, yc, groups[~mask]).argmin())]
-        w = Vh.T @ ((S / (S**2 + a)).unsqueeze(1) * (U.T @ yc))
+        B, W, C, lam = ridge_spectrum(Xs)
+        a = ALPHAS[int(logo_errors(B, W, yc, groups[~mask]).argmin())]
+        w = C @ ((B.T @ yc) / (lam + a).unsqueeze(1))
         pred["ridge"][mask] = (Xte @ w + ym).numpy()
         knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, int(tr.sum())), algorithm="brute")
         pred["knn"][mask] = knn.fit(Xs.numpy(), Y[~mask]).predict(Xte.numpy())
