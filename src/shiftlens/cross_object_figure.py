@@ -36,7 +36,7 @@ def cross_object_bars(parts: list[Part], out: Path, run: RunRecord) -> list[Path
                    label="centre (baseline: the training mean)" if probe == "centre" else probe)
         ax.set_xticks(x, [f"{m}\n{l}" for m, l in keys], fontsize=8)
         ax.set_ylabel("median |predicted - true centre| (px)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         n = int(rows.n_patches.iloc[0])
         fig.suptitle(f"Location probe across objects (grouped folds over {n} patches, tested on unseen objects), "
                      f"{size}px patches\n{weights_note(set(rows.weights))}", fontsize=10)
