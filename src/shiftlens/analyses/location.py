@@ -26,15 +26,6 @@ ALPHAS = tuple(10.0 ** np.arange(-3, 6.5, 0.5))
 STD_FLOOR = 0.01
 
 
-def standardiser(X: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, 1/std) of each feature over the training rows `tr`, the std floored at STD_FLOOR x the median std."""
-    mean = X[tr].mean(0)
-    std = 1.0 / train_scales(X, tr.unsqueeze(0))[0]
-    # A feature almost constant on the training rows would be blown up at a test row that moves it:
-    # floor the std at STD_FLOOR x the median std.
-    return mean, 1.0 / std.clamp_min(STD_FLOOR * std.median())
-
-
 def ridge_cv_predict(X: torch.Tensor, Y: torch.Tensor, test: np.ndarray) -> torch.Tensor:
     """Out-of-fold ridge predictions (N, 2) for targets Y (N, 2), test masks (K, N)."""
     X = X.to(torch.float64)
@@ -43,8 +34,13 @@ def ridge_cv_predict(X: torch.Tensor, Y: torch.Tensor, test: np.ndarray) -> torc
     alphas = torch.tensor(ALPHAS, dtype=X.dtype, device=X.device)
     for mask in torch.as_tensor(test, device=X.device):
         tr = ~mask
-        mean, scale = standardiser(X, tr)
-        Xs = (X[tr] - mean) * scale
+        Xtr = X[tr]
+        mean = Xtr.mean(0)
+        std = 1.0 / train_scales(X, tr.unsqueeze(0))[0]
+        # A feature almost constant on the training rows would be blown up at a test row that moves it:
+        # floor the std at STD_FLOOR x the median std.
+        scale = 1.0 / std.clamp_min(STD_FLOOR * std.median())
+        Xs = (Xtr - mean) * scale
         ym = Y[tr].mean(0)
         yc = Y[tr] - ym
         n_tr, d = Xs.shape
@@ -158,7 +154,7 @@ class Location(Analysis):
                    .agg(r2_x=("r2_x", "mean"), r2_y=("r2_y", "mean"), mae_px=("mae_px", "mean"),
                         dist_px=("dist_px", "mean"), n_patches=("r2_x", "count"))
                    .reset_index())
-        from shiftlens.analyses.cross_object import cross_object_table  # it builds on this module's ridge
+        from shiftlens.analyses.cross_object import cross_object_table  # here: it imports this module
 
         return {"location": summary, "location_per_patch": per_patch,
                 "location_cross_object": cross_object_table(parts)}
