@@ -15,7 +15,7 @@ from shiftlens.analyses import PatchContext, anchors
 from shiftlens.analyses.base import required_arrays
 from shiftlens.analyses.cross_object import (ALPHAS, MIN_PATCHES, PROBES, cross_object_table, group_folds, logo_errors,
                                              probe_predictions, ridge_spectrum)
-from shiftlens.analyses.location import CROSS_POSITIONS, Location, cross_positions
+from shiftlens.analyses.location import CROSS_POSITIONS, Location, compact, cross_positions
 from shiftlens.canvases import grid
 from shiftlens.config import RunConfig
 from shiftlens.store import Part, ResultsDir
@@ -102,6 +102,8 @@ def test_the_protocol_is_deterministic_and_keeps_each_patch_s_own_positions(part
     np.testing.assert_array_equal(a, cross_positions(100, 0, "obj0"))
     kept = parts[0].get("location", "pos", "cross_features")
     assert kept.dtype == np.float16 and kept.shape == (CROSS_POSITIONS, 24)
+    big = compact(np.array([[1.0, 7e4]], np.float32))  # beyond float16: kept as float32, not as inf
+    assert big.dtype == np.float32 and big[0, 1] == 7e4
     centres = parts[0].get("location", "pos", "cross_centres")
     target = parts[0].get("location", "pos", "target").reshape(2, -1).T
     np.testing.assert_array_equal(centres, target[a])
