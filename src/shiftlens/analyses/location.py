@@ -94,7 +94,8 @@ def cross_positions(n_positions: int, seed: int, patch_id: str) -> np.ndarray:
 
 def compact(features: np.ndarray) -> np.ndarray:
     """float16 to keep parts small, unless a value does not fit (then float32)."""
-    half = features.astype(np.float16)
+    with np.errstate(over="ignore"):  # an overflow is what the check below catches
+        half = features.astype(np.float16)
     return half if np.isfinite(half).all() else features.astype(np.float32)
 
 
