@@ -30,6 +30,7 @@ from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchor
 from shiftlens.analyses.base import PlanContext
 from shiftlens.analyses.cross_part import CrossPartCompute, CrossPartState, uncounted
 from shiftlens.analyses.folds import check_positions
+from shiftlens.analyses.base import required_arrays
 from shiftlens.canvases import grid, load_images, parse_background
 from shiftlens.config import RunConfig, with_out
 from shiftlens.errors import ShiftlensError
@@ -353,6 +354,7 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
         todo: list[tuple[int, Patch, PartMeta]] = []
         done: list[tuple[int, Patch, PartMeta]] = []
         stale: dict[str, int] = {}
+        required = required_arrays(list(cfg.analyses), list(spec.layers))
         for size in cfg.sizes:
             for patch in p.patches:
                 meta = PartMeta(model=spec.key, weights=weights.label, untrained=weights.untrained, patch_size=size,
@@ -360,7 +362,7 @@ def _run_locked(p: Plan, results: ResultsDir, force: bool, progress: Progress,
                                 fingerprint=fingerprint, patch_digest=digests[(size, patch.id)],
                                 weights_digest=weights.digest, net_stride=spec.entry.net_stride)
                 order.append((spec.key, size, patch.id))
-                reason = results.part_state(meta)
+                reason = results.part_state(meta, required)
                 if reason is None:
                     skipped += 1
                     done.append((size, patch, meta))

@@ -242,3 +242,6 @@ def make_all(parts: list[Part], out: Path, run: RunRecord) -> list[Path]:
     for maker in FIGURE_MAKERS:
         written += maker(parts, out, run)
     return written
+
+
+from shiftlens import cross_object_figure  # noqa: E402,F401  (registers its maker; it imports this module)

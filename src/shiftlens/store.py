@@ -755,23 +755,38 @@ class ResultsDir:
         return previous
 
     # -- parts ----------------------------------------------------------------------------------------------
-    def read_part_meta(self, path: Path) -> PartMeta | None:
-        """The stored metadata alone (no arrays); None when the file is unreadable or of another schema."""
+    def _read_part_head(self, path: Path) -> tuple[PartMeta, set[str]] | None:
+        """The stored metadata and the names of the stored arrays (no array is read); None when unreadable."""
         try:
             with np.load(path) as z:
-                return PartMeta.model_validate_json(bytes(z["__meta__"]).decode())
+                return PartMeta.model_validate_json(bytes(z["__meta__"]).decode()), set(z.files)
         except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, UnicodeDecodeError):
             return None
 
-    def part_state(self, expected: PartMeta) -> str | None:
-        """None when a reusable part exists for `expected`, else why it must be computed ('new', or the reason)."""
+    def read_part_meta(self, path: Path) -> PartMeta | None:
+        """The stored metadata alone (no arrays); None when the file is unreadable or of another schema."""
+        head = self._read_part_head(path)
+        return None if head is None else head[0]
+
+    def part_state(self, expected: PartMeta, required: dict[str, list[str]] | None = None) -> str | None:
+        """None when a reusable part exists for `expected`, else why it must be computed ('new', or the reason).
+        `required`: analysis -> the array keys its part must hold; a part without one of them was written before
+        that analysis stored it (an earlier version) and is recomputed."""
         path = self.part_path(expected.model, expected.patch_size, expected.patch_id)
         if not path.is_file():
             return "new"
-        stored = self.read_part_meta(path)
-        if stored is None:
+        head = self._read_part_head(path)
+        if head is None:
             return "its file is unreadable (truncated, or written by another version)"
-        return expected.stale_reason(stored)
+        stored, names = head
+        reason = expected.stale_reason(stored)
+        if reason is not None:
+            return reason
+        for analysis, keys in (required or {}).items():
+            absent = [k for k in keys if k not in names]
+            if absent:
+                return f"analysis {analysis} missing from the part ({absent[0]} not stored: an earlier version wrote it)"
+        return None
 
     def save_part(self, meta: PartMeta, arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()

@@ -59,6 +59,9 @@ class Analysis:
     cross_part: ClassVar[type[CrossPartState] | None] = None
     """State across the parts of one model and size (analyses/cross_part.py), or None: every executor creates it,
     feeds it through `ctx.states[name]`, saves and reloads it; `outputs` turns it into tables at the end."""
+    part_arrays: ClassVar[tuple[str, ...]] = ()
+    """Names every part holds for each analysed layer (`NAME/LAYER/ARRAY`): a stored part lacking one was written
+    before the analysis wrote it, so resume recomputes it (`required_arrays`, `ResultsDir.part_state`)."""
 
     def __init__(self, ctx: PatchContext) -> None:
         self.ctx = ctx
@@ -103,6 +106,12 @@ class PlanContext:
 
 
 ANALYSIS_REGISTRY: dict[str, type[Analysis]] = {}
+
+
+def required_arrays(analyses: list[str], layers: list[str]) -> dict[str, list[str]]:
+    """The array keys each selected analysis's parts must hold for these layers (its `part_arrays`)."""
+    return {a: [f"{a}/{layer}/{name}" for layer in layers for name in ANALYSIS_REGISTRY[a].part_arrays]
+            for a in analyses if ANALYSIS_REGISTRY[a].part_arrays}
 
 
 def register_analysis(cls: type[Analysis]) -> type[Analysis]:

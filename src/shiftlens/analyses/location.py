@@ -11,6 +11,8 @@ the pooled out-of-fold predictions of all positions (a contiguous test fold alon
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import torch
@@ -77,10 +79,32 @@ def centres(ctx) -> np.ndarray:
     return np.stack([ctx.xs + half, ctx.ys + half], axis=1).astype(np.float64)
 
 
+CROSS_POSITIONS = 16
+"""Positions per part whose features are kept for the cross-object protocol (analyses/cross_object.py)."""
+
+
+def cross_positions(n_positions: int, seed: int, patch_id: str) -> np.ndarray:
+    """The sorted flat indices of the positions a part keeps for the cross-object protocol: drawn from the run's
+    seed and the patch id, so each object is seen at its own positions (the probe is tested on positions and objects
+    it did not train on) and a recomputed part keeps the same ones."""
+    key = int.from_bytes(hashlib.sha256(patch_id.encode()).digest()[:8], "little")
+    rng = np.random.default_rng([seed, key])
+    return np.sort(rng.choice(n_positions, size=min(CROSS_POSITIONS, n_positions), replace=False))
+
+
+def compact(features: np.ndarray) -> np.ndarray:
+    """float16 to keep parts small, unless a value does not fit (then float32)."""
+    with np.errstate(over="ignore"):  # an overflow is what the check below catches
+        half = features.astype(np.float16)
+    return half if np.isfinite(half).all() else features.astype(np.float32)
+
+
 @register_analysis
 class Location(Analysis):
     name = "location"
     needs_features = True
+    part_arrays = ("target", *(f"{a}_{p}" for p in PROTOCOLS for a in ("pred", "err")), "cross_features",
+                   "cross_centres")
 
     def finish(self, features) -> dict[str, np.ndarray]:
         ctx = self.ctx
@@ -95,6 +119,9 @@ class Location(Analysis):
                 pred = ridge_cv_predict(X, Y, regression_masks(n * n, protocol, ctx.config.seed)).cpu().numpy()
                 out[f"location/{layer}/pred_{protocol}"] = pred.T.reshape(2, n, n).astype(np.float32)
                 out[f"location/{layer}/err_{protocol}"] = np.linalg.norm(pred - target, axis=1).reshape(n, n).astype(np.float32)
+            keep = cross_positions(n * n, ctx.config.seed, ctx.patch_id)
+            out[f"location/{layer}/cross_features"] = compact(X[torch.as_tensor(keep, device=X.device)].cpu().numpy())
+            out[f"location/{layer}/cross_centres"] = target[keep].astype(np.float32)  # (K, 2): x, y
         return out
 
     @staticmethod
@@ -128,4 +155,7 @@ class Location(Analysis):
                    .agg(r2_x=("r2_x", "mean"), r2_y=("r2_y", "mean"), mae_px=("mae_px", "mean"),
                         dist_px=("dist_px", "mean"), n_patches=("r2_x", "count"))
                    .reset_index())
-        return {"location": summary, "location_per_patch": per_patch}
+        from shiftlens.analyses.cross_object import cross_object_table  # here: it imports this module
+
+        return {"location": summary, "location_per_patch": per_patch,
+                "location_cross_object": cross_object_table(parts)}

@@ -1,0 +1,136 @@
+"""The location probe's third protocol, `cross_object`: train on some objects, test on others.
+
+The `paper` and `shuffled` protocols train and test within one patch: the probe may learn how that one object's
+features move. Here it must read the position whatever the object is, which bounds what any decoder can place.
+Every part keeps the features of CROSS_POSITIONS positions (location.cross_positions) with their centres; the
+tables step pools them over the patches of one model, layer, weights and size and cross-validates with grouped
+folds over patches (GroupKFold, min(5, patches) folds): no object is ever in both the training and the test rows.
+
+Probes, all on the features centred on the training rows and divided by one number, their RMS (`scaled`): not per
+feature as within a patch, since that turns a channel which only some training objects use into huge values at a
+test object that uses it (on the bundled objects it made ridge err 2-3x more than the baseline).
+- `ridge`: linear; the penalty is chosen per fold from ALPHAS by exact leave-one-object-out error on the
+  training rows (closed form from one eigendecomposition, `logo_errors`), so the penalty is tuned for unseen objects too;
+- `knn`: non-linear, k-nearest-neighbours regression (KNN_NEIGHBOURS, Euclidean): the mean centre of the training
+  rows whose features are closest;
+- `centre`: the baseline, the training rows' mean centre whatever the features (what a probe that learnt nothing
+  predicts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import GroupKFold
+from sklearn.neighbors import KNeighborsRegressor
+
+from shiftlens.analyses.folds import N_FOLDS
+from shiftlens.analyses.location import Location
+from shiftlens.store import Part
+
+ALPHAS = tuple(10.0 ** np.arange(-2, 8.5, 0.5))
+"""Ridge penalties tried; they reach further up than the within-patch probe's, since pooled rows over many objects
+and the RMS scaling make the Gram matrix's scale grow with rows x features."""
+PROBES = ("ridge", "knn", "centre")
+KNN_NEIGHBOURS = 5
+MIN_PATCHES = 3
+"""Each training fold then holds at least two objects, one to leave out while choosing the ridge penalty."""
+COLUMNS = ["model", "layer", "weights", "patch_size", "protocol", "probe", "median_dist_px", "dist_px", "mae_px",
+           "r2_x", "r2_y", "n_patches", "n_positions", "n_folds", "note"]
+
+
+def group_folds(groups: np.ndarray) -> np.ndarray:
+    """(K, N) test masks of GroupKFold over the groups (patches), K = min(N_FOLDS, number of groups)."""
+    k = min(N_FOLDS, len(np.unique(groups)))
+    out = np.zeros((k, len(groups)), bool)
+    for i, (_, te) in enumerate(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=groups)):
+        out[i, te] = True
+    return out
+
+
+def ridge_spectrum(Xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, W, C, lam) from one eigendecomposition of the smaller Gram matrix of the centred training rows `Xs`, with
+    the centred hat matrix H_c(a) = B diag(W[a]) B' for each of ALPHAS and the coefficients
+    w(a) = C diag(1 / (lam + a)) B' y (an eigendecomposition, as location.ridge_cv_predict: an SVD is slower)."""
+    alphas = torch.tensor(ALPHAS, dtype=Xs.dtype).unsqueeze(1)
+    if Xs.shape[0] <= Xs.shape[1]:
+        lam, U = torch.linalg.eigh(Xs @ Xs.T)
+        lam = lam.clamp_min(0)
+        return U, lam / (lam + alphas), Xs.T @ U, lam
+    lam, V = torch.linalg.eigh(Xs.T @ Xs)
+    lam = lam.clamp_min(0)
+    return Xs @ V, 1.0 / (lam + alphas), V, lam
+
+
+def logo_errors(B: torch.Tensor, W: torch.Tensor, yc: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+    """(A,) summed squared leave-one-group-out error of ridge (with an unpenalised intercept) for each of ALPHAS.
+
+    B, W: `ridge_spectrum` of the centred training rows; `yc` their centred targets. With H the hat matrix (intercept
+    included) and e the residuals of the fit on every row, the error of the fit without group g on g's rows is
+    (I - H_gg)^-1 e_g, exactly; H = J/n + B diag(W[a]) B' for every alpha from one decomposition."""
+    resid = yc.unsqueeze(0) - B @ (W.unsqueeze(2) * (B.T @ yc).unsqueeze(0))  # (A, n, 2)
+    err = torch.zeros(W.shape[0], dtype=B.dtype)
+    for g in np.unique(groups):
+        rows = torch.as_tensor(np.flatnonzero(groups == g))
+        Bg = B[rows]
+        H = torch.einsum("kr,ar,lr->akl", Bg, W, Bg) + 1.0 / len(yc)
+        e, info = torch.linalg.solve_ex(torch.eye(len(rows), dtype=B.dtype) - H, resid[:, rows])
+        err += torch.where(info == 0, (e**2).sum((1, 2)), torch.inf)  # a singular system: that alpha interpolates
+    return err
+
+
+def scaled(X: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, scale) from the training rows `tr`: centre per feature, scale by one number (1 / RMS; 1 when all rows are
+    equal), so no feature is amplified by being nearly constant on the training objects."""
+    mean = X[tr].mean(0)
+    rms = ((X[tr] - mean) ** 2).mean().sqrt()
+    return mean, torch.where(rms > 0, 1.0 / rms, torch.ones_like(rms))
+
+
+def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+    """Out-of-fold predictions (N, 2) of every probe, for features X (N, D), centres Y (N, 2) and test masks (K, N)."""
+    Xt = torch.as_tensor(X, dtype=torch.float64)
+    Yt = torch.as_tensor(Y, dtype=torch.float64)
+    pred = {p: np.empty_like(Y, dtype=np.float64) for p in PROBES}
+    for mask in test:
+        tr = torch.as_tensor(~mask)
+        mean, scale = scaled(Xt, tr)
+        Xs, Xte = (Xt[tr] - mean) * scale, (Xt[~tr] - mean) * scale
+        ym = Yt[tr].mean(0)
+        yc = Yt[tr] - ym
+        B, W, C, lam = ridge_spectrum(Xs)
+        a = ALPHAS[int(logo_errors(B, W, yc, groups[~mask]).argmin())]
+        w = C @ ((B.T @ yc) / (lam + a).unsqueeze(1))
+        pred["ridge"][mask] = (Xte @ w + ym).numpy()
+        knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, int(tr.sum())), algorithm="brute")
+        pred["knn"][mask] = knn.fit(Xs.numpy(), Y[~mask]).predict(Xte.numpy())
+        pred["centre"][mask] = ym.numpy()
+    return pred
+
+
+def cross_object_table(parts: list[Part]) -> pd.DataFrame:
+    """One row per model, layer, weights, size and probe (docs/analyses.md). Parts written without the kept features
+    (built by hand) are left out; fewer than MIN_PATCHES patches give a row that says so instead of numbers."""
+    pools: dict[tuple, list[Part]] = {}
+    for part in parts:
+        for layer in part.layers("location"):
+            if part.get("location", layer, "cross_features") is not None:
+                pools.setdefault((part.model, layer, part.weights, part.patch_size), []).append(part)
+    rows = []
+    for (model, layer, weights, size), members in pools.items():
+        X = np.concatenate([p.get("location", layer, "cross_features") for p in members]).astype(np.float64)
+        Y = np.concatenate([p.get("location", layer, "cross_centres") for p in members]).astype(np.float64)
+        groups = np.repeat(np.arange(len(members)), [len(p.get("location", layer, "cross_centres")) for p in members])
+        ident = dict(model=model, layer=layer, weights=weights, patch_size=size, protocol="cross_object",
+                     n_patches=len(members), n_positions=len(Y))
+        if len(members) < MIN_PATCHES:
+            note = f"needs at least {MIN_PATCHES} patches to train on some and test on others"
+            rows += [dict(ident, probe=p, n_folds=0, note=note) for p in PROBES]
+            continue
+        test = group_folds(groups)
+        for probe, pred in probe_predictions(X, Y, groups, test).items():
+            scores = Location.scores(pred.T, Y.T)
+            rows.append(dict(ident, probe=probe, median_dist_px=float(np.median(np.linalg.norm(pred - Y, axis=1))),
+                             n_folds=len(test), note="", **scores))
+    return pd.DataFrame(rows, columns=COLUMNS)
