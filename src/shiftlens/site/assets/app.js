@@ -1,7 +1,7 @@
 /* shiftlens results site: plain JavaScript, no dependencies, works from file:// and any static host.
  *
  * Data arrive as scripts that call SL.loaded(key, payload) (fetch() of local files is blocked under file://).
- * Maps are little-endian uint16 in base64: value = lo + q * (hi - lo) / 65535.
+ * Maps are quantised, prediction-coded and deflated (see decode below): value = lo + q * step.
  */
 (function () {
   'use strict';
@@ -51,20 +51,54 @@
     return out;
   }
 
+  // A map payload {lo, step, shape, z} (site/__init__.py, encode_map): z is base64 of zlib-deflated bytes, a low-byte
+  // plane then a high-byte plane of zigzagged MED prediction residuals of q; value = lo + q * step. The browser's
+  // DecompressionStream inflates bytes in memory, so this works under file:// too.
+  async function inflate(b64) {
+    const stream = new Blob([b64bytes(b64)]).stream().pipeThrough(new DecompressionStream('deflate'));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  function unpredict(planes, shape) {
+    const half = planes.length >> 1;
+    const n1 = shape[shape.length - 1] || 1;
+    const n0 = shape.length >= 2 ? shape[shape.length - 2] : 1;
+    const q = new Uint16Array(half);
+    for (let base = 0; base < half; base += n0 * n1) {
+      for (let i = 0; i < n0; i++) {
+        for (let j = 0; j < n1; j++) {
+          const k = base + i * n1 + j;
+          const z = planes[k] | (planes[half + k] << 8);
+          const r = (z >>> 1) ^ -(z & 1);
+          let p;
+          if (i === 0) p = j === 0 ? 0 : q[k - 1];
+          else if (j === 0) p = q[k - n1];
+          else {
+            const a = q[k - 1], b = q[k - n1], c = q[k - n1 - 1];
+            const hi = a > b ? a : b, lo = a > b ? b : a;
+            p = c >= hi ? lo : c <= lo ? hi : a + b - c;
+          }
+          q[k] = (p + r) & 0xffff;
+        }
+      }
+    }
+    return q;
+  }
+
   const decoded = new Map();
   function decode(key, payload) {
     if (decoded.has(key)) return decoded.get(key);
-    const bytes = b64bytes(payload.q);
-    const q = new Uint16Array(bytes.buffer, 0, bytes.length >> 1);
-    const scale = (payload.hi - payload.lo) / IDX.qmax;
-    const values = new Float64Array(q.length);
-    let min = Infinity;
-    for (let i = 0; i < q.length; i++) {
-      const v = payload.lo + q[i] * scale;
-      values[i] = v;
-      if (v < min) min = v;
-    }
-    const m = { shape: payload.shape, values, lo: payload.lo, hi: payload.hi, step: scale, min };
+    const m = inflate(payload.z).then((planes) => {
+      const q = unpredict(planes, payload.shape);
+      const values = new Float64Array(q.length);
+      let min = Infinity;
+      for (let i = 0; i < q.length; i++) {
+        const v = payload.lo + q[i] * payload.step;
+        values[i] = v;
+        if (v < min) min = v;
+      }
+      return { shape: payload.shape, values, lo: payload.lo, step: payload.step, min };
+    });
     decoded.set(key, m);
     return m;
   }
