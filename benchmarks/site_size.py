@@ -54,6 +54,10 @@ class Scale:
     categories: int
     built: int
     """Objects actually built; the rest is extrapolated (equal to `patches`: built whole)."""
+    stride: int | None = None
+    """None: the preset's."""
+    stamps: bool = True
+    """Patch images from the stamps preset where its package is installed; False: drawn shapes (fast, for tests)."""
 
 
 # -- the synthetic results folder ---------------------------------------------------------------------------------
@@ -96,15 +100,18 @@ def synthetic_top1(rng: np.random.Generator, n: int, stride: int) -> np.ndarray:
     return classes[field.argmax(0)].astype(np.int16)
 
 
-def _patch_images(cfg: RunConfig, count: int, categories: int, rng: np.random.Generator) -> list[tuple[str, str, dict]]:
+def _patch_images(cfg: RunConfig, count: int, categories: int, rng: np.random.Generator,
+                  use_stamps: bool) -> list[tuple[str, str, dict]]:
     """(id, category, {size: RGBA}) for `count` objects in `categories` categories: the preset's stamps when they load,
     cycled (ids suffixed) to reach `count`; else drawn ellipses."""
     from shiftlens.patches import load_patches
 
-    try:
-        stamps = load_patches(load("stamps"))
-    except ShiftlensError:
-        stamps = []
+    stamps = []
+    if use_stamps:
+        try:
+            stamps = load_patches(load("stamps"))
+        except ShiftlensError:
+            pass
     cats = sorted({p.category for p in stamps})[:categories] if stamps else [f"category{k}" for k in range(categories)]
     by_cat = {c: [p for p in stamps if p.category == c] for c in cats}
     out = []
@@ -135,6 +142,8 @@ def make_results(root: Path, scale: Scale, noise: float, seed: int = 0) -> Resul
     cfg = load(scale.preset)
     cfg.out = str(root)
     cfg.weights = "random"
+    if scale.stride is not None:
+        cfg.stride = scale.stride
     rd = ResultsDir(root)
     models = {}
     for spec in cfg.models:
@@ -144,7 +153,7 @@ def make_results(root: Path, scale: Scale, noise: float, seed: int = 0) -> Resul
             weights=WeightsRecord(source="random", label="random (untrained)", untrained=True, digest="random:0", seed=0),
             mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], net_stride=NET_STRIDE)
     grids = {s: len(offsets(cfg.canvas, s, cfg.stride)) for s in cfg.sizes}
-    objects = _patch_images(cfg, scale.built, scale.categories, rng)
+    objects = _patch_images(cfg, scale.built, scale.categories, rng, scale.stamps)
     fingerprint = cfg.fingerprint()
     now = datetime.now(timezone.utc).isoformat()
     record = RunRecord(schema_version=SCHEMA_VERSION, fingerprint=fingerprint, config=cfg, versions={},

@@ -19,10 +19,15 @@ Layout of the site folder:
 Every data file is a script that calls `SL.loaded(key, payload)`, so it loads from file:// (where fetch() of a
 local file is blocked) as well as from any static host; the page adds a <script> tag when a view needs it.
 
-Maps are stored as little-endian uint16, base64: q = round((v - lo) / (hi - lo) * 65535) with lo, hi the min and
-max of that file, so the value read back is within (hi - lo) / 131070 of the stored float32 (about 1.5e-5 for
-cosine similarities over [-1, 1], 8e-6 over [0, 1]). One 150 x 150 map at stride 1 takes 45 KB (60 KB as base64).
-Top-1 class maps are stored exactly (lo 0, hi 65535: q is the class index) and per patch only.
+Maps (`encode_map`) are quantised on a grid of step = max(2 * MAX_ERROR, (max - min) / 65535) from the file's
+minimum, so a value read back is within MAX_ERROR of the stored float32 (5e-4 for similarity and probability, 1e-3
+px for location error, unless a map's range needs a coarser step to fit 16 bits: then half that step); top-1 class
+maps are stored exactly (lo 0, step 1; per patch only). The quantised values go through a prediction from their
+neighbours (LOCO-I's median edge detector) and deflate, then base64; app.js inflates them with the browser's
+DecompressionStream. At the paper's stride 1 this takes the site to a fraction of the uint16 base64 it used before
+(format 2): docs/performance.md has the sizes, measured by benchmarks/site_size.py.
+
+The patch picker narrows its list by category and by a search over ids and categories (URL: filter_cat, search).
 
 The page keeps its whole view in the URL's query string (the hash stays free for section links), so a copied link
 reopens the same view; see `KINDS` for the map kinds and `COLORMAPS` for the colour maps.
@@ -418,7 +423,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
 
     categories = list(dict.fromkeys(p["category"] for p in patches))
     index = {
-        "format": 2,
+        "format": 3,
         "title": f"shiftlens results: {rd.root.resolve().name}",
         "summary": _summary(run),
         "canvas": canvas,

@@ -85,22 +85,23 @@
     return q;
   }
 
+  async function decodePayload(payload) {
+    const q = unpredict(await inflate(payload.z), payload.shape);
+    const values = new Float64Array(q.length);
+    let min = Infinity;
+    for (let i = 0; i < q.length; i++) {
+      const v = payload.lo + q[i] * payload.step;
+      values[i] = v;
+      if (v < min) min = v;
+    }
+    return { shape: payload.shape, values, lo: payload.lo, step: payload.step, min };
+  }
+  SL.decodeMap = decodePayload; // tests compare it with site.decode_map
+
   const decoded = new Map();
   function decode(key, payload) {
-    if (decoded.has(key)) return decoded.get(key);
-    const m = inflate(payload.z).then((planes) => {
-      const q = unpredict(planes, payload.shape);
-      const values = new Float64Array(q.length);
-      let min = Infinity;
-      for (let i = 0; i < q.length; i++) {
-        const v = payload.lo + q[i] * payload.step;
-        values[i] = v;
-        if (v < min) min = v;
-      }
-      return { shape: payload.shape, values, lo: payload.lo, step: payload.step, min };
-    });
-    decoded.set(key, m);
-    return m;
+    if (!decoded.has(key)) decoded.set(key, decodePayload(payload));
+    return decoded.get(key);
   }
   // ---------------------------------------------------------------------------------------------- index helpers
   const groups = IDX.groups;
@@ -158,6 +159,8 @@
     size: null,
     anchor: IDX.anchors.includes('C') ? 'C' : IDX.anchors[0],
     sel: 'all',
+    pcat: '', // the patch list shows this category only ('' = every category)
+    search: '', // and the patches whose id or category holds every word of this
     cmap: DEFAULT_CMAP,
     compare: false,
     follow: false, // panel B shows panel A's twin and follows A's model and layer
@@ -210,19 +213,47 @@
     S.compare = !!b;
   }
 
+  // The patch picker: the category filter and the search box narrow the list of patches (and of category means);
+  // the current selection stays listed, so narrowing the list never changes the view.
+  function patchMatches(j) {
+    const p = IDX.patches[j];
+    if (S.pcat && p.category !== S.pcat) return false;
+    const text = (p.id + ' ' + p.category).toLowerCase();
+    return S.search.toLowerCase().split(/\s+/).every((w) => !w || text.includes(w));
+  }
+
   function selectionOptions(g) {
     const opts = [];
-    if (!g) return opts;
+    if (!g) return { opts, shown: 0, total: 0 };
     if (g.files.all) opts.push(['all', 'mean over all ' + g.patches.length + ' patches']);
     for (const key of Object.keys(g.files)) {
       if (key.startsWith('cat:')) {
         const cat = key.slice(4);
+        if (S.pcat && cat !== S.pcat && key !== S.sel) continue;
         const k = g.patches.filter((j) => IDX.patches[j].category === cat).length;
         opts.push([key, 'mean over ' + cat + ' (' + k + ')']);
       }
     }
-    for (const j of g.patches) opts.push(['p:' + j, IDX.patches[j].id + ' (' + IDX.patches[j].category + ')']);
-    return opts;
+    let shown = 0;
+    for (const j of g.patches) {
+      const hit = patchMatches(j);
+      if (hit) shown++;
+      if (hit || S.sel === 'p:' + j) opts.push(['p:' + j, IDX.patches[j].id + ' (' + IDX.patches[j].category + ')']);
+    }
+    return { opts, shown, total: g.patches.length };
+  }
+
+  function refreshPicker() {
+    const cats = IDX.categories;
+    S.pcat = setOptions($('pcat'), [['', 'all categories (' + IDX.patches.length + ')'],
+      ...cats.map((c) => [c, c + ' (' + IDX.patches.filter((p) => p.category === c).length + ')'])], S.pcat);
+    $('pcat-label').hidden = cats.length < 2;
+    if ($('psearch').value !== S.search) $('psearch').value = S.search;
+    const { opts, shown, total } = selectionOptions(findGroup(S.kind, S.a.model, S.a.layer, S.size));
+    S.sel = setOptions($('patch'), opts, S.sel);
+    const pc = $('pcount');
+    pc.textContent = shown === total ? total + ' patches' : shown + ' of ' + total + ' patches';
+    Object.assign(pc.dataset, { shown: String(shown), total: String(total) });
   }
 
   function refreshControls() {
@@ -247,7 +278,7 @@
     $('cmap-label').hidden = classes;
     $('link-label').hidden = classes || !S.compare;
     $('link').checked = S.link;
-    S.sel = setOptions($('patch'), selectionOptions(findGroup(S.kind, S.a.model, S.a.layer, S.size)), S.sel);
+    refreshPicker();
     S.cmap = setOptions($('cmap'), Object.keys(cmaps).map((c) => [c, c]), S.cmap);
   }
 
@@ -324,6 +355,8 @@
     q.set('anchor', S.anchor);
     if (S.sel.startsWith('p:')) q.set('patch', IDX.patches[Number(S.sel.slice(2))].id);
     else if (S.sel.startsWith('cat:')) q.set('cat', S.sel.slice(4));
+    if (S.pcat) q.set('filter_cat', S.pcat);
+    if (S.search) q.set('search', S.search);
     q.set('model_a', S.a.model);
     q.set('layer_a', S.a.layer);
     q.set('compare', S.compare ? '1' : '0');
@@ -369,6 +402,8 @@
     const j = pid == null ? -1 : IDX.patches.findIndex((p) => p.id === pid);
     if (j >= 0) S.sel = 'p:' + j;
     else if (get('cat') != null && IDX.categories.includes(get('cat'))) S.sel = 'cat:' + get('cat');
+    if (IDX.categories.includes(get('filter_cat'))) S.pcat = get('filter_cat');
+    if (get('search') != null) S.search = get('search');
     if (get('compare') === '0') S.compare = false;
     else if (get('compare') === '1' && combos(S.kind).length > 1) S.compare = true;
     const mb = get('model_b');
@@ -838,6 +873,13 @@
     $('size').addEventListener('change', (e) => { S.size = Number(e.target.value); update(); });
     $('anchor').addEventListener('change', (e) => { S.anchor = e.target.value; update(); });
     $('patch').addEventListener('change', (e) => { S.sel = e.target.value; update(); });
+    $('pcat').addEventListener('change', (e) => { S.pcat = e.target.value; refreshPicker(); writeURL(); });
+    $('psearch').addEventListener('input', (e) => { S.search = e.target.value; refreshPicker(); writeURL(); });
+    $('psearch').addEventListener('keydown', (e) => {  // Enter shows the first patch the list holds
+      if (e.key !== 'Enter') return;
+      const first = Array.from($('patch').options).find((o) => o.value.startsWith('p:') && patchMatches(Number(o.value.slice(2))));
+      if (first) { S.sel = first.value; update(); }
+    });
     $('cmap').addEventListener('change', (e) => { S.cmap = e.target.value; redraw(); });
     $('compare').addEventListener('change', (e) => { S.compare = e.target.checked; update(); });
     $('follow').addEventListener('change', (e) => {
