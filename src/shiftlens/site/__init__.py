@@ -20,7 +20,7 @@ Every data file is a script that calls `SL.loaded(key, payload)`, so it loads fr
 local file is blocked) as well as from any static host; the page adds a <script> tag when a view needs it.
 
 Maps (`encode_map`) are quantised on a grid of step = max(2 * MAX_ERROR, (max - min) / 65535) from the file's
-minimum, so a value read back is within MAX_ERROR of the stored float32 (5e-4 for similarity and probability, 1e-3
+minimum, so a value read back is within MAX_ERROR of the stored float32 (5e-4 for similarity and probability, 5e-3
 px for location error, unless a map's range needs a coarser step to fit 16 bits: then half that step); top-1 class
 maps are stored exactly (lo 0, step 1; per patch only). The quantised values go through a prediction from their
 neighbours (LOCO-I's median edge detector) and deflate, then base64; app.js inflates them with the browser's
@@ -75,7 +75,7 @@ KINDS: dict[str, MapKind] = {
 }
 COLORMAPS = ("hot", "YlOrRd", "viridis", "magma", "gray", "cividis", "coolwarm")
 QMAX = 65535
-MAX_ERROR = {"unit": 5e-5, "data": 5e-4}
+MAX_ERROR = {"unit": 5e-4, "data": 5e-3}
 """The largest difference between a stored map value and the float32 it stands for, by the kind's scale: unit
 (cosine similarity, probability) and data (location error in px); see encode_map and docs/performance.md."""
 
