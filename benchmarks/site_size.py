@@ -20,7 +20,6 @@ Writes benchmarks/site_size.json.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import math
 import statistics
