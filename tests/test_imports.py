@@ -108,7 +108,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("executors",),  # where parts are computed: the stream, never the analyses or the API that calls them
     ("inversion",),  # pre-images through a model's taps
     ("analyses", "paper"),
-    ("maps", "figures", "unit_figures"),
+    ("maps", "figures", "unit_figures", "cross_object_figure"),
     ("api",),
     ("unit_visualise",),
     ("arithmetic",),  # Experiment 3 through the API

@@ -307,12 +307,27 @@ def test_each_panel_has_its_own_floor(page):
     assert page.errors == []
 
 
-def test_ylorrd_is_a_colour_map_choice(page, aa_parts):
+def _stored(site: Path, kind: str, model: str, layer: str, sel: str) -> np.ndarray:
+    """A map as the site stores it (within site.MAX_ERROR of the float32): the colours come from these values."""
+    from shiftlens.site import decode_map
+
+    index = json.loads((site / "data" / "index.js").read_text()[len("window.SL_INDEX = "):].rstrip().rstrip(";"))
+    g = next(g for g in index["groups"] if (g["kind"], g["model"], g["layer"]) == (kind, model, layer))
+    text = (site / g["files"][sel]).read_text()
+    return decode_map(json.loads(text.split(",", 1)[1].rstrip().rstrip(";").rstrip(")")))
+
+
+def test_ylorrd_is_a_colour_map_choice(page, aa_run, aa_parts):
     assert "YlOrRd" in page.eval_on_selector_all("#cmap option", "os => os.map(o => o.value)")
     choose(page, "#cmap", "YlOrRd")
     floor = float(heat(page)["floor"])
     expected = aa_parts[("alexnet", "cat_01")].get("similarity", "fc6", "maps")
     expected = (expected + aa_parts[("alexnet", "dog_01")].get("similarity", "fc6", "maps")) / 2
+    stored = _stored(aa_run / "site", "similarity", "alexnet", "fc6", "all")
+    from shiftlens.site import MAX_ERROR
+
+    assert np.abs(stored - expected).max() <= MAX_ERROR["unit"] * (1 + 1e-6)
+    expected = stored
     lut = (np.asarray(matplotlib.colormaps["YlOrRd"](np.linspace(0, 1, 256)))[:, :3] * 255).round().astype(int)
     img = pixels(page, "heat-a")
     hits = 0

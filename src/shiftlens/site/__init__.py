@@ -19,10 +19,15 @@ Layout of the site folder:
 Every data file is a script that calls `SL.loaded(key, payload)`, so it loads from file:// (where fetch() of a
 local file is blocked) as well as from any static host; the page adds a <script> tag when a view needs it.
 
-Maps are stored as little-endian uint16, base64: q = round((v - lo) / (hi - lo) * 65535) with lo, hi the min and
-max of that file, so the value read back is within (hi - lo) / 131070 of the stored float32 (about 1.5e-5 for
-cosine similarities over [-1, 1], 8e-6 over [0, 1]). One 150 x 150 map at stride 1 takes 45 KB (60 KB as base64).
-Top-1 class maps are stored exactly (lo 0, hi 65535: q is the class index) and per patch only.
+Maps (`encode_map`) are quantised on a grid of step = max(2 * MAX_ERROR, (max - min) / 65535) from the file's
+minimum, so a value read back is within MAX_ERROR of the stored float32 (5e-4 for similarity and probability, 5e-3
+px for location error, unless a map's range needs a coarser step to fit 16 bits: then half that step); top-1 class
+maps are stored exactly (lo 0, step 1; per patch only). The quantised values go through a prediction from their
+neighbours (LOCO-I's median edge detector) and deflate, then base64; app.js inflates them with the browser's
+DecompressionStream. At the paper's stride 1 this takes the site to a fraction of the uint16 base64 it used before
+(format 2): docs/performance.md has the sizes, measured by benchmarks/site_size.py.
+
+The patch picker narrows its list by category and by a search over ids and categories (URL: filter_cat, search).
 
 The page keeps its whole view in the URL's query string (the hash stays free for section links), so a copied link
 reopens the same view; see `KINDS` for the map kinds and `COLORMAPS` for the colour maps.
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,9 @@ KINDS: dict[str, MapKind] = {
 }
 COLORMAPS = ("hot", "YlOrRd", "viridis", "magma", "gray", "cividis", "coolwarm")
 QMAX = 65535
+MAX_ERROR = {"unit": 5e-4, "data": 5e-3}
+"""The largest difference between a stored map value and the float32 it stands for, by the kind's scale: unit
+(cosine similarity, probability) and data (location error in px); see encode_map and docs/performance.md."""
 
 
 @dataclass
@@ -110,6 +119,75 @@ def quantise(arr: np.ndarray) -> tuple[str, float, float]:
 def dequantise(b64: str, lo: float, hi: float, shape: tuple[int, ...]) -> np.ndarray:
     q = np.frombuffer(base64.b64decode(b64), dtype="<u2").astype(np.float64)
     return (lo + q * (hi - lo) / QMAX).reshape(shape)
+
+
+def _med(q: np.ndarray) -> np.ndarray:
+    """The median edge detector of LOCO-I (JPEG-LS) on each (n, n) slice: left, above, or left + above - above-left,
+    whichever the neighbours' order picks; the first row predicts from the left, the first column from above.
+    app.js's `unpredict` inverts it cell by cell."""
+    a = np.zeros_like(q)
+    b = np.zeros_like(q)
+    c = np.zeros_like(q)
+    a[..., :, 1:] = q[..., :, :-1]
+    b[..., 1:, :] = q[..., :-1, :]
+    c[..., 1:, 1:] = q[..., :-1, :-1]
+    hi, lo = np.maximum(a, b), np.minimum(a, b)
+    p = np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
+    p[..., 0, 1:] = q[..., 0, :-1]
+    p[..., 1:, 0] = q[..., :-1, 0]
+    p[..., 0, 0] = 0
+    return p
+
+
+def encode_map(arr: np.ndarray, max_error: float | None) -> dict[str, Any]:
+    """A map as the site stores it: {lo, step, shape, z}; value = lo + q * step.
+
+    q is quantised on a grid of `step` = max(2 * max_error, (max - min) / 65535), so the value read back is within
+    step / 2 of the float32; `max_error` None stores integer maps (top-1 classes) exactly (lo 0, step 1). The MED
+    prediction residuals of q, modulo 2**16 and zigzagged, go as a low-byte plane then a high-byte plane through
+    zlib (deflate), then base64: smooth maps leave small residuals, so both planes compress."""
+    a = np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0)
+    shape = list(a.shape)
+    a = a.reshape((-1,) + a.shape[-2:]) if a.ndim >= 2 else a.reshape(1, 1, -1)
+    if max_error is None:
+        lo, step = 0.0, 1.0
+        q = np.clip(np.rint(a), 0, QMAX).astype(np.int64)
+    else:
+        lo, hi = float(a.min()), float(a.max())
+        step = max(2.0 * max_error, (hi - lo) / QMAX)
+        q = np.clip(np.rint((a - lo) / step), 0, QMAX).astype(np.int64)
+    r = ((q - _med(q)) & 0xFFFF).astype(np.uint16).view(np.int16).astype(np.int32)
+    z = ((r << 1) ^ (r >> 31)).astype(np.uint16).ravel()
+    planes = np.concatenate([(z & 0xFF).astype(np.uint8), (z >> 8).astype(np.uint8)])
+    return {"lo": lo, "step": step, "shape": shape, "z": base64.b64encode(zlib.compress(planes.tobytes(), 9)).decode("ascii")}
+
+
+def decode_map(payload: dict[str, Any]) -> np.ndarray:
+    """encode_map's inverse (what app.js does in the browser), for tests and the size benchmark."""
+    shape = payload["shape"]
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(payload["z"])), np.uint8)
+    half = planes.size // 2
+    z = planes[:half].astype(np.int64) | (planes[half:].astype(np.int64) << 8)
+    r = (z >> 1) ^ -(z & 1)
+    n0, n1 = (shape[-2], shape[-1]) if len(shape) >= 2 else (1, shape[-1] if shape else 1)
+    r = r.reshape(-1, n0, n1)
+    q = np.zeros_like(r)
+    for i in range(n0):  # row by row: each row's prediction needs the row above, decoded
+        for j in range(n1):
+            if i == 0 and j == 0:
+                p = np.zeros(r.shape[0], np.int64)
+            elif i == 0:
+                p = q[:, 0, j - 1]
+            elif j == 0:
+                p = q[:, i - 1, 0]
+            else:
+                a, b, c = q[:, i, j - 1], q[:, i - 1, j], q[:, i - 1, j - 1]
+                hi, lo = np.maximum(a, b), np.minimum(a, b)
+                p = np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
+            q[:, i, j] = (p + r[:, i, j]) & 0xFFFF
+    return (payload["lo"] + q * payload["step"]).reshape(shape)
 
 
 def _script(key: str, payload: Any) -> str:
@@ -298,11 +376,9 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
                         ids, counts = np.unique(labels, return_counts=True)
                         for c, k in zip(ids.tolist(), counts.tolist()):
                             class_counts[c] = class_counts.get(c, 0) + k
-                        q = base64.b64encode(np.clip(labels, 0, QMAX).astype("<u2").tobytes()).decode("ascii")
-                        _write(site / fname, _script(f"{g.gid}/p{j}", {"lo": 0, "hi": QMAX, "shape": list(maps.shape), "q": q}))
+                        _write(site / fname, _script(f"{g.gid}/p{j}", encode_map(labels, None)))
                         continue
-                    b64, lo, hi = quantise(maps)
-                    _write(site / fname, _script(f"{g.gid}/p{j}", {"lo": lo, "hi": hi, "shape": list(maps.shape), "q": b64}))
+                    _write(site / fname, _script(f"{g.gid}/p{j}", encode_map(maps, MAX_ERROR[mk.scale])))
                     for sel in ("all", f"cat:{part.category}"):
                         if sel in g.sums:
                             g.sums[sel] += maps
@@ -347,7 +423,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
 
     categories = list(dict.fromkeys(p["category"] for p in patches))
     index = {
-        "format": 2,
+        "format": 3,
         "title": f"shiftlens results: {rd.root.resolve().name}",
         "summary": _summary(run),
         "canvas": canvas,
@@ -416,10 +492,9 @@ def _write_means(g: _Group, site: Path) -> None:
     keys = ["all"] + (cats if len(cats) > 1 else [])
     for i, sel in enumerate(keys):
         mean = (g.sums[sel] / g.counts[sel]).astype(np.float32)
-        b64, lo, hi = quantise(mean)
         stem = "all" if sel == "all" else f"cat{i}"
         fname = f"data/maps/{g.gid}/{stem}.js"
-        _write(site / fname, _script(f"{g.gid}/{stem}", {"lo": lo, "hi": hi, "shape": list(mean.shape), "q": b64}))
+        _write(site / fname, _script(f"{g.gid}/{stem}", encode_map(mean, MAX_ERROR[KINDS[g.kind].scale])))
         g.files[sel] = fname
     g.sums.clear()
 

@@ -1,7 +1,7 @@
 /* shiftlens results site: plain JavaScript, no dependencies, works from file:// and any static host.
  *
  * Data arrive as scripts that call SL.loaded(key, payload) (fetch() of local files is blocked under file://).
- * Maps are little-endian uint16 in base64: value = lo + q * (hi - lo) / 65535.
+ * Maps are quantised, prediction-coded and deflated (see decode below): value = lo + q * step.
  */
 (function () {
   'use strict';
@@ -51,22 +51,57 @@
     return out;
   }
 
-  const decoded = new Map();
-  function decode(key, payload) {
-    if (decoded.has(key)) return decoded.get(key);
-    const bytes = b64bytes(payload.q);
-    const q = new Uint16Array(bytes.buffer, 0, bytes.length >> 1);
-    const scale = (payload.hi - payload.lo) / IDX.qmax;
+  // A map payload {lo, step, shape, z} (site/__init__.py, encode_map): z is base64 of zlib-deflated bytes, a low-byte
+  // plane then a high-byte plane of zigzagged MED prediction residuals of q; value = lo + q * step. The browser's
+  // DecompressionStream inflates bytes in memory, so this works under file:// too.
+  async function inflate(b64) {
+    const stream = new Blob([b64bytes(b64)]).stream().pipeThrough(new DecompressionStream('deflate'));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  function unpredict(planes, shape) {
+    const half = planes.length >> 1;
+    const n1 = shape[shape.length - 1] || 1;
+    const n0 = shape.length >= 2 ? shape[shape.length - 2] : 1;
+    const q = new Uint16Array(half);
+    for (let base = 0; base < half; base += n0 * n1) {
+      for (let i = 0; i < n0; i++) {
+        for (let j = 0; j < n1; j++) {
+          const k = base + i * n1 + j;
+          const z = planes[k] | (planes[half + k] << 8);
+          const r = (z >>> 1) ^ -(z & 1);
+          let p;
+          if (i === 0) p = j === 0 ? 0 : q[k - 1];
+          else if (j === 0) p = q[k - n1];
+          else {
+            const a = q[k - 1], b = q[k - n1], c = q[k - n1 - 1];
+            const hi = a > b ? a : b, lo = a > b ? b : a;
+            p = c >= hi ? lo : c <= lo ? hi : a + b - c;
+          }
+          q[k] = (p + r) & 0xffff;
+        }
+      }
+    }
+    return q;
+  }
+
+  async function decodePayload(payload) {
+    const q = unpredict(await inflate(payload.z), payload.shape);
     const values = new Float64Array(q.length);
     let min = Infinity;
     for (let i = 0; i < q.length; i++) {
-      const v = payload.lo + q[i] * scale;
+      const v = payload.lo + q[i] * payload.step;
       values[i] = v;
       if (v < min) min = v;
     }
-    const m = { shape: payload.shape, values, lo: payload.lo, hi: payload.hi, step: scale, min };
-    decoded.set(key, m);
-    return m;
+    return { shape: payload.shape, values, lo: payload.lo, step: payload.step, min };
+  }
+  SL.decodeMap = decodePayload; // tests compare it with site.decode_map
+
+  const decoded = new Map();
+  function decode(key, payload) {
+    if (!decoded.has(key)) decoded.set(key, decodePayload(payload));
+    return decoded.get(key);
   }
   // ---------------------------------------------------------------------------------------------- index helpers
   const groups = IDX.groups;
@@ -124,6 +159,8 @@
     size: null,
     anchor: IDX.anchors.includes('C') ? 'C' : IDX.anchors[0],
     sel: 'all',
+    pcat: '', // the patch list shows this category only ('' = every category)
+    search: '', // and the patches whose id or category holds every word of this
     cmap: DEFAULT_CMAP,
     compare: false,
     follow: false, // panel B shows panel A's twin and follows A's model and layer
@@ -176,19 +213,47 @@
     S.compare = !!b;
   }
 
+  // The patch picker: the category filter and the search box narrow the list of patches (and of category means);
+  // the current selection stays listed, so narrowing the list never changes the view.
+  function patchMatches(j) {
+    const p = IDX.patches[j];
+    if (S.pcat && p.category !== S.pcat) return false;
+    const text = (p.id + ' ' + p.category).toLowerCase();
+    return S.search.toLowerCase().split(/\s+/).every((w) => !w || text.includes(w));
+  }
+
   function selectionOptions(g) {
     const opts = [];
-    if (!g) return opts;
+    if (!g) return { opts, shown: 0, total: 0 };
     if (g.files.all) opts.push(['all', 'mean over all ' + g.patches.length + ' patches']);
     for (const key of Object.keys(g.files)) {
       if (key.startsWith('cat:')) {
         const cat = key.slice(4);
+        if (S.pcat && cat !== S.pcat && key !== S.sel) continue;
         const k = g.patches.filter((j) => IDX.patches[j].category === cat).length;
         opts.push([key, 'mean over ' + cat + ' (' + k + ')']);
       }
     }
-    for (const j of g.patches) opts.push(['p:' + j, IDX.patches[j].id + ' (' + IDX.patches[j].category + ')']);
-    return opts;
+    let shown = 0;
+    for (const j of g.patches) {
+      const hit = patchMatches(j);
+      if (hit) shown++;
+      if (hit || S.sel === 'p:' + j) opts.push(['p:' + j, IDX.patches[j].id + ' (' + IDX.patches[j].category + ')']);
+    }
+    return { opts, shown, total: g.patches.length };
+  }
+
+  function refreshPicker() {
+    const cats = IDX.categories;
+    S.pcat = setOptions($('pcat'), [['', 'all categories (' + IDX.patches.length + ')'],
+      ...cats.map((c) => [c, c + ' (' + IDX.patches.filter((p) => p.category === c).length + ')'])], S.pcat);
+    $('pcat-label').hidden = cats.length < 2;
+    if ($('psearch').value !== S.search) $('psearch').value = S.search;
+    const { opts, shown, total } = selectionOptions(findGroup(S.kind, S.a.model, S.a.layer, S.size));
+    S.sel = setOptions($('patch'), opts, S.sel);
+    const pc = $('pcount');
+    pc.textContent = shown === total ? total + ' patches' : shown + ' of ' + total + ' patches';
+    Object.assign(pc.dataset, { shown: String(shown), total: String(total) });
   }
 
   function refreshControls() {
@@ -213,7 +278,7 @@
     $('cmap-label').hidden = classes;
     $('link-label').hidden = classes || !S.compare;
     $('link').checked = S.link;
-    S.sel = setOptions($('patch'), selectionOptions(findGroup(S.kind, S.a.model, S.a.layer, S.size)), S.sel);
+    refreshPicker();
     S.cmap = setOptions($('cmap'), Object.keys(cmaps).map((c) => [c, c]), S.cmap);
   }
 
@@ -290,6 +355,8 @@
     q.set('anchor', S.anchor);
     if (S.sel.startsWith('p:')) q.set('patch', IDX.patches[Number(S.sel.slice(2))].id);
     else if (S.sel.startsWith('cat:')) q.set('cat', S.sel.slice(4));
+    if (S.pcat) q.set('filter_cat', S.pcat);
+    if (S.search) q.set('search', S.search);
     q.set('model_a', S.a.model);
     q.set('layer_a', S.a.layer);
     q.set('compare', S.compare ? '1' : '0');
@@ -335,6 +402,8 @@
     const j = pid == null ? -1 : IDX.patches.findIndex((p) => p.id === pid);
     if (j >= 0) S.sel = 'p:' + j;
     else if (get('cat') != null && IDX.categories.includes(get('cat'))) S.sel = 'cat:' + get('cat');
+    if (IDX.categories.includes(get('filter_cat'))) S.pcat = get('filter_cat');
+    if (get('search') != null) S.search = get('search');
     if (get('compare') === '0') S.compare = false;
     else if (get('compare') === '1' && combos(S.kind).length > 1) S.compare = true;
     const mb = get('model_b');
@@ -804,6 +873,13 @@
     $('size').addEventListener('change', (e) => { S.size = Number(e.target.value); update(); });
     $('anchor').addEventListener('change', (e) => { S.anchor = e.target.value; update(); });
     $('patch').addEventListener('change', (e) => { S.sel = e.target.value; update(); });
+    $('pcat').addEventListener('change', (e) => { S.pcat = e.target.value; refreshPicker(); writeURL(); });
+    $('psearch').addEventListener('input', (e) => { S.search = e.target.value; refreshPicker(); writeURL(); });
+    $('psearch').addEventListener('keydown', (e) => {  // Enter shows the first patch the list holds
+      if (e.key !== 'Enter') return;
+      const first = Array.from($('patch').options).find((o) => o.value.startsWith('p:') && patchMatches(Number(o.value.slice(2))));
+      if (first) { S.sel = first.value; update(); }
+    });
     $('cmap').addEventListener('change', (e) => { S.cmap = e.target.value; redraw(); });
     $('compare').addEventListener('change', (e) => { S.compare = e.target.checked; update(); });
     $('follow').addEventListener('change', (e) => {
