@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from shiftlens import figures, maps, paper, unit_figures  # noqa: F401  (unit_figures registers its figure makers)
+from shiftlens import cross_object_figure, figures, maps, paper, unit_figures  # noqa: F401  (the figure modules register their makers)
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
 from shiftlens.analyses.base import PlanContext
 from shiftlens.analyses.cross_part import CrossPartCompute, CrossPartState, uncounted

@@ -244,4 +244,3 @@ def make_all(parts: list[Part], out: Path, run: RunRecord) -> list[Path]:
     return written
 
 
-from shiftlens import cross_object_figure  # noqa: E402,F401  (registers its maker; it imports this module)

@@ -26,7 +26,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.neighbors import KNeighborsRegressor
 
 from shiftlens.analyses.folds import N_FOLDS
-from shiftlens.analyses.location import Location
+from shiftlens.analyses.position_scores import position_scores
 from shiftlens.store import Part
 
 ALPHAS = tuple(10.0 ** np.arange(-2, 8.5, 0.5))
@@ -130,7 +130,7 @@ def cross_object_table(parts: list[Part]) -> pd.DataFrame:
             continue
         test = group_folds(groups)
         for probe, pred in probe_predictions(X, Y, groups, test).items():
-            scores = Location.scores(pred.T, Y.T)
+            scores = position_scores(pred.T, Y.T)
             rows.append(dict(ident, probe=probe, median_dist_px=float(np.median(np.linalg.norm(pred - Y, axis=1))),
                              n_folds=len(test), note="", **scores))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shiftlens.analyses.cross_object import cross_object_table
+from shiftlens.analyses.position_scores import position_scores
 from shiftlens.analyses.base import Analysis, register_analysis
 from shiftlens.store import PART_COLUMNS, Part
 from shiftlens.analyses.folds import PROTOCOLS, regression_masks
@@ -124,15 +126,7 @@ class Location(Analysis):
             out[f"location/{layer}/cross_centres"] = target[keep].astype(np.float32)  # (K, 2): x, y
         return out
 
-    @staticmethod
-    def scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-        """R^2 per coordinate on pooled out-of-fold predictions; MAE (mean of |dx| and |dy|) and mean distance."""
-        p = pred.reshape(2, -1).astype(np.float64)
-        t = target.reshape(2, -1).astype(np.float64)
-        sst = ((t - t.mean(1, keepdims=True)) ** 2).sum(1)
-        r2 = 1 - ((p - t) ** 2).sum(1) / np.where(sst > 0, sst, np.nan)
-        return dict(r2_x=float(r2[0]), r2_y=float(r2[1]), mae_px=float(np.abs(p - t).mean()),
-                    dist_px=float(np.sqrt(((p - t) ** 2).sum(0)).mean()))
+    scores = staticmethod(position_scores)
 
     @classmethod
     def per_patch(cls, parts: list[Part]) -> pd.DataFrame:
@@ -155,7 +149,6 @@ class Location(Analysis):
                    .agg(r2_x=("r2_x", "mean"), r2_y=("r2_y", "mean"), mae_px=("mae_px", "mean"),
                         dist_px=("dist_px", "mean"), n_patches=("r2_x", "count"))
                    .reset_index())
-        from shiftlens.analyses.cross_object import cross_object_table  # here: it imports this module
 
         return {"location": summary, "location_per_patch": per_patch,
                 "location_cross_object": cross_object_table(parts)}
