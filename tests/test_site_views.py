@@ -378,8 +378,8 @@ def test_the_page_fits_the_window(browser, aa_run, width):
 
 def test_tables_and_figures_come_in_the_papers_order(page):
     tables = page.eval_on_selector_all(".table-card", "cs => cs.map(c => c.dataset.name)")
-    assert tables == ["similarity", "similarity_per_patch", "location", "location_per_patch", "consistency",
-                      "consistency_per_patch"]  # config.ANALYSES; not alphabetical (consistency first)
+    assert tables == ["similarity", "similarity_per_patch", "location", "location_cross_object", "location_per_patch",
+                      "consistency", "consistency_per_patch"]  # config.ANALYSES; not alphabetical (consistency first)
     figures = page.eval_on_selector_all("#figure-list figcaption", "fs => fs.map(f => f.textContent)")
     assert figures == ["similarity_p75", "location_error_p75"]
     assert page.errors == []
