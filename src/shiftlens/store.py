@@ -5,7 +5,10 @@ Every write is atomic (temporary file, then rename) and keeps the permissions th
 run killed at any moment leaves only whole files and a copied site stays readable. A second run with the same command
 skips the parts whose inputs (config, patch pixels, weights) are unchanged and recomputes the others. run.json and
 part metadata are written and read only through the models below, with a schema version: a folder written by another
-version is refused with one line, never read with guessed defaults.
+version is refused with one line, never read with guessed defaults, and one whose config no longer gives the
+fingerprint it records (edited by hand) is not trusted. Nothing is written or deleted through a symbolic link; the
+folders built whole (maps.zarr, site) list the files shiftlens wrote in `.shiftlens-files`, so a rebuild or --force
+removes those and keeps a user's.
 """
 
 from __future__ import annotations
