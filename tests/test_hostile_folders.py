@@ -172,14 +172,18 @@ def test_force_removes_only_files_the_record_names_or_shiftlens_names(finished):
     (out / "parts" / "mine" / "p1").mkdir(parents=True)
     np.savez(out / "parts" / "mine" / "p1" / "x-0123abcd.npz", a=np.ones(2))  # a part's name, not a part
     record = json.loads((out / "run.json").read_text())
-    record["figures"] = ["../outside.png"]  # a record that names a file outside the folder
+    record["figures"] = ["../outside.png", "notes.png"]  # names outside the folder, or outside figures/
+    record["tables"].append("../notes")
     (out.parent / "outside.png").write_bytes(b"user")
+    (out / "notes.png").write_bytes(b"user")
+    (out / "notes.csv").write_bytes(b"user")
     atomic_write_text(out / "run.json", json.dumps(record))
     api.run(dataclasses.replace(finished, stride=12), force=True)
     assert (out / "tables" / "mine.csv").is_file() and (out / "patches" / "p40" / "mine.txt").is_file()
     assert (out / "patches" / "p40" / "mine.png").is_file()
     assert (out / "parts" / "mine" / "p1" / "x-0123abcd.npz").is_file()
     assert (out.parent / "outside.png").read_bytes() == b"user"
+    assert (out / "notes.png").read_bytes() == b"user" and (out / "notes.csv").read_bytes() == b"user"
 
 
 # -- tables --------------------------------------------------------------------------------------------------

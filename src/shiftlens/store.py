@@ -661,8 +661,9 @@ class ResultsDir:
     def _own_files(self, record: _RunBase) -> list[Path]:
         """The files a shiftlens command writes, by their exact names (and maps.zarr's and site's manifests): what
         --force may delete. Nothing reached through a link, nothing a name in run.json would place outside."""
-        own = [self.tables_dir / f"{t}.csv" for t in record.tables]
-        own += [self.root / f for f in getattr(record, "figures", [])]
+        named = [(self.tables_dir / f"{t}.csv", self.tables_dir) for t in record.tables]
+        named += [(self.root / f, self.figures_dir) for f in getattr(record, "figures", [])]
+        own = [p for p, under in named if self.is_inside(p, under)]  # a name in run.json never leads elsewhere
         own += [p for p in (self.root / "parts").glob("*/p*/*.npz")  # a part: its name and its metadata say so
                 if _KEYED.match(p.name) and self.read_part_meta(p) is not None]
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))
