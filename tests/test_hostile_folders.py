@@ -72,6 +72,17 @@ def test_force_never_deletes_through_a_link_and_deletes_nothing(finished, tmp_pa
     assert api.run(other, force=True).computed == 2
 
 
+def test_report_never_publishes_through_a_link(finished, tmp_path):
+    from shiftlens.site import build
+
+    out, target = Path(finished.out), outside(tmp_path)
+    (out / "patches" / "p40").rename(tmp_path / "moved")
+    (out / "patches" / "p40").symlink_to(target / "p1")
+    with pytest.raises(ShiftlensError) as err:
+        build(out)
+    assert "patches/p40 is a symbolic link" in one_line(err) and not (out / "site").exists()
+
+
 def test_force_and_rebuilds_keep_a_users_files_inside_maps_zarr_and_site(finished):
     from shiftlens.site import build
 

@@ -628,9 +628,9 @@ class ResultsDir:
         links = self.links()
         if links:
             more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
-            raise ShiftlensError(f"--out {self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, "
-                                 "which shiftlens never makes and will not write or delete through: remove it (what "
-                                 "it points to is left alone), or use another --out")
+            raise ShiftlensError(f"{self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, which "
+                                 "shiftlens never makes and will not read, write or delete through: remove it (what "
+                                 "it points to is left alone), or use another folder")
 
     def remove_leftovers(self) -> list[Path]:
         """Delete the temporary files and folders a killed run left (names only shiftlens uses)."""
