@@ -72,6 +72,17 @@ def test_force_never_deletes_through_a_link_and_deletes_nothing(finished, tmp_pa
     assert api.run(other, force=True).computed == 2
 
 
+def test_report_never_publishes_through_a_link(finished, tmp_path):
+    from shiftlens.site import build
+
+    out, target = Path(finished.out), outside(tmp_path)
+    (out / "patches" / "p40").rename(tmp_path / "moved")
+    (out / "patches" / "p40").symlink_to(target / "p1")
+    with pytest.raises(ShiftlensError) as err:
+        build(out)
+    assert "patches/p40 is a symbolic link" in one_line(err) and not (out / "site").exists()
+
+
 def test_force_and_rebuilds_keep_a_users_files_inside_maps_zarr_and_site(finished):
     from shiftlens.site import build
 
@@ -172,14 +183,18 @@ def test_force_removes_only_files_the_record_names_or_shiftlens_names(finished):
     (out / "parts" / "mine" / "p1").mkdir(parents=True)
     np.savez(out / "parts" / "mine" / "p1" / "x-0123abcd.npz", a=np.ones(2))  # a part's name, not a part
     record = json.loads((out / "run.json").read_text())
-    record["figures"] = ["../outside.png"]  # a record that names a file outside the folder
+    record["figures"] = ["../outside.png", "notes.png"]  # names outside the folder, or outside figures/
+    record["tables"].append("../notes")
     (out.parent / "outside.png").write_bytes(b"user")
+    (out / "notes.png").write_bytes(b"user")
+    (out / "notes.csv").write_bytes(b"user")
     atomic_write_text(out / "run.json", json.dumps(record))
     api.run(dataclasses.replace(finished, stride=12), force=True)
     assert (out / "tables" / "mine.csv").is_file() and (out / "patches" / "p40" / "mine.txt").is_file()
     assert (out / "patches" / "p40" / "mine.png").is_file()
     assert (out / "parts" / "mine" / "p1" / "x-0123abcd.npz").is_file()
     assert (out.parent / "outside.png").read_bytes() == b"user"
+    assert (out / "notes.png").read_bytes() == b"user" and (out / "notes.csv").read_bytes() == b"user"
 
 
 # -- tables --------------------------------------------------------------------------------------------------

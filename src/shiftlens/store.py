@@ -5,7 +5,10 @@ Every write is atomic (temporary file, then rename) and keeps the permissions th
 run killed at any moment leaves only whole files and a copied site stays readable. A second run with the same command
 skips the parts whose inputs (config, patch pixels, weights) are unchanged and recomputes the others. run.json and
 part metadata are written and read only through the models below, with a schema version: a folder written by another
-version is refused with one line, never read with guessed defaults.
+version is refused with one line, never read with guessed defaults, and one whose config no longer gives the
+fingerprint it records (edited by hand) is not trusted. Nothing is written or deleted through a symbolic link; the
+folders built whole (maps.zarr, site) list the files shiftlens wrote in `.shiftlens-files`, so a rebuild or --force
+removes those and keeps a user's.
 """
 
 from __future__ import annotations
@@ -620,9 +623,9 @@ class ResultsDir:
         links = self.links()
         if links:
             more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
-            raise ShiftlensError(f"--out {self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, "
-                                 "which shiftlens never makes and will not write or delete through: remove it (what "
-                                 "it points to is left alone), or use another --out")
+            raise ShiftlensError(f"{self.root}: {links[0].relative_to(self.root)} is a symbolic link{more}, which "
+                                 "shiftlens never makes and will not read, write or delete through: remove it (what "
+                                 "it points to is left alone), or use another folder")
 
     def remove_leftovers(self) -> list[Path]:
         """Delete the temporary files and folders a killed run left (names only shiftlens uses)."""
@@ -653,8 +656,9 @@ class ResultsDir:
     def _own_files(self, record: _RunBase) -> list[Path]:
         """The files a shiftlens command writes, by their exact names (and maps.zarr's and site's manifests): what
         --force may delete. Nothing reached through a link, nothing a name in run.json would place outside."""
-        own = [self.tables_dir / f"{t}.csv" for t in record.tables]
-        own += [self.root / f for f in getattr(record, "figures", [])]
+        named = [(self.tables_dir / f"{t}.csv", self.tables_dir) for t in record.tables]
+        named += [(self.root / f, self.figures_dir) for f in getattr(record, "figures", [])]
+        own = [p for p, under in named if self.is_inside(p, under)]  # a name in run.json never leads elsewhere
         own += [p for p in (self.root / "parts").glob("*/p*/*.npz")  # a part: its name and its metadata say so
                 if _KEYED.match(p.name) and self.read_part_meta(p) is not None]
         own += list((self.root / "parts" / "arithmetic").glob("*.json"))

@@ -65,8 +65,10 @@ def build(results_dir: Path | str) -> Path:
     run = rd.read_run(ArithmeticRecord)
     if run is None:
         raise ShiftlensError(f"{rd.root} holds no run.json: give a results folder made by `shiftlens arithmetic`")
-    with rd.lock(), atomic_dir(rd.site_dir, prefix=".site.") as tmp:
-        _build_into(rd, run, tmp)
+    with rd.lock():
+        rd.refuse_links()  # nothing from outside the folder is published through a link
+        with atomic_dir(rd.site_dir, prefix=".site.") as tmp:
+            _build_into(rd, run, tmp)
     return rd.site_dir
 
 
