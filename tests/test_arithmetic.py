@@ -22,6 +22,17 @@ from shiftlens.scenes import parse_scene
 CANVAS = 64
 
 
+def tiny_arithmetic_toml(root: Path, patches: Path) -> Path:
+    """A two-scene subtraction over the test_linear network on CANVAS, inverted by 2 optimisation steps: the smallest
+    arithmetic run that writes every table and figure."""
+    f = root / "a.toml"
+    f.write_text(f'canvas = {CANVAS}\nsize = 16\nstride = 8\nproblems = 3\nweights = "random"\n'
+                 f'models = ["test_linear:pixels,linear"]\npatches = "folder:{patches}"\ninverter = "optimise"\n'
+                 'inversion_steps = 2\ndevice = "cpu"\n[scenes]\ntwo = "cat_00@0,0 cup_01@30,30"\n'
+                 'one = "cup_01@30,30"\n[expressions]\nsub = "two - one"\n')
+    return f
+
+
 class LinearNet(nn.Module):
     """Taps with known arithmetic: `pixels` (the normalised input, affine in the pixels), `linear` (a fixed linear
     map of the input) and `const` (ignores the input)."""

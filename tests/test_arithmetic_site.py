@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shiftlens.cli import app
-from test_arithmetic import CANVAS, linear_model  # noqa: F401  (the fixture registers test_linear)
+from test_arithmetic import linear_model, tiny_arithmetic_toml  # noqa: F401  (the fixture registers test_linear)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -24,11 +24,7 @@ def results(tmp_path_factory, linear_model) -> Path:  # noqa: F811
 
     root = tmp_path_factory.mktemp("arith_site")
     patches = write_patch_dir(root / "patches")
-    f = root / "a.toml"
-    f.write_text(f'canvas = {CANVAS}\nsize = 16\nstride = 8\nproblems = 3\nweights = "random"\n'
-                 f'models = ["test_linear:pixels,linear"]\npatches = "folder:{patches}"\ninverter = "optimise"\n'
-                 'inversion_steps = 2\ndevice = "cpu"\n[scenes]\ntwo = "cat_00@0,0 cup_01@30,30"\none = "cup_01@30,30"\n'
-                 '[expressions]\nsub = "two - one"\n')
+    f = tiny_arithmetic_toml(root, patches)
     result = CliRunner().invoke(app, ["arithmetic", str(f), "--out", str(root / "out")])
     assert result.exit_code == 0, result.output
     return root / "out"

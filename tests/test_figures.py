@@ -21,7 +21,7 @@ from shiftlens.store import Part, ResultsDir
 from conftest import write_patch_dir
 from figure_layout import checking_save, layout_problems
 from test_units import units_model  # noqa: F401  (fixture: registers the tiny test network)
-from test_arithmetic import CANVAS, linear_model  # noqa: F401  (fixture: registers test_linear)
+from test_arithmetic import linear_model, tiny_arithmetic_toml  # noqa: F401  (fixture: registers test_linear)
 
 PAPER_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
@@ -177,11 +177,7 @@ def test_arithmetic_figures_read_cleanly(tmp_path, monkeypatch, linear_model):  
     found: dict[str, list[str]] = {}
     monkeypatch.setattr(arithmetic_figures, "_save", checking_save(arithmetic_figures._save, found))
     patches = write_patch_dir(tmp_path / "patches")
-    f = tmp_path / "a.toml"
-    f.write_text(f'canvas = {CANVAS}\nsize = 16\nstride = 8\nproblems = 3\nweights = "random"\n'
-                 f'models = ["test_linear:pixels,linear"]\npatches = "folder:{patches}"\ninverter = "optimise"\n'
-                 'inversion_steps = 2\ndevice = "cpu"\n[scenes]\ntwo = "cat_00@0,0 cup_01@30,30"\n'
-                 'one = "cup_01@30,30"\n[expressions]\nsub = "two - one"\n')
+    f = tiny_arithmetic_toml(tmp_path, patches)
     result = CliRunner().invoke(app, ["arithmetic", str(f), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert {"arithmetic_expr_sub.png", "arithmetic_retrieval.png"} <= set(found)

@@ -88,16 +88,23 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, results):
+def open_page(browser, run_dir: Path):
+    """The run's site opened from file:// and ready, with every console error, page error and failed request
+    collected in `page.errors`."""
     pg = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     pg.on("requestfailed", lambda r: errors.append(f"requestfailed: {r.url}"))
-    pg.goto((results / "site" / "index.html").resolve().as_uri())
+    pg.goto((run_dir / "site" / "index.html").resolve().as_uri())
     wait_ready(pg)
     pg.errors = errors
+    return pg
+
+
+@pytest.fixture
+def page(browser, results):
+    pg = open_page(browser, results)
     yield pg
     pg.close()
 

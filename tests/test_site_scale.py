@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks import site_size
 from shiftlens.site import MAX_ERROR, QMAX, _script, build, decode_map, encode_map, quantise
-from tests.test_site import ARGS, CHROMIUM, heat, option_values, wait_ready
+from tests.test_site import ARGS, CHROMIUM, heat, open_page, option_values, wait_ready
 
 OBJECTS, CATEGORIES = 36, 6
 
@@ -102,13 +102,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, many):
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    pg.goto((many / "site" / "index.html").resolve().as_uri())
-    wait_ready(pg)
-    pg.errors = errors
+    pg = open_page(browser, many)
     yield pg
     pg.close()
 
