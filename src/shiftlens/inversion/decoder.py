@@ -2,9 +2,12 @@
 
 Unlike `optimise`, which searches for a pre-image of every target anew, a decoder is trained once per model and
 layer (inversion/train.py) and then inverts a batch with one forward pass. The generator is fully connected layers
-to a 7x7 grid, then up-convolutions doubling it to `out_size` (56 px by default: a sixteenth of the canvas's pixels,
-so that training fits a 2-core CPU), then a bilinear upsampling to the canvas. A decoder file is a torch checkpoint of plain
+to a 7x7 grid, then up-convolutions doubling it to `out_size` (`generator_for`: 112 px for new decoders, 56 px in
+format-1 files), then a bilinear upsampling to the canvas where needed. A decoder file is a torch checkpoint of plain
 types only (`torch.load(weights_only=True)`): the generator's tensors and its `DecoderMeta` dumped to a dict.
+
+Format 2 (this version) adds the training sources with their licences (`SourceRecord`) and keys objects by source
+(`SOURCE/ID`); format-1 files (the first shipped decoders: one source, bare ids) still load.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from shiftlens.errors import ShiftlensError
 from shiftlens.models.weights import sha256
 
 FORMAT = "shiftlens-decoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SHIPPED_DIR = Path(__file__).parent / "decoders"
 
 
@@ -75,10 +79,28 @@ class GeneratorConfig(_Record):
     channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field([64, 64, 32, 16], min_length=1, max_length=8)
     """Channels at base, 2*base, ... : one up-convolution per step after the first, so out_size = base * 2^(n-1)."""
     canvas: int = Field(224, ge=8, le=4096)
+    arch: Literal["upconv"] = "upconv"
+    """The layer layout `Generator` builds from these numbers (fc -> grid -> [up-conv 4x4 s2, conv 3x3] per
+    doubling -> conv to RGB): recorded so a later layout can be told apart from this one."""
 
     @property
     def out_size(self) -> int:
         return self.base * 2 ** (len(self.channels) - 1)
+
+
+GENERATOR_SIZES = {56: [64, 64, 32, 16], 112: [128, 128, 64, 32, 16], 224: [128, 128, 64, 32, 16, 8]}
+"""Channels per output side (base 7): 56 px is the format-1 generator; 112 (the default of `inverter train`) and 224
+are the ones of issue 25, each under 10 MB in fp16 with hidden 512 and 1280-d features."""
+
+
+def generator_for(out_size: int, feature_dim: int = 0, canvas: int = 224, hidden: int = 512) -> GeneratorConfig:
+    """The generator config giving `out_size` px (56, 112 or 224) on a `canvas` px canvas."""
+    if out_size not in GENERATOR_SIZES:
+        raise ShiftlensError(f"--size {out_size}: give one of {', '.join(map(str, GENERATOR_SIZES))} (px the "
+                             "generator draws before any upsampling to the canvas)")
+    if out_size > canvas:
+        raise ShiftlensError(f"--size {out_size} is larger than the {canvas}px canvas: give at most {canvas}")
+    return GeneratorConfig(feature_dim=feature_dim, hidden=hidden, channels=GENERATOR_SIZES[out_size], canvas=canvas)
 
 
 class TrainSettings(_Record):
@@ -87,16 +109,28 @@ class TrainSettings(_Record):
     spec: str
     weights: str = "imagenet"
     patches: str = "sample"
+    """One source or several joined by `+` (`openclipart+sample`): inversion/objects.py."""
+    per_category: Count = 20
+    """Objects per category of a Debian source (tuxpaint, openclipart) or COCO, as `shiftlens run --per-category`."""
+    mix: Literal["objects", "sources"] = "objects"
+    """How a scene's objects are drawn: each training object equally likely (`objects`), or first a source, each
+    equally likely, then one of its objects (`sources`)."""
     steps: Count = 640
     batch: Count = 16
     seed: int = Field(0, ge=0)
     """Non-negative: numpy's generators, which draw every scene from (seed, epoch), take no negative seed."""
     lr: float = Field(1e-3, gt=0)
+    lr_half_life: int = Field(0, ge=0)
+    """Steps over which the learning rate halves (exponential decay from step 0); 0 keeps it constant. It depends
+    on the step only, never on `steps`, so a run continued to more steps is the same run."""
+    warmup: int = Field(0, ge=0)
+    """Steps of linear warm-up from lr/warmup to lr."""
     pool: Count = 128
     """Scenes rendered (and their features computed) per epoch; each is seen `passes` times, so a feature forward
     of the encoder, the expensive part on a CPU, serves several generator steps."""
     passes: Count = 4
     held_out: int = Field(2, ge=0)
+    """Objects of each source never trained on, drawn with `random.Random(seed)` from its sorted keys."""
     sizes: tuple[Count, Count] = (60, 140)
     max_objects: Count = 3
     augment: bool = False
@@ -153,6 +187,30 @@ class Evaluation(_Record):
     threshold: float = 0.2
 
 
+class SourceRecord(_Record):
+    """A training source and its licence, recorded by `train` from the patches' provenance (objects.py)."""
+
+    name: str
+    spec: str
+    objects: int = Field(ge=0)
+    """Objects the source gave, held-out ones included."""
+    held_out: int = Field(ge=0)
+    licence: str
+    licences: list[str] = []
+    """The distinct licences of its objects."""
+    package: str | None = None
+    version: str | None = None
+    licence_file: str | None = None
+    copyleft: bool = False
+    """GPL material (Tux Paint's stamps): a decoder trained on it is for evaluation only, never shipped."""
+
+
+FORMAT1_SOURCES = [SourceRecord(name="sample", spec="sample", objects=9, held_out=2,
+                                licence="per object, see shiftlens/patches/sample/LICENCES.md",
+                                licence_file="shiftlens/patches/sample/LICENCES.md")]
+"""What format-1 files (trained on the bundled sample, before sources were recorded) were trained on."""
+
+
 class DecoderMeta(_Record):
     """What a decoder inverts and how it was made: data, settings, losses and validation, inside the file."""
 
@@ -180,10 +238,23 @@ class DecoderMeta(_Record):
     validation: list[Evaluation] = []
     train_seconds: float = 0.0
     versions: dict[str, str] = {}
+    sources: list[SourceRecord] = []
+    """Every training source with its licence (format 2); `training_sources` fills it in for format-1 files."""
 
     @property
     def spec(self) -> str:
         return f"{self.model}:{self.layer}"
+
+    @property
+    def qualified(self) -> bool:
+        """Objects are keyed `SOURCE/ID` (format 2), not by bare id (format 1)."""
+        return self.format_version >= 2
+
+    @property
+    def training_sources(self) -> list[SourceRecord]:
+        if self.sources or self.format_version >= 2 or self.settings.patches != "sample":
+            return list(self.sources)
+        return list(FORMAT1_SOURCES)
 
     @model_validator(mode="after")
     def _agrees_with_its_generator(self) -> "DecoderMeta":
@@ -302,7 +373,7 @@ def checkpoint_dict(generator: Generator, meta: DecoderMeta, half: bool = True) 
     """The decoder file's content: plain types only, the tensors in fp16 (a decoder file is shipped in the package)."""
     state = {k: (v.half() if half and v.is_floating_point() and not k.startswith("feature_") else v).detach().cpu()
              for k, v in generator.state_dict().items()}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta.model_dump(mode="json"),
+    return {"format": FORMAT, "format_version": meta.format_version, "meta": meta.model_dump(mode="json"),
             "generator": state}
 
 
@@ -319,9 +390,9 @@ def read_decoder_file(path: Path) -> tuple[DecoderMeta, dict]:
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("generator"), dict):
         raise ShiftlensError(f"decoder file {path} is not a shiftlens decoder (no {FORMAT!r} record): give a file "
                              "written by `shiftlens inverter train`")
-    if data.get("format_version") != FORMAT_VERSION:
+    if data.get("format_version") not in READABLE_VERSIONS:
         raise ShiftlensError(f"decoder file {path} has format version {data.get('format_version')}, this shiftlens "
-                             f"reads {FORMAT_VERSION}: train it again with this version")
+                             f"reads {', '.join(map(str, READABLE_VERSIONS))}: train it again with this version")
     try:
         meta = DecoderMeta.model_validate(data["meta"])
     except ValidationError as exc:

@@ -1,14 +1,16 @@
 """Training a decoder (inversion/decoder.py) on shiftlens's own canvases, rendered on the fly, never written to disk.
 
-Each epoch renders a pool of seeded random scenes (1 to `max_objects` training patches at random sizes and
-positions on the white canvas, `SceneRenderer`), computes their features once with the frozen encoder
+Each epoch renders a pool of seeded random scenes (1 to `max_objects` training objects, drawn from one or several
+sources (`openclipart+sample`, inversion/objects.py), at random sizes and positions on the white canvas, pasted from
+an `ObjectBank` that decoded and resized every object once), computes their features once with the frozen encoder
 (`FeatureExtractor`), and takes `passes` shuffled passes of generator steps over them: the encoder's forward pass is
 the expensive part on a CPU, so each feature serves several steps. Losses (DeePSiM): squared pixel error at the
 generator's resolution, a squared error in an early conv stage of the same frozen network (the comparator),
 normalised by the target's energy, and optionally a conditional adversarial term.
 
-Everything random is drawn from (seed, epoch), so a run resumed from its checkpoint at any step renders the same
-pool, shuffles it the same way, and continues exactly as the uninterrupted run would have.
+Everything random is drawn from (seed, epoch) and the learning rate depends on the step alone, so a run resumed
+from its checkpoint at any step renders the same pool, shuffles it the same way, and continues exactly as the
+uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from torch import nn
 
 from shiftlens.errors import ShiftlensError
 from shiftlens.inversion.decoder import (
+    SHIPPED_DIR,
     Decoder,
     DecoderMeta,
     Evaluation,
     Generator,
+    SourceRecord,
     StepLoss,
     TrainSettings,
     checkpoint_dict,
@@ -40,6 +44,15 @@ from shiftlens.inversion.decoder import (
     weights_identity,
 )
 from shiftlens.inversion.network import FeatureNet
+from shiftlens.inversion.objects import (
+    ObjectBank,
+    Source,
+    as_sources,
+    check_shippable,
+    licence_record,
+    load_sources,
+    object_key,
+)
 from shiftlens.models import LayerSpec, build_with_weights, parse_spec
 from shiftlens.patches import Patch
 from shiftlens.scenes import Scene, SceneObject, SceneRenderer
@@ -56,11 +69,12 @@ def state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state")
 
 
-def held_out_split(ids: list[str], k: int, seed: int) -> tuple[list[str], list[str]]:
+def held_out_split(ids: list[str], k: int, seed: int, source: str = "") -> tuple[list[str], list[str]]:
     """(training, held-out) patch ids: `k` of the sorted ids drawn with `random.Random(seed)`."""
     ordered = sorted(ids)
     if k < 0 or k >= len(ordered):
-        raise ShiftlensError(f"--held-out {k}: the patch set has {len(ordered)} patches; hold out at least 0 and "
+        what = f"source {source}" if source else "the patch set"
+        raise ShiftlensError(f"--held-out {k}: {what} has {len(ordered)} patches; hold out at least 0 and "
                              "leave at least one to train on")
     held = sorted(random.Random(seed).sample(ordered, k))
     return [i for i in ordered if i not in held], held
@@ -77,14 +91,17 @@ def default_comparator(model_name: str, model: nn.Module) -> str:
 
 
 def random_scenes(rng: np.random.Generator, ids: list[str], n: int, sizes: tuple[int, int], max_objects: int,
-                  canvas: int) -> list[Scene]:
+                  canvas: int, groups: list[list[str]] | None = None) -> list[Scene]:
+    """`n` scenes of 1 to `max_objects` objects of `ids` (each equally likely), or with `groups` (one list per
+    source) a source first, each equally likely, then one of its objects."""
     scenes = []
     for _ in range(n):
         objs = []
         for _ in range(int(rng.integers(1, max_objects + 1))):
             size = int(rng.integers(sizes[0], sizes[1] + 1))
             y, x = (int(v) for v in rng.integers(0, canvas - size + 1, size=2))
-            objs.append(SceneObject(ids[int(rng.integers(len(ids)))], size, y, x))
+            pick = ids if groups is None else groups[int(rng.integers(len(groups)))]
+            objs.append(SceneObject(pick[int(rng.integers(len(pick)))], size, y, x))
         scenes.append(Scene(tuple(objs)))
     return scenes
 
@@ -102,16 +119,17 @@ class Encoder:
     weights_id: str = ""
     """`weights_identity` of the encoder's weights, recorded in the decoder file."""
 
-    def features(self, scenes: list[Scene], batch: int = 16,
-                 views: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, scenes: list[Scene], batch: int = 16, views: np.ndarray | None = None,
+                 renderer: SceneRenderer | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (N, D) float32, images (N, 3, canvas, canvas) RGB in [0, 1]); `views` (N, 3): per scene a
         channel permutation index and left-right and up-down flips (`augment_views`), applied before the encoder."""
         feats, images = [], []
+        renderer = renderer or self.renderer
         norm = self.renderer.norm
         mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
         std = torch.tensor(norm.std).view(1, 3, 1, 1)
         for i in range(0, len(scenes), batch):
-            x = self.renderer.render(scenes[i : i + batch])
+            x = renderer.render(scenes[i : i + batch])
             rgb = (x.float() * std + mean).contiguous()
             if views is not None:
                 rgb = apply_views(rgb, views[i : i + batch])
@@ -119,6 +137,17 @@ class Encoder:
             feats.append(self.extractor(x)[self.layer].float().clone())
             images.append(rgb.clamp(0, 1))
         return torch.cat(feats), torch.cat(images)
+
+    def encode(self, rgb: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """(N, D) float32 features of (N, 3, canvas, canvas) RGB images in [0, 1]."""
+        norm = self.renderer.norm
+        mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
+        std = torch.tensor(norm.std).view(1, 3, 1, 1)
+        out = []
+        for i in range(0, len(rgb), batch):
+            x = ((rgb[i : i + batch] - mean) / std).contiguous(memory_format=torch.channels_last)
+            out.append(self.extractor(x)[self.layer].float().clone())
+        return torch.cat(out)
 
 
 PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
@@ -211,11 +240,23 @@ class Pool:
 class Trainer:
     """One training run: model, data, losses, optimisers; `step()` advances by one batch."""
 
-    def __init__(self, settings: TrainSettings, patches: list[Patch], encoder: Encoder | None = None) -> None:
+    def __init__(self, settings: TrainSettings, patches: list[Patch] | list[Source],
+                 encoder: Encoder | None = None) -> None:
         self.settings = s = settings
-        by_id = {p.id: p for p in patches}
-        self.training, self.held_out = held_out_split(list(by_id), s.held_out, s.seed)
+        self.sources = as_sources(s.patches, patches)
+        by_id: dict[str, Patch] = {}
+        self.training, self.held_out, self.groups, records = [], [], [], []
+        for src in self.sources:
+            keys = src.keys()
+            by_id |= dict(zip(keys, src.patches))
+            train_keys, held = held_out_split(keys, s.held_out, s.seed, source=src.name)
+            self.training += train_keys
+            self.held_out += held
+            self.groups.append(train_keys)
+            records.append(SourceRecord(**licence_record(src, len(keys), len(held))))
+        self.source_records = records
         self.patches = by_id
+        self.bank = ObjectBank({k: by_id[k] for k in self.training}, s.sizes[1], s.generator.canvas)
         if encoder is None:
             encoder, comparator = build_encoder(s.spec, s.weights, by_id, s.comparator, s.precision, s.seed,
                                                 s.generator.canvas)
@@ -243,10 +284,12 @@ class Trainer:
             return self._pool
         s = self.settings
         rng = np.random.default_rng([s.seed, epoch])
-        scenes = random_scenes(rng, self.training, s.pool, tuple(s.sizes), s.max_objects, s.generator.canvas)
-        # drawn from the epoch's generator after everything an unaugmented run draws, which therefore stays the same
-        views = augment_views(np.random.default_rng([s.seed, epoch, 1]), s.pool) if s.augment else None
-        feats, images = self.encoder.features(scenes, views=views)
+        groups = self.groups if s.mix == "sources" else None
+        scenes = random_scenes(rng, self.training, s.pool, tuple(s.sizes), s.max_objects, s.generator.canvas, groups)
+        images = self.bank.render(scenes)
+        if s.augment:  # drawn after everything an unaugmented run draws, which therefore stays the same
+            images = apply_views(images, augment_views(np.random.default_rng([s.seed, epoch, 1]), s.pool))
+        feats = self.encoder.encode(images)
         truth = _downsample(images, s.generator.out_size)
         with torch.no_grad():
             comp = torch.cat([self.encoder.comparator(truth[i : i + 32]) for i in range(0, len(truth), 32)])
@@ -260,8 +303,16 @@ class Trainer:
         return self._pool
 
     # -- one step --------------------------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step `step` (0-based): warm-up, then halving every `lr_half_life` steps."""
+        s = self.settings
+        lr = s.lr * (min(1.0, (step + 1) / s.warmup) if s.warmup else 1.0)
+        return lr * 0.5 ** (step / s.lr_half_life) if s.lr_half_life else lr
+
     def step(self) -> StepLoss:
         s = self.settings
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step_no)
         epoch, within = divmod(self.step_no, self.steps_per_epoch)
         pool = self.pool(epoch)
         p, b = divmod(within, self.batches_per_pass)
@@ -315,6 +366,7 @@ class Trainer:
                            held_out_patches=self.held_out, settings=self.settings, steps_done=self.step_no,
                            epochs_done=self.step_no // self.steps_per_epoch, losses=self.losses,
                            validation=self.validation, train_seconds=round(self.train_seconds, 1),
+                           sources=self.source_records,
                            versions={"shiftlens": getattr(shiftlens, "__version__", "0"), "torch": torch.__version__})
 
     def decoder(self) -> Decoder:
@@ -398,8 +450,11 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
     out = Path(out)
     parse_one_layer(settings.spec)
     check_out(out)
-    patches = patches if patches is not None else load_training_patches(settings.patches)
-    held_out_split([p.id for p in patches], settings.held_out, settings.seed)
+    patches = patches if patches is not None else load_sources(settings.patches, settings.per_category)
+    sources = as_sources(settings.patches, patches)
+    for src in sources:
+        held_out_split(src.keys(), settings.held_out, settings.seed, source=src.name)
+    check_shippable([licence_record(src, len(src.patches), 0) for src in sources], out, SHIPPED_DIR)
     state = None
     if out.exists() or state_path(out).exists():
         if out.exists():
@@ -424,14 +479,14 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
         elif resume and not force:
             raise ShiftlensError(f"{out} exists without its training state {state_path(out).name}: it cannot be "
                                  "resumed; give --no-resume to train it again from the start, or another --out")
-    by_id = {p.id: p for p in patches}
+    by_id = {k: p for src in sources for k, p in zip(src.keys(), src.patches)}
     encoder, comparator = build_encoder(settings.spec, settings.weights, by_id, settings.comparator,
                                         settings.precision, settings.seed, settings.generator.canvas)
     if settings.generator.feature_dim == 0:
         settings = settings.model_copy(update={"generator": settings.generator.model_copy(
             update={"feature_dim": feature_dim_of(encoder)})})
     settings = settings.model_copy(update={"comparator": comparator})
-    trainer = Trainer(settings, patches, encoder)
+    trainer = Trainer(settings, sources, encoder)
     if state is not None:
         trainer.load_state(state)
         log(f"resuming {out} at step {trainer.step_no} of {settings.steps}")
@@ -456,7 +511,8 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
             progress(trainer.step_no, settings.steps, rec)
         done = trainer.step_no >= settings.steps
         if trainer.step_no % settings.checkpoint_every == 0 or done:
-            ev = evaluate(trainer.decoder(), patches, settings.validate_n, seed=settings.seed + 1, encoder=encoder)
+            ev = evaluate(trainer.decoder(), [p for src in sources for p in src.patches], settings.validate_n,
+                          seed=settings.seed + 1, encoder=encoder)
             trainer.validation.append(ev.model_copy(update={"step": trainer.step_no}))
             trainer.save(out)
             log(f"step {trainer.step_no}: loss {rec.total:.4f} (pixel {rec.pixel:.4f}, feature {rec.feature:.3f}); "
@@ -484,15 +540,59 @@ def centroids(mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([cy, cx], 1)
 
 
+@dataclass
+class GroupResult:
+    """One group's single-object scenes (held-out or training objects), reconstructed: what every measure needs."""
+
+    scenes: list[Scene]
+    truth: torch.Tensor
+    """(n, 3, canvas, canvas) RGB in [0, 1]."""
+    recon: torch.Tensor
+    features: torch.Tensor
+    centroid_error: torch.Tensor
+    """(n,) px between the reconstruction's object centroid and the truth's (the canvas diagonal where nothing
+    was drawn)."""
+    centre_error: torch.Tensor
+    """(n,) px between the canvas centre and the truth's centroid: the guess-the-centre baseline."""
+
+    @property
+    def mae(self) -> float:
+        return float((self.recon - self.truth).abs().mean())
+
+    def share_within(self, radius_px: float) -> float:
+        return float((self.centroid_error <= radius_px).float().mean())
+
+
+def split_keys(meta: DecoderMeta, patches: list[Patch]) -> tuple[dict[str, Patch], list[str], list[str]]:
+    """(patches by the decoder's keys, held-out keys, training keys): held-out = every object of `patches` it was
+    not trained on (its own held-out ones and any other source's), training = those it was trained on."""
+    by_key = {object_key(p, meta.qualified): p for p in patches}
+    trained = set(meta.training_patches)
+    return by_key, sorted(k for k in by_key if k not in trained), sorted(k for k in by_key if k in trained)
+
+
+def measure_group(decoder: Decoder, encoder: Encoder, renderer: SceneRenderer, keys: list[str], n: int,
+                  rng: np.random.Generator, threshold: float = 0.2, batch: int = 16) -> GroupResult:
+    """`n` seeded single-object scenes of `keys` (sizes from the decoder's training range, positions anywhere),
+    encoded and decoded."""
+    meta = decoder.meta
+    scenes = random_scenes(rng, keys, n, tuple(meta.settings.sizes), 1, meta.canvas)
+    feats, truth = encoder.features(scenes, renderer=renderer, batch=batch)
+    recon = torch.cat([decoder.decode(feats[i : i + batch]).cpu() for i in range(0, len(feats), batch)])
+    true_c = centroids(object_mask(truth, threshold))
+    dist = (centroids(object_mask(recon, threshold)) - true_c).norm(dim=1)
+    dist = torch.nan_to_num(dist, nan=math.hypot(meta.canvas, meta.canvas))
+    centre = torch.full((1, 2), (meta.canvas - 1) / 2)
+    return GroupResult(scenes, truth, recon, feats, dist, (true_c - centre).norm(dim=1))
+
+
 def evaluate(decoder: Decoder, patches: list[Patch], n: int, seed: int, encoder: Encoder | None = None,
              radius_px: float = 10.0, threshold: float = 0.2) -> Evaluation:
     """Reconstruction of `n` single-object scenes of held-out patches and `n` of training patches (seeded sizes
     and positions from the decoder's training range): mean absolute pixel error and the share of scenes whose
     reconstruction's object centroid is within `radius_px` of the truth's."""
     meta = decoder.meta
-    by_id = {p.id: p for p in patches}
-    held = [i for i in meta.held_out_patches if i in by_id]
-    trained = [i for i in meta.training_patches if i in by_id]
+    by_key, held, trained = split_keys(meta, patches)
     if not held or not trained:
         raise ShiftlensError(f"evaluating {decoder.source or meta.spec} needs its held-out patches "
                              f"({', '.join(meta.held_out_patches)}) and training patches in the patch set: use the "
@@ -500,19 +600,14 @@ def evaluate(decoder: Decoder, patches: list[Patch], n: int, seed: int, encoder:
     if n < 1:
         raise ShiftlensError(f"evaluation size {n}: give 1 or more scenes")
     if encoder is None:
-        encoder, _ = build_encoder(meta.settings.spec, meta.settings.weights, by_id, meta.comparator,
+        encoder, _ = build_encoder(meta.settings.spec, meta.settings.weights, by_key, meta.comparator,
                                    meta.settings.precision, meta.settings.seed, meta.canvas)
+    renderer = SceneRenderer(by_key, meta.canvas, normalisation=encoder.renderer.norm)
     rng = np.random.default_rng([seed, 7])
-    out: dict[str, tuple[float, float, float]] = {}
-    diag = math.hypot(meta.canvas, meta.canvas)
+    out = {}
     for name, ids in (("held_out", held), ("training", trained)):
-        scenes = random_scenes(rng, ids, n, tuple(meta.settings.sizes), 1, meta.canvas)
-        feats, truth = encoder.features(scenes)
-        recon = decoder.decode(feats).cpu()
-        mae = float((recon - truth).abs().mean())
-        dist = (centroids(object_mask(recon, threshold)) - centroids(object_mask(truth, threshold))).norm(dim=1)
-        dist = torch.nan_to_num(dist, nan=diag)
-        out[name] = (mae, float((dist <= radius_px).float().mean()), float(dist.median()))
+        g = measure_group(decoder, encoder, renderer, ids, n, rng, threshold)
+        out[name] = (g.mae, g.share_within(radius_px), float(g.centroid_error.median()))
     return Evaluation(n=n, seed=seed, held_out_mae=out["held_out"][0], training_mae=out["training"][0],
                       held_out_centroid_share=out["held_out"][1], training_centroid_share=out["training"][1],
                       held_out_centroid_error_px=out["held_out"][2], radius_px=radius_px, threshold=threshold)
