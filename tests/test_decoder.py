@@ -306,3 +306,135 @@ def test_train_out_is_checked_before_any_step(tiny_model, tiny_patches, tmp_path
         train(tiny_settings(tiny_model), tmp_path / "new" / "d.pt", patches=tiny_patches)
     assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
         "decoders", "notes.txt", "patches"]
+
+
+# -- issue 25: many objects from several sources, their licences, a larger generator, `inverter evaluate` ---------
+
+
+@pytest.fixture
+def two_sources(tmp_path: Path) -> str:
+    from conftest import write_patch_dir
+
+    a = write_patch_dir(tmp_path / "shapes", n=4)
+    b = write_patch_dir(tmp_path / "blobs", n=3, categories=("dog",))
+    return f"folder:{a}+folder:{b}"
+
+
+def test_training_on_two_sources_records_objects_and_licences(tiny_model, two_sources, tmp_path):
+    from shiftlens.inversion.objects import load_sources
+
+    out = tmp_path / "d.pt"
+    sources = load_sources(two_sources)
+    meta = train(tiny_settings(tiny_model, patches=two_sources, steps=2, mix="sources"), out, patches=sources)
+    dec = load_decoder(out, tiny_model, "fc")
+    assert dec.meta.format_version == 2 and dec.meta.qualified
+    names = [s.name for s in dec.meta.sources]
+    assert names == ["folder:shapes", "folder:blobs"] == [s.name for s in meta.training_sources]
+    assert [(s.objects, s.held_out) for s in dec.meta.sources] == [(4, 1), (3, 1)]  # one held out per source
+    assert all(s.licence and not s.copyleft for s in dec.meta.sources)
+    held = dec.meta.held_out_patches
+    assert len(held) == 2 and {h.split("/")[0] for h in held} == {"folder:shapes", "folder:blobs"}
+    assert not set(held) & set(dec.meta.training_patches) and len(dec.meta.training_patches) == 5
+    # loading the sources again (the command line does) gives the same run: it resumes instead of refusing
+    assert train(tiny_settings(tiny_model, patches=two_sources, steps=2, mix="sources"), out).steps_done == 2
+
+
+def test_object_bank_pastes_like_the_scene_renderer():
+    from shiftlens.inversion.objects import ObjectBank
+    from shiftlens.patches import load_patches
+    from shiftlens.config import RunConfig
+    from shiftlens.scenes import Scene, SceneObject, SceneRenderer
+
+    patches = {f"sample/{p.id}": p for p in load_patches(RunConfig(patches="sample"))}
+    bank = ObjectBank(patches, side=140, canvas=224)
+    assert bank.pixels.dtype == torch.uint8 and bank.nbytes == len(patches) * 140 * 140 * 4
+    scene = Scene((SceneObject("sample/cat_01", 140, 10, 20), SceneObject("sample/cup_01", 90, 100, 120)))
+    ours = bank.render([scene])[0]
+    exact = torch.from_numpy(SceneRenderer(patches, 224).render_uint8(scene)).permute(2, 0, 1).float() / 255
+    assert torch.equal(ours[:, :10], torch.ones(3, 10, 224))  # white around the objects
+    assert (ours - exact).abs().mean() < 0.02  # the same objects in the same places (resampled once more)
+
+
+def test_generator_sizes_lr_schedule_and_shipping_rules(tmp_path):
+    from shiftlens.inversion.decoder import SHIPPED_DIR, generator_for
+    from shiftlens.inversion.objects import check_shippable, split_sources
+
+    for side in (112, 224):
+        cfg = generator_for(side, feature_dim=1280)
+        gen = Generator(cfg)
+        assert cfg.out_size == side and gen(torch.zeros(1, 1280)).shape == (1, 3, side, side)
+        assert sum(p.numel() for p in gen.parameters()) * 2 < 20e6  # under 20 MB in fp16
+    with pytest.raises(ShiftlensError, match="--size 100: give one of 56, 112, 224"):
+        generator_for(100)
+    s = tiny_settings("x", lr=1e-3, warmup=4, lr_half_life=10)
+    trainer = Trainer.__new__(Trainer)
+    trainer.settings = s
+    assert trainer.lr_at(0) == pytest.approx(2.5e-4) and trainer.lr_at(3) == pytest.approx(1e-3 * 0.5 ** 0.3)
+    assert trainer.lr_at(10) == pytest.approx(5e-4)
+    with pytest.raises(ShiftlensError, match="names the source sample twice"):
+        split_sources("sample+sample")
+    gpl = [{"name": "tuxpaint", "spec": "tuxpaint", "licence": "GPL-2", "copyleft": True}]
+    with pytest.raises(ShiftlensError, match="source tuxpaint is GPL-2: a decoder trained on it may not ship"):
+        check_shippable(gpl, SHIPPED_DIR / "efficientnet_lite0_pool.pt", SHIPPED_DIR)
+    check_shippable(gpl, tmp_path / "d.pt", SHIPPED_DIR)  # anywhere else: evaluation material
+
+
+def test_shipped_decoders_record_shippable_sources():
+    for (model, layer), path in shipped_decoders().items():
+        meta = load_decoder(path, model, layer).meta
+        assert meta.training_sources and not any(s.copyleft for s in meta.training_sources), path
+        assert all(s.licence for s in meta.training_sources)
+
+
+def test_evaluate_file_writes_numbers_and_a_figure(tiny_model, two_sources, tmp_path):
+    import json
+
+    from conftest import write_patch_dir
+    from shiftlens.inversion.evaluation import evaluate_file
+    from shiftlens.inversion.objects import load_sources
+
+    out = tmp_path / "d.pt"
+    first = two_sources.split("+")[0]
+    train(tiny_settings(tiny_model, patches=first, steps=2), out)
+    other = write_patch_dir(tmp_path / "unseen", n=2, categories=("owl",))
+    report = evaluate_file(out, f"{first}+folder:{other}", n=6, seed=5, out=tmp_path / "ev", figure_n=3)
+    held, trained = report.group("held_out"), report.group("training")
+    assert (held.objects, trained.objects) == (3, 3)  # 1 held out of 4 and both unseen objects; 3 trained on
+    assert held.scenes == trained.scenes == 6 and 0 <= held.centroid_share <= 1
+    assert held.centre_median_error_px > 0 and held.recognised_share is None and "no logits layer" in report.note
+    # the held-out group's scenes are train.evaluate's: the same numbers
+    ev = evaluate(load_decoder(out, tiny_model, "fc"), [p for s in load_sources(f"{first}+folder:{other}")
+                                                          for p in s.patches], n=6, seed=5)
+    assert ev.held_out_mae == pytest.approx(held.mae) and ev.held_out_centroid_share == held.centroid_share
+    data = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert data["groups"][0]["group"] == "held_out" and data["training_sources"][0]["name"] == "folder:shapes"
+    csv = (tmp_path / "ev" / "evaluation.csv").read_text().splitlines()
+    assert csv[0].startswith("group,objects,scenes,mae,centroid_share") and len(csv) == 3
+    from PIL import Image
+
+    with Image.open(tmp_path / "ev" / "evaluation.png") as im:
+        assert im.size[0] == 3 * 112 and im.size[1] > 4 * 112
+    # only objects it never saw: the training group is empty, said so instead of failing
+    only = evaluate_file(out, f"folder:{other}", n=2, seed=5)
+    assert only.group("training").objects == 0 and only.group("training").mae is None
+
+
+def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_model, two_sources, tmp_path):
+    from shiftlens.cli import app
+
+    out = tmp_path / "d.pt"
+    first = two_sources.split("+")[0]
+    train(tiny_settings(tiny_model, patches=first, steps=2), out)
+    result = CliRunner().invoke(app, ["inverter", "evaluate", str(out), "--patches", first, "--n", "2",
+                                      "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert "held-out (1)" in result.output and "training (3)" in result.output and "centre guess" in result.output
+    assert (tmp_path / "ev" / "evaluation.csv").is_file()
+    for args, message in (([str(tmp_path / "none.pt"), "--patches", first], "does not exist"),
+                          ([str(out), "--patches", first, "--model", "efficientnet_lite0:pool"],
+                           f"was made for {tiny_model}:fc, not efficientnet_lite0:pool"),
+                          ([str(out), "--patches", "nosuch"], "unknown patch source 'nosuch'"),
+                          ([str(out), "--patches", first, "--n", "0"], "--n 0: give 1 or more")):
+        result = CliRunner().invoke(app, ["inverter", "evaluate", *args])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output

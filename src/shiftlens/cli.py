@@ -560,6 +560,13 @@ def inverter_train(
     adversarial: Annotated[bool, typer.Option("--adversarial/--no-adversarial", help="add the conditional adversarial loss")] = False,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="flip scenes and permute their colour channels (docs/decoder.md)")] = False,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="steps between checkpoints and validations (32)")] = None,
+    size: Annotated[int, typer.Option(help="px the generator draws: 56, 112 or 224 (docs/decoder.md)")] = 112,
+    held_out: Annotated[Optional[int], typer.Option("--held-out", help="objects of each source never trained on (2)")] = None,
+    per_category: Annotated[Optional[int], typer.Option("--per-category", help="objects per category of a Debian or COCO source (20)")] = None,
+    mix: Annotated[Optional[str], typer.Option(help="objects (each object equally likely) or sources (each source equally likely)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam's learning rate (0.001)")] = None,
+    lr_half_life: Annotated[Optional[int], typer.Option("--lr-half-life", help="steps over which the learning rate halves; 0 = constant (0)")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="steps of linear learning-rate warm-up (0)")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue from --out's checkpoint")] = True,
     force: Annotated[bool, typer.Option("--force", help="start over when --out was trained with other settings")] = False,
 ) -> None:
@@ -567,15 +574,16 @@ def inverter_train(
     patches, and records data, settings and losses inside the file."""
     from pydantic import ValidationError
 
-    from shiftlens.inversion.decoder import GeneratorConfig, TrainSettings, explain
+    from shiftlens.inversion.decoder import TrainSettings, explain, generator_for
     from shiftlens.inversion.train import train
 
     with one_line_errors(out.parent, hint="choose a writable --out"):
         given = dict(patches=patches, weights=weights, steps=steps, batch=batch, seed=seed,
-                     checkpoint_every=checkpoint_every)
+                     checkpoint_every=checkpoint_every, held_out=held_out, per_category=per_category, mix=mix, lr=lr,
+                     lr_half_life=lr_half_life, warmup=warmup)
         try:
             settings = TrainSettings(spec=model, adversarial=adversarial, augment=augment,
-                                     generator=GeneratorConfig(feature_dim=0),
+                                     generator=generator_for(size),
                                      **{k: v for k, v in given.items() if v is not None})
         except ValidationError as exc:  # every option is checked before any work
             raise ShiftlensError(explain(exc, {k: "--" + k.replace("_", "-") for k in given})) from None
@@ -598,6 +606,43 @@ def inverter_train(
         out_console.print(f"held-out patches {', '.join(meta.held_out_patches)}: MAE {last.held_out_mae:.3f} (training "
                           f"patches {last.training_mae:.3f}); centroid within {last.radius_px:g}px "
                           f"{last.held_out_centroid_share:.2f} (training {last.training_centroid_share:.2f})")
+
+
+@inverter_app.command("evaluate")
+def inverter_evaluate(
+    file: Annotated[Path, typer.Argument(help="a decoder file (shiftlens inverter train --out FILE)")],
+    patches: Annotated[str, typer.Option(help="the objects to reconstruct: a source or several joined by + (e.g. tuxpaint: held-out objects of another source)")],
+    out: Annotated[Optional[Path], typer.Option(help="folder for evaluation.json, evaluation.csv and evaluation.png")] = None,
+    n: Annotated[int, typer.Option(help="single-object scenes per group (held-out, training objects)")] = 48,
+    seed: Annotated[int, typer.Option(help="seed of the scenes")] = 123,
+    model: Annotated[Optional[str], typer.Option(help="MODEL:LAYER the decoder must be for (refused otherwise)")] = None,
+    weights: WeightsOpt = None,
+    per_category: Annotated[int, typer.Option("--per-category", help="objects per category of a Debian or COCO source")] = 20,
+    figure: Annotated[int, typer.Option(help="scenes per group in the figure (0: none)")] = 8,
+) -> None:
+    """Reconstruct seeded single-object scenes of objects the decoder was not trained on and of those it was:
+    pixel error, centroid within 10 px, median centroid error against guessing the centre, and recognition."""
+    from shiftlens.inversion.evaluation import evaluate_file
+
+    with one_line_errors(out, hint="choose a writable --out"):
+        report = evaluate_file(file, patches, n=n, seed=seed, out=out, model=model, weights=weights,
+                               per_category=per_category, figure_n=figure,
+                               log=lambda s: console.print(s, markup=False, highlight=False))
+    table = Table(title=f"{report.spec} decoder {file} ({report.steps} steps) on {patches}: {n} scenes per group, "
+                        f"seed {seed}")
+    for col in ("objects", "n", "error", f"within {report.radius_px:g} px", "median centroid px", "centre guess px",
+                "recognised"):
+        table.add_column(col)
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for g in report.groups:
+        table.add_row(f"{g.group.replace('_', '-')} ({g.objects})", str(g.scenes), fmt(g.mae, ".3f"),
+                      fmt(g.centroid_share, ".2f"), fmt(g.median_centroid_error_px, ".1f"),
+                      fmt(g.centre_median_error_px, ".1f"), fmt(g.recognised_share, ".2f"))
+    out_console.print(table)
+    if report.note:
+        out_console.print(report.note, markup=False)
+    for what, where in report.outputs.items():
+        out_console.print(f"{what}: {where}", markup=False, highlight=False)
 
 
 units_app = typer.Typer(no_args_is_help=True, help="Single units of a run's layers (the units analysis).")

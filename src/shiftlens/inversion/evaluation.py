@@ -1,0 +1,210 @@
+"""`shiftlens inverter evaluate FILE --patches SOURCE`: how well a decoder file reconstructs single objects.
+
+Seeded single-object scenes on the white canvas (sizes from the decoder's training range, positions anywhere), of
+the objects of SOURCE it was never trained on (`held_out`: its own held-out objects and every object of another
+source) and of those it was trained on (`training`), each encoded by the decoder's network and decoded. Per group:
+
+- `mae`: mean absolute RGB error in [0, 1] at the canvas;
+- `centroid_share`: the share of scenes whose reconstruction's object centroid (pixels whose largest channel is
+  more than `threshold` from white) is within `radius_px` of the truth's; a reconstruction with no such pixel is a
+  miss (its error is the canvas diagonal);
+- `median_centroid_error_px`, and `centre_median_error_px`: the same median for the guess "the canvas centre", on
+  the same scenes, the baseline a decoder that places anything must beat;
+- `recognised_share`: the share of scenes where the network's top-5 classes on the reconstruction hold its top-1
+  class on the original (None for a model without a logits layer).
+
+The held-out group's scenes are those `train.evaluate` draws with the same seed, so its first three numbers agree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shiftlens.errors import ShiftlensError
+from shiftlens.inversion.decoder import Decoder, load_decoder, read_decoder_file
+from shiftlens.inversion.objects import load_sources
+from shiftlens.inversion.train import Encoder, GroupResult, measure_group, parse_one_layer, split_keys
+from shiftlens.models import build_with_weights
+from shiftlens.scenes import SceneRenderer
+from shiftlens.stream import FeatureExtractor
+
+GROUPS = ("held_out", "training")
+
+
+@dataclass
+class GroupNumbers:
+    group: str
+    objects: int
+    """Distinct objects of the group in the patch set (0: the group is empty, its numbers None)."""
+    scenes: int
+    mae: float | None = None
+    centroid_share: float | None = None
+    median_centroid_error_px: float | None = None
+    centre_median_error_px: float | None = None
+    recognised_share: float | None = None
+
+
+@dataclass
+class Report:
+    file: str
+    spec: str
+    weights: str
+    steps: int
+    patches: str
+    n: int
+    seed: int
+    radius_px: float
+    threshold: float
+    groups: list[GroupNumbers]
+    training_sources: list[dict] = field(default_factory=list)
+    note: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def group(self, name: str) -> GroupNumbers:
+        return next(g for g in self.groups if g.group == name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def _check_model(meta_spec: str, model: str | None, path: Path) -> None:
+    if model is not None and model != meta_spec:
+        raise ShiftlensError(f"decoder file {path} was made for {meta_spec}, not {model}: give a decoder trained "
+                             f"for {model} (shiftlens inverter train --model {model}) or leave --model out")
+
+
+def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, out: Path | str | None = None,
+                  model: str | None = None, weights: str | None = None, per_category: int = 20,
+                  figure_n: int = 8, radius_px: float = 10.0, threshold: float = 0.2,
+                  log=None) -> Report:
+    """The numbers of the module docstring for the decoder `path` on `patches` (one source or several joined by
+    `+`); with `out`, also evaluation.json, evaluation.csv and evaluation.png (truth above reconstruction for the
+    first `figure_n` scenes of each group) there. Bad input is one `ShiftlensError` line, before any work."""
+    log = log or (lambda s: None)
+    path = Path(path)
+    if n < 1:
+        raise ShiftlensError(f"--n {n}: give 1 or more scenes per group")
+    if figure_n < 0:
+        raise ShiftlensError(f"--figure {figure_n}: give 0 or more scenes")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ShiftlensError(f"--out {out} is a file: give a folder for evaluation.json, .csv and .png")
+    meta, _ = read_decoder_file(path)
+    _check_model(meta.spec, model, path)
+    parsed = parse_one_layer(meta.spec)  # a model this shiftlens does not know is one line
+    entry = parsed.entry
+    weights = weights or meta.settings.weights
+    decoder = load_decoder(path, meta.model, meta.layer, weights=weights, seed=meta.settings.seed)
+    sources = load_sources(patches, per_category)
+    flat = [p for src in sources for p in src.patches]
+    by_key, held, trained = split_keys(meta, flat)
+    log(f"{len(held)} objects of {patches} {meta.spec}'s decoder was not trained on, {len(trained)} it was")
+
+    model_, prov = build_with_weights(entry, weights, meta.settings.seed)
+    layers = [entry.layer(meta.layer)]
+    logits = entry.logits_layer
+    if logits and logits != meta.layer:
+        layers.append(entry.layer(logits))
+    extractor = FeatureExtractor(model_, layers, entry.normalisation, torch.device("cpu"), "fp32")
+    renderer = SceneRenderer(by_key, meta.canvas, normalisation=entry.normalisation)
+    encoder = Encoder(extractor, None, renderer, meta.layer, str(prov.get("label", weights)),  # type: ignore[arg-type]
+                      bool(prov.get("untrained")))
+    note = "" if logits else f"{entry.name} has no logits layer: recognised_share is not measured"
+    if logits and prov.get("untrained"):
+        note = "untrained (random) weights: their classes mean nothing; recognised_share is chance-level"
+
+    rng = np.random.default_rng([seed, 7])  # train.evaluate's draw: the held-out group's scenes are the same
+    results: dict[str, GroupResult] = {}
+    numbers = []
+    for name, keys in (("held_out", held), ("training", trained)):
+        if not keys:
+            numbers.append(GroupNumbers(name, 0, 0))
+            continue
+        g = measure_group(decoder, encoder, renderer, keys, n, rng, threshold)
+        results[name] = g
+        rec = None
+        if logits:
+            truth_logits = _logits(encoder, g.truth, logits)
+            recon_logits = _logits(encoder, g.recon, logits)
+            top1 = truth_logits.argmax(1, keepdim=True)
+            top5 = recon_logits.topk(min(5, recon_logits.shape[1]), dim=1).indices
+            rec = float((top5 == top1).any(1).float().mean())
+        numbers.append(GroupNumbers(name, len(keys), n, g.mae, g.share_within(radius_px),
+                                    float(g.centroid_error.median()), float(g.centre_error.median()), rec))
+    extractor.close()
+    report = Report(str(path), meta.spec, weights, meta.steps_done,
+                    patches, n, seed, radius_px, threshold, numbers,
+                    [s.model_dump() for s in meta.training_sources], note)
+    if out is not None:
+        report.outputs = write_outputs(report, results, Path(out), figure_n)
+    return report
+
+
+def _logits(encoder: Encoder, rgb: torch.Tensor, layer: str, batch: int = 16) -> torch.Tensor:
+    norm = encoder.renderer.norm
+    mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
+    std = torch.tensor(norm.std).view(1, 3, 1, 1)
+    out = []
+    for i in range(0, len(rgb), batch):
+        x = ((rgb[i : i + batch] - mean) / std).contiguous(memory_format=torch.channels_last)
+        out.append(encoder.extractor(x)[layer].float().clone())
+    return torch.cat(out)
+
+
+CSV_COLUMNS = ("group", "objects", "scenes", "mae", "centroid_share", "median_centroid_error_px",
+               "centre_median_error_px", "recognised_share")
+
+
+def write_outputs(report: Report, results: dict[str, GroupResult], out: Path, figure_n: int) -> dict[str, str]:
+    from shiftlens.store import atomic_path, atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(CSV_COLUMNS)]
+    for g in report.groups:
+        row = asdict(g)
+        lines.append(",".join("" if row[c] is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]))
+                              for c in CSV_COLUMNS))
+    files = {"json": str(out / "evaluation.json"), "csv": str(out / "evaluation.csv")}
+    atomic_write_text(out / "evaluation.csv", "\n".join(lines) + "\n")
+    if figure_n and results:
+        image = figure(results, figure_n)
+        with atomic_path(out / "evaluation.png") as tmp:
+            image.save(tmp, format="PNG")
+        files["figure"] = str(out / "evaluation.png")
+    report.outputs = files
+    atomic_write_text(out / "evaluation.json", report.to_json() + "\n")
+    return files
+
+
+def figure(results: dict[str, GroupResult], k: int, cell: int = 112):
+    """Per group two rows, truth above reconstruction, the group's first `k` scenes, `cell` px each."""
+    from PIL import Image, ImageDraw
+
+    label_h, gap = 14, 6
+    groups = [g for g in GROUPS if g in results]
+    cols = max(min(k, len(results[g].scenes)) for g in groups)
+    height = sum(label_h + 2 * cell + gap for _ in groups)
+    sheet = Image.new("RGB", (cols * cell, height), (200, 200, 200))
+    draw = ImageDraw.Draw(sheet)
+    y = 0
+    for name in groups:
+        r = results[name]
+        m = min(k, len(r.scenes))
+        dist = r.centroid_error
+        draw.text((2, y + 1), f"{name.replace('_', '-')}: truth (top), reconstruction (bottom, centroid error px)",
+                  fill=(0, 0, 0))
+        y += label_h
+        for i in range(m):
+            for row, img in enumerate((r.truth[i], r.recon[i])):
+                arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                tile = Image.fromarray(arr).resize((cell, cell), Image.BILINEAR)
+                sheet.paste(tile, (i * cell, y + row * cell))
+            err = float(dist[i])
+            draw.text((i * cell + 3, y + 2 * cell - 12), f"{err:.0f}" if math.isfinite(err) else "-", fill=(200, 0, 0))
+        y += 2 * cell + gap
+    return sheet
