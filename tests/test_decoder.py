@@ -335,8 +335,16 @@ def test_training_on_two_sources_records_objects_and_licences(tiny_model, two_so
     held = dec.meta.held_out_patches
     assert len(held) == 2 and {h.split("/")[0] for h in held} == {"folder:shapes", "folder:blobs"}
     assert not set(held) & set(dec.meta.training_patches) and len(dec.meta.training_patches) == 5
-    # loading the sources again (the command line does) gives the same run: it resumes instead of refusing
-    assert train(tiny_settings(tiny_model, patches=two_sources, steps=2, mix="sources"), out).steps_done == 2
+    # loading the sources again (the command line does) gives the same run: it continues instead of refusing, and
+    # the objects decoded once are cached beside the file, so the next start reads no PNG
+    logs: list[str] = []
+    assert train(tiny_settings(tiny_model, patches=two_sources, steps=3, mix="sources"), out,
+                 log=logs.append).steps_done == 3
+    assert any("objects cached in" in line for line in logs) and (tmp_path / "d.pt.objects.npz").is_file()
+    logs.clear()
+    again = train(tiny_settings(tiny_model, patches=two_sources, steps=4, mix="sources"), out, log=logs.append)
+    assert any("objects from" in line for line in logs) and any("resuming" in line for line in logs)
+    assert again.held_out_patches == held and [s.objects for s in again.sources] == [4, 3]
 
 
 def test_object_bank_pastes_like_the_scene_renderer():

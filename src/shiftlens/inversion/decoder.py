@@ -195,6 +195,8 @@ class SourceRecord(_Record):
     objects: int = Field(ge=0)
     """Objects the source gave, held-out ones included."""
     held_out: int = Field(ge=0)
+    skipped: int = Field(0, ge=0)
+    """Objects left out because their mask vanishes at the smallest training size (not in `objects`)."""
     licence: str
     licences: list[str] = []
     """The distinct licences of its objects."""

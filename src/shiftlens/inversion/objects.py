@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import json
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,6 +64,10 @@ class Source:
 
     spec: str
     patches: list[Patch]
+    checked: bool = False
+    """Its patches are already the usable ones (read from an object cache): `usable` keeps them all."""
+    skipped: int = 0
+    """Objects dropped before (by the cache's `usable` check)."""
 
     @property
     def name(self) -> str:
@@ -69,6 +75,27 @@ class Source:
 
     def keys(self) -> list[str]:
         return [f"{self.name}/{p.id}" for p in self.patches]
+
+    def usable(self, sizes: tuple[int, int]) -> tuple[list[str], list[Patch]]:
+        """(keys, patches) of the objects whose mask survives resizing to the smallest and the largest of `sizes`
+        (a drawing of thin lines may vanish): only these are trained on or held out."""
+        keys, kept = [], []
+        for key, p in zip(self.keys(), self.patches):
+            if not self.checked and not survives(p, sizes):
+                continue
+            keys.append(key)
+            kept.append(p)
+        return keys, kept
+
+
+def survives(patch: Patch, sizes: tuple[int, int]) -> bool:
+    """Whether the patch's mask survives resizing to both sizes."""
+    try:
+        for size in sizes:
+            patch.resized(size)
+    except ShiftlensError:
+        return False
+    return True
 
 
 def load_sources(spec: str, per_category: int = 20, min_size: float = 37.5) -> list[Source]:
@@ -95,12 +122,12 @@ def as_sources(spec: str, patches: list[Patch] | list[Source]) -> list[Source]:
     return [Source(g, groups[g]) for g in order]
 
 
-def licence_record(source: Source, objects: int, held_out: int) -> dict:
+def licence_record(source: Source, objects: int, held_out: int, skipped: int = 0) -> dict:
     """What a decoder file keeps of a source (decoder.SourceRecord's fields), from its patches' provenance."""
     licences = sorted({p.licence for p in source.patches})
     first = source.patches[0].provenance if source.patches else {}
     kind = source.spec.partition(":")[0]
-    record = {"name": source.name, "spec": source.spec, "objects": objects, "held_out": held_out,
+    record = {"name": source.name, "spec": source.spec, "objects": objects, "held_out": held_out, "skipped": skipped,
               "licences": licences, "package": None, "version": None, "licence_file": None}
     if "package" in first:  # a Debian package: one licence, the package and its installed version
         record |= {"package": first["package"], "version": first.get("version")}
@@ -165,3 +192,59 @@ def check_shippable(records: list[dict], out: Path, shipped_dir: Path) -> None:
         raise ShiftlensError(f"--out {out} is a shipped decoder, but source {bad[0]['name']} is {bad[0]['licence']}: "
                              "a decoder trained on it may not ship; use it for held-out evaluation "
                              "(shiftlens inverter evaluate FILE --patches " + bad[0]["spec"] + ") or train elsewhere")
+
+
+CACHE_VERSION = 1
+
+
+def cache_path(out: Path) -> Path:
+    """The object cache beside a decoder file: its training objects decoded and resized once."""
+    return out.with_name(out.name + ".objects.npz")
+
+
+def load_sources_cached(spec: str, per_category: int, sizes: tuple[int, int], cache: Path | None,
+                        log=None) -> list[Source]:
+    """`load_sources`, reading (or writing) `cache`: one uint8 array of every usable object at the largest
+    training size, with ids, categories, licences and provenance, so a resumed run reads no PNG. A cache made for
+    another spec, `per_category` or sizes is rebuilt."""
+    log = log or (lambda s: None)
+    ident = {"version": CACHE_VERSION, "spec": spec, "per_category": per_category, "sizes": list(sizes)}
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta["ident"] == ident:
+                    pixels = data["pixels"]
+                    sources, i = [], 0
+                    for src in meta["sources"]:
+                        patches = []
+                        for o in src["objects"]:
+                            patches.append(Patch(id=o["id"], category=o["category"], rgba=pixels[i], source=o["source"],
+                                                 licence=o["licence"], provenance=o["provenance"]))
+                            i += 1
+                        sources.append(Source(src["spec"], patches, checked=True, skipped=src["skipped"]))
+                    log(f"objects from {cache} ({i} objects)")
+                    return sources
+        except Exception as exc:  # a damaged or foreign cache is rebuilt, never trusted
+            log(f"object cache {cache} unreadable ({type(exc).__name__}): rebuilt")
+    sources = []
+    for src in load_sources(spec, per_category):
+        keys, kept = src.usable(sizes)
+        side = max(sizes)
+        sources.append(Source(src.spec, [Patch(id=p.id, category=p.category, rgba=p.resized(side), source=p.source,
+                                               licence=p.licence, provenance=p.provenance) for p in kept],
+                              checked=True, skipped=len(src.patches) - len(kept)))
+    if cache is not None:
+        from shiftlens.store import atomic_path
+
+        meta = {"ident": ident, "sources": [
+            {"spec": s.spec, "skipped": s.skipped,
+             "objects": [{"id": p.id, "category": p.category, "source": p.source, "licence": p.licence,
+                          "provenance": p.provenance} for p in s.patches]} for s in sources]}
+        pixels = np.stack([p.rgba for s in sources for p in s.patches])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, pixels=pixels, meta=np.array(json.dumps(meta)))
+        log(f"objects cached in {cache} ({pixels.nbytes / 1e6:.0f} MB)")
+    return sources

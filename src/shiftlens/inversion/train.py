@@ -48,10 +48,12 @@ from shiftlens.inversion.objects import (
     ObjectBank,
     Source,
     as_sources,
+    cache_path,
     check_shippable,
     licence_record,
-    load_sources,
+    load_sources_cached,
     object_key,
+    survives,
 )
 from shiftlens.models import LayerSpec, build_with_weights, parse_spec
 from shiftlens.patches import Patch
@@ -247,13 +249,14 @@ class Trainer:
         by_id: dict[str, Patch] = {}
         self.training, self.held_out, self.groups, records = [], [], [], []
         for src in self.sources:
-            keys = src.keys()
-            by_id |= dict(zip(keys, src.patches))
+            keys, kept = src.usable(tuple(s.sizes))
+            by_id |= dict(zip(keys, kept))
             train_keys, held = held_out_split(keys, s.held_out, s.seed, source=src.name)
             self.training += train_keys
             self.held_out += held
             self.groups.append(train_keys)
-            records.append(SourceRecord(**licence_record(src, len(keys), len(held))))
+            skipped = src.skipped + len(src.patches) - len(keys)
+            records.append(SourceRecord(**licence_record(src, len(keys), len(held), skipped)))
         self.source_records = records
         self.patches = by_id
         self.bank = ObjectBank({k: by_id[k] for k in self.training}, s.sizes[1], s.generator.canvas)
@@ -450,10 +453,12 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
     out = Path(out)
     parse_one_layer(settings.spec)
     check_out(out)
-    patches = patches if patches is not None else load_sources(settings.patches, settings.per_category)
+    if patches is None:
+        patches = load_sources_cached(settings.patches, settings.per_category, tuple(settings.sizes),
+                                      cache_path(out), log)
     sources = as_sources(settings.patches, patches)
     for src in sources:
-        held_out_split(src.keys(), settings.held_out, settings.seed, source=src.name)
+        held_out_split(src.usable(tuple(settings.sizes))[0], settings.held_out, settings.seed, source=src.name)
     check_shippable([licence_record(src, len(src.patches), 0) for src in sources], out, SHIPPED_DIR)
     state = None
     if out.exists() or state_path(out).exists():
@@ -566,7 +571,8 @@ class GroupResult:
 def split_keys(meta: DecoderMeta, patches: list[Patch]) -> tuple[dict[str, Patch], list[str], list[str]]:
     """(patches by the decoder's keys, held-out keys, training keys): held-out = every object of `patches` it was
     not trained on (its own held-out ones and any other source's), training = those it was trained on."""
-    by_key = {object_key(p, meta.qualified): p for p in patches}
+    sizes = tuple(meta.settings.sizes)
+    by_key = {object_key(p, meta.qualified): p for p in patches if survives(p, sizes)}
     trained = set(meta.training_patches)
     return by_key, sorted(k for k in by_key if k not in trained), sorted(k for k in by_key if k in trained)
 
