@@ -203,10 +203,10 @@ def cache_path(out: Path) -> Path:
 
 
 def load_sources_cached(spec: str, per_category: int, sizes: tuple[int, int], cache: Path | None,
-                        log=None) -> list[Source]:
+                        log=None, write: bool = True) -> list[Source]:
     """`load_sources`, reading (or writing) `cache`: one uint8 array of every usable object at the largest
     training size, with ids, categories, licences and provenance, so a resumed run reads no PNG. A cache made for
-    another spec, `per_category` or sizes is rebuilt."""
+    another spec, `per_category` or sizes is rebuilt (and written only with `write`)."""
     log = log or (lambda s: None)
     ident = {"version": CACHE_VERSION, "spec": spec, "per_category": per_category, "sizes": list(sizes)}
     if cache is not None and cache.is_file():
@@ -234,7 +234,7 @@ def load_sources_cached(spec: str, per_category: int, sizes: tuple[int, int], ca
         sources.append(Source(src.spec, [Patch(id=p.id, category=p.category, rgba=p.resized(side), source=p.source,
                                                licence=p.licence, provenance=p.provenance) for p in kept],
                               checked=True, skipped=len(src.patches) - len(kept)))
-    if cache is not None:
+    if cache is not None and write:
         from shiftlens.store import atomic_path
 
         meta = {"ident": ident, "sources": [
