@@ -9,7 +9,7 @@ Each file's ```bash commands run in order in a fresh folder, in this process (ti
   names or derives. A folder another document's command makes with `--out` (README's `results/units` for
   docs/units.md) is made by that command first.
 - `shiftlens config`, `models`, `report`: run for real (`> FILE` writes the output there).
-- `shiftlens serve`, `bench`, `inverter train`, `units visualise`: their arguments parsed by the real command line
+- `shiftlens serve`, `bench`, `inverter train`, `inverter evaluate`, `units visualise`: their arguments parsed by the real command line
   (unknown flags fail); `serve` also needs its folder's site.
 - `bash FILE`, `python FILE`: the file exists; `pip install -e '.[EXTRA]'`: the extra exists; `python3 -m venv`,
   `ray start`: not shiftlens's, skipped. Any other command fails: teach this test about it.
@@ -43,7 +43,7 @@ TINY_RUN = ["--models", "efficientnet_lite0:pool", "--sizes", "75", "--stride", 
 TINY_ARITHMETIC = ["--models", "efficientnet_lite0:pool", "--weights", "random", "--problems", "0", "--stride", "74",
                    "--inverter", "none"]
 READS_FOLDER = {("report",): 0, ("serve",): 0, ("units", "visualise"): 0}  # subcommand -> index of its folder argument
-PARSE_ONLY = {("serve",), ("bench",), ("inverter", "train"), ("units", "visualise")}
+PARSE_ONLY = {("serve",), ("bench",), ("inverter", "train"), ("inverter", "evaluate"), ("units", "visualise")}
 RUNS = {("config",), ("models",), ("report",), ("patches",)}
 DRY_RUNS = {("run",), ("arithmetic",)}
 
