@@ -516,8 +516,8 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
             progress(trainer.step_no, settings.steps, rec)
         done = trainer.step_no >= settings.steps
         if trainer.step_no % settings.checkpoint_every == 0 or done:
-            ev = evaluate(trainer.decoder(), [p for src in sources for p in src.patches], settings.validate_n,
-                          seed=settings.seed + 1, encoder=encoder)
+            ev = evaluate(trainer.decoder(), list(trainer.patches.values()), settings.validate_n,
+                          seed=settings.seed + 1, encoder=encoder, checked=True)
             trainer.validation.append(ev.model_copy(update={"step": trainer.step_no}))
             trainer.save(out)
             log(f"step {trainer.step_no}: loss {rec.total:.4f} (pixel {rec.pixel:.4f}, feature {rec.feature:.3f}); "
@@ -568,11 +568,13 @@ class GroupResult:
         return float((self.centroid_error <= radius_px).float().mean())
 
 
-def split_keys(meta: DecoderMeta, patches: list[Patch]) -> tuple[dict[str, Patch], list[str], list[str]]:
+def split_keys(meta: DecoderMeta, patches: list[Patch],
+               checked: bool = False) -> tuple[dict[str, Patch], list[str], list[str]]:
     """(patches by the decoder's keys, held-out keys, training keys): held-out = every object of `patches` it was
-    not trained on (its own held-out ones and any other source's), training = those it was trained on."""
+    not trained on (its own held-out ones and any other source's), training = those it was trained on. Objects
+    whose mask vanishes at a training size are left out, unless `checked` says they were already."""
     sizes = tuple(meta.settings.sizes)
-    by_key = {object_key(p, meta.qualified): p for p in patches if survives(p, sizes)}
+    by_key = {object_key(p, meta.qualified): p for p in patches if checked or survives(p, sizes)}
     trained = set(meta.training_patches)
     return by_key, sorted(k for k in by_key if k not in trained), sorted(k for k in by_key if k in trained)
 
@@ -593,12 +595,12 @@ def measure_group(decoder: Decoder, encoder: Encoder, renderer: SceneRenderer, k
 
 
 def evaluate(decoder: Decoder, patches: list[Patch], n: int, seed: int, encoder: Encoder | None = None,
-             radius_px: float = 10.0, threshold: float = 0.2) -> Evaluation:
+             radius_px: float = 10.0, threshold: float = 0.2, checked: bool = False) -> Evaluation:
     """Reconstruction of `n` single-object scenes of held-out patches and `n` of training patches (seeded sizes
     and positions from the decoder's training range): mean absolute pixel error and the share of scenes whose
     reconstruction's object centroid is within `radius_px` of the truth's."""
     meta = decoder.meta
-    by_key, held, trained = split_keys(meta, patches)
+    by_key, held, trained = split_keys(meta, patches, checked)
     if not held or not trained:
         raise ShiftlensError(f"evaluating {decoder.source or meta.spec} needs its held-out patches "
                              f"({', '.join(meta.held_out_patches)}) and training patches in the patch set: use the "
