@@ -28,7 +28,7 @@ import torch
 
 from shiftlens.errors import ShiftlensError
 from shiftlens.inversion.decoder import Decoder, load_decoder, read_decoder_file
-from shiftlens.inversion.objects import cache_path, load_sources_cached
+from shiftlens.inversion.objects import cache_path, load_sources, load_sources_cached
 from shiftlens.inversion.train import Encoder, GroupResult, measure_group, parse_one_layer, split_keys
 from shiftlens.models import build_with_weights
 from shiftlens.scenes import SceneRenderer
@@ -100,9 +100,13 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
     entry = parsed.entry
     weights = weights or meta.settings.weights
     decoder = load_decoder(path, meta.model, meta.layer, weights=weights, seed=meta.settings.seed)
-    # the decoder's own object cache when asked for exactly its training objects (read, never written here)
-    sources = load_sources_cached(patches, per_category, tuple(meta.settings.sizes), cache_path(path), log,
-                                  write=False)
+    # the decoder's own object cache (objects resized once to the largest training size) when asked for exactly its
+    # training objects, read, never written here; any other objects as their sources give them
+    if (patches, per_category) == (meta.settings.patches, meta.settings.per_category) and cache_path(path).is_file():
+        sources = load_sources_cached(patches, per_category, tuple(meta.settings.sizes), cache_path(path), log,
+                                      write=False)
+    else:
+        sources = load_sources(patches, per_category)
     flat = [p for src in sources for p in src.patches]
     by_key, held, trained = split_keys(meta, flat)
     log(f"{len(held)} objects of {patches} {meta.spec}'s decoder was not trained on, {len(trained)} it was")
