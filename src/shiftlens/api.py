@@ -29,6 +29,7 @@ from shiftlens import cross_object_figure, figures, maps, paper, unit_figures  #
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
 from shiftlens.analyses.base import PlanContext
 from shiftlens.analyses.cross_part import CrossPartCompute, CrossPartState, uncounted
+from shiftlens.analyses import intervals
 from shiftlens.analyses.folds import check_positions
 from shiftlens.analyses.base import required_arrays
 from shiftlens.canvases import grid, load_images, parse_background
@@ -258,6 +259,9 @@ def build_outputs(results: ResultsDir, record: RunRecord, order: list[tuple[str,
     published = paper.comparison(tables)
     if published is not None:
         tables["paper_comparison"] = published
+    bounds = intervals.table(tables)  # 95% intervals over objects, from the per-patch tables above
+    if bounds is not None:
+        tables["intervals"] = bounds
     for name, df in tables.items():
         results.write_table(name, df)
     if parts and (any(ANALYSIS_REGISTRY[a].in_maps for a in cfg.analyses) or outputs):

@@ -1,0 +1,204 @@
+"""95% confidence intervals over objects: `tables/intervals.csv`, from the analyses' per-patch tables.
+
+Every number of the summary tables (similarity.csv, separability.csv, ...) is a mean over patches of a per-patch
+value. The objects are a sample of the objects the study is about, so each of those means gets a percentile
+bootstrap interval with the objects as the unit of resampling: B = RESAMPLES resamples of the n objects drawn with
+replacement, the mean of each resample, and the 2.5 % and 97.5 % quantiles of those means (numpy's default linear
+interpolation), as `scipy.stats.bootstrap(..., method="percentile")`, which the tests hold it to.
+
+- **Deterministic.** The resamples of n objects are drawn from `default_rng([SEED, n])` with `integers(0, n, (B,
+  n))` (scipy's draw), so an interval is a function of the per-patch values and their order alone: the same values
+  give the same interval in every run, whatever else the run holds, and every metric of one model, layer, size and
+  category is resampled with the same draws (their intervals are paired).
+- **Vectorised.** The draws become a (B, n) matrix of counts, and the B resample means of every metric sharing the
+  same objects are one matrix product, counts @ values / n.
+- **Groups.** Per model, layer, weights and patch size, over all patches (`category` = `all`) and, when the run has
+  more than one category, over each category's patches. A patch without a value for a metric (NaN: a grid share
+  at an unknown stride, a class share of a category without an ImageNet class set) is left out of that metric and
+  the `note` says how many were; with one object there is no interval (NaN, and a note), with none no mean either.
+
+The metrics and the per-patch columns they come from are `SOURCES`; the units shares have no per-patch values (a
+unit's position share needs the position means over all patches at once) and the cross-object location probe pools
+the objects into folds, so neither has rows here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+RESAMPLES = 10_000
+SEED = 0
+CONFIDENCE = 0.95
+ALL = "all"
+METHOD = f"percentile bootstrap over objects, B={RESAMPLES}, seed={SEED}"
+KEYS = ["model", "layer", "weights", "patch_size"]
+COLUMNS = KEYS + ["metric", "category", "n_objects", "mean", "ci_low", "ci_high", "method", "note"]
+ONE_OBJECT = "one object: no interval"
+NO_VALUES = "no object has a value"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Metrics from one per-patch table: `values` maps a column to the metric's stem, and each value of the `by`
+    columns (e.g. the anchor) is appended to it, shortened through `short` where it has an entry; with `stem_last`
+    the stem comes after those values (`separability_tb_paper_fold_std`)."""
+
+    table: str
+    prefix: str
+    values: dict[str, str]
+    by: tuple[str, ...] = ()
+    short: tuple[tuple[str, str], ...] = ()
+    stem_last: bool = False
+
+    def metric(self, stem: str, by_values: tuple) -> str:
+        short = dict(self.short)
+        words = [short.get(str(v), str(v)) for v in by_values]
+        stem_words = [stem] if stem else []
+        return "_".join([self.prefix, *(words + stem_words if self.stem_last else stem_words + words)])
+
+
+_TASKS = (("left_right", "lr"), ("top_bottom", "tb"))
+SOURCES = (
+    Source("similarity_per_patch", "similarity", {"mean": ""}, ("anchor",)),
+    Source("separability_per_patch", "separability", {"acc_mean": "", "acc_std": "fold_std"}, ("task", "protocol"),
+           _TASKS, stem_last=True),
+    Source("location_per_patch", "location", {"dist_px": "dist_px", "mae_px": "mae_px", "r2_x": "r2_x",
+                                              "r2_y": "r2_y"}, ("protocol",)),
+    Source("invariance_per_patch", "invariance",
+           {c: c for c in ("frac_ge_0.80", "frac_ge_0.90", "frac_ge_0.95", "frac_ge_0.99", "local_dx", "local_dy",
+                           "grid_share", "drop_h", "drop_v", "anisotropy")}, ("anchor",)),
+    Source("consistency_per_patch", "consistency",
+           {c: c for c in ("p_neighbour_h", "p_neighbour_v", "p_neighbour", "p_random", "n_classes", "mode_share",
+                           "p_top1_in_classes")}),
+    Source("class_prob", "class_prob", {"mean_prob": "mean", "min_prob": "min", "max_prob": "max"}),
+)
+"""Which per-patch table feeds which metrics, in the paper's order. A metric's name is prefix, stem, then the `by`
+values, joined by underscores: `similarity_TL`, `separability_tb_paper`, `separability_tb_paper_fold_std`,
+`location_dist_px_shuffled`, `invariance_frac_ge_0.95_C`, `consistency_p_neighbour`, `class_prob_mean`."""
+
+
+def per_patch_values(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long per-patch values: KEYS, patch, category, metric, value (float64; NaN where a patch has none), in the
+    order of SOURCES and of each table's rows (the config's order)."""
+    frames = []
+    for source in SOURCES:
+        df = tables.get(source.table)
+        if df is None or df.empty:
+            continue
+        cols = [c for c in source.values if c in df.columns]
+        if not cols or any(c not in df.columns for c in KEYS + ["patch", "category", *source.by]):
+            continue
+        by = list(source.by)
+        for col in cols:
+            qualifiers = list(zip(*(df[b] for b in by))) if by else [()] * len(df)
+            names = [source.metric(source.values[col], q) for q in qualifiers]
+            frames.append(pd.DataFrame({**{k: df[k].to_numpy() for k in KEYS}, "patch": df["patch"].to_numpy(),
+                                        "category": df["category"].to_numpy(), "metric": names,
+                                        "value": pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64)}))
+    if not frames:
+        return pd.DataFrame(columns=KEYS + ["patch", "category", "metric", "value"])
+    long = pd.concat(frames, ignore_index=True)
+    # the metrics of one model, layer, weights and size together (in the order they first appear)
+    group = long.groupby(KEYS, sort=False).ngroup()
+    return long.iloc[np.argsort(group.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def resample_counts(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """(resamples, n) float64: how often each of n objects is drawn in each resample (scipy.stats.bootstrap's draw:
+    `rng.integers(0, n, (resamples, n))` from `default_rng([seed, n])`)."""
+    idx = np.random.default_rng([seed, n]).integers(0, n, (resamples, n))
+    flat = idx + (np.arange(resamples) * n)[:, None]
+    return np.bincount(flat.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+
+
+def bootstrap_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B, m) resample means of the columns of `values` (n, m), every value finite."""
+    return counts @ values / values.shape[0]
+
+
+def percentile_interval(values: np.ndarray, counts: np.ndarray | None = None,
+                        confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile bootstrap interval of the mean of each column of `values` (n, m), n >= 2, all finite."""
+    n = values.shape[0]
+    counts = resample_counts(n) if counts is None else counts
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(bootstrap_means(values, counts), [alpha, 1 - alpha], axis=0)
+    # a metric every object shares has that value as its interval (the product may round a hair off it)
+    lo_v, hi_v = values.min(0), values.max(0)
+    return np.clip(low, lo_v, hi_v), np.clip(high, lo_v, hi_v)
+
+
+class _Counts(dict):
+    def __missing__(self, n: int) -> np.ndarray:
+        self[n] = resample_counts(n)
+        return self[n]
+
+
+def intervals(long: pd.DataFrame) -> pd.DataFrame:
+    """`intervals.csv` from long per-patch values (`per_patch_values`): one row per model, layer, weights, size,
+    metric and category (`all`, then each category when there is more than one)."""
+    if long.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    categories = list(dict.fromkeys(long["category"].tolist()))
+    counts = _Counts()
+    rows = []
+    for key, g in long.groupby(KEYS, sort=False):
+        metrics = list(dict.fromkeys(g["metric"].tolist()))
+        subsets = [(ALL, g)] + ([(c, g[g["category"] == c]) for c in categories] if len(categories) > 1 else [])
+        for category, sub in subsets:
+            if sub.empty:
+                continue
+            patches = list(dict.fromkeys(sub["patch"].tolist()))
+            wide = sub.pivot(index="patch", columns="metric", values="value").reindex(index=patches, columns=metrics)
+            rows += _rows(dict(zip(KEYS, key)), category, wide, counts)
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    # metric-major within each model, layer, weights and size: a metric's categories together
+    order = {m: i for i, m in enumerate(dict.fromkeys(long["metric"].tolist()))}
+    cat_order = {c: i for i, c in enumerate([ALL, *categories])}
+    out["_g"] = out.groupby(KEYS, sort=False).ngroup()
+    out["_m"] = out["metric"].map(order)
+    out["_c"] = out["category"].map(cat_order)
+    return out.sort_values(["_g", "_m", "_c"], kind="stable").drop(columns=["_g", "_m", "_c"]).reset_index(drop=True)
+
+
+def _rows(key: dict, category: str, wide: pd.DataFrame, counts: _Counts) -> list[dict]:
+    values = wide.to_numpy(np.float64)
+    finite = np.isfinite(values)
+    n_all = values.shape[0]
+    result: dict[str, dict] = {}
+    # metrics with the same objects share one matrix product
+    patterns: dict[bytes, list[int]] = {}
+    for j in range(values.shape[1]):
+        patterns.setdefault(finite[:, j].tobytes(), []).append(j)
+    for pattern, cols in patterns.items():
+        keep = np.frombuffer(pattern, dtype=bool)
+        v = values[keep][:, cols]
+        k = v.shape[0]
+        left_out = n_all - k
+        note = f"{left_out} object(s) without a value left out" if left_out and k else ""
+        if k == 0:
+            mean = low = high = np.full(len(cols), np.nan)
+            note = NO_VALUES
+        elif k == 1:
+            mean, low, high = v[0], np.full(len(cols), np.nan), np.full(len(cols), np.nan)
+            note = "; ".join(filter(None, [ONE_OBJECT, note]))
+        else:
+            mean = v.mean(0)
+            low, high = percentile_interval(v, counts[k])
+            mean = np.clip(mean, v.min(0), v.max(0))
+        for i, j in enumerate(cols):
+            result[wide.columns[j]] = dict(**key, metric=wide.columns[j], category=category, n_objects=k,
+                                           mean=float(mean[i]), ci_low=float(low[i]), ci_high=float(high[i]),
+                                           method=METHOD, note=note)
+    return [result[m] for m in wide.columns]
+
+
+def table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
+    """`tables/intervals.csv` from a run's tables (their per-patch ones), or None when none has per-patch values."""
+    long = per_patch_values(tables)
+    if long.empty:
+        return None
+    return intervals(long)
