@@ -145,23 +145,25 @@ def test_metric_names_of_every_per_patch_table():
     assert iv.table({}) is None and iv.table({"units": pd.DataFrame({"model": ["m"]})}) is None
 
 
-@pytest.fixture
-def three_patch_config(tmp_path: Path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, "api.RunResult"]:
+    """A run of three objects (cat_00, cup_01, cat_02) through every analysis with per-patch values, at 75 px."""
+    from shiftlens import api
     from shiftlens.config import RunConfig
 
-    patches = write_patch_dir(tmp_path / "patches", n=3)  # cat_00, cup_01, cat_02
-    return RunConfig(models=["efficientnet_lite0:pool,fc"], patches=f"folder:{patches}", sizes=[96], stride=32,
-                     weights="random", out=str(tmp_path / "out"), batch_size=16, site=False,
-                     analyses=["similarity", "separability", "location", "invariance", "consistency", "class"])
+    root = tmp_path_factory.mktemp("intervals")
+    patches = write_patch_dir(root / "patches", n=3)
+    cfg = RunConfig(models=["efficientnet_lite0:pool,fc"], patches=f"folder:{patches}", sizes=[75], stride=32,
+                    weights="random", out=str(root / "out"), batch_size=16, site=False,
+                    analyses=["similarity", "separability", "location", "invariance", "consistency", "class"])
+    return Path(cfg.out), api.run(cfg)
 
 
-def test_a_run_writes_intervals_beside_unchanged_tables(three_patch_config, monkeypatch):
+def test_a_run_writes_intervals_beside_unchanged_tables(tiny_run, monkeypatch):
     from shiftlens import api
     from shiftlens.store import ResultsDir
 
-    cfg = three_patch_config
-    result = api.run(cfg)
-    out = Path(cfg.out)
+    out, result = tiny_run
     info = json.loads((out / "run.json").read_text())
     assert "intervals" in info["tables"]
     text = (out / "tables" / "intervals.csv").read_bytes()
@@ -201,3 +203,84 @@ def test_a_run_writes_intervals_beside_unchanged_tables(three_patch_config, monk
     tables, _ = api.build_outputs(results, results.read_run(), order)
     assert "intervals" not in tables
     assert {p.name: p.read_bytes() for p in (out / "tables").glob("*.csv") if p.stem != "intervals"} == others
+
+
+# -- tools/findings.py --------------------------------------------------------------------------------------------
+CELL = r"\d+\.\d+ \[\d+\.\d+, \d+\.\d+\]"
+
+
+def test_findings_copies_the_tables_and_prints_every_section(tiny_run, tmp_path, capsys):
+    import re
+
+    from tools import findings
+
+    out, _ = tiny_run
+    docs = tmp_path / "docs" / "tables"
+    assert findings.main([str(out), str(docs)]) == 0
+    text = capsys.readouterr().out
+    copied = sorted(p.name for p in docs.glob("*.csv"))
+    assert copied == sorted(p.name for p in (out / "tables").glob("*.csv")) and "intervals.csv" in copied
+    for name in copied:
+        assert (docs / name).read_bytes() == (out / "tables" / name).read_bytes()
+    for title in ("Table 2: similarity to the anchors, 75 px", "Table 4: separability, 75 px",
+                  "similarity_TL per category, 75 px", "Location probe within each object",
+                  "Location probe across objects", "Invariance numbers", "Shift consistency and class probability",
+                  "The paper's published cells beside the run's"):
+        assert f"**{title}" in text
+    assert re.search(CELL, text)
+    table2 = text.split("**Table 2")[1].split("\n\n")[1].splitlines()
+    assert table2[0] == "| model, layer | TL | TR | C | BL | BR | objects |"
+    assert len(table2) == 2 + 2 and table2[2].endswith("| 3 |")  # pool and fc, three objects each
+    per_cat = text.split("**similarity_TL per category, 75 px")[1].split("\n\n")[1].splitlines()
+    assert [r.split(" | ")[0] for r in per_cat[2:]] == ["| all", "| cat", "| cup"]  # the run's order
+    assert any("(n = 1)" in r for r in per_cat)  # cup has one object: no interval
+
+
+def test_findings_computes_intervals_for_a_run_that_predates_them(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from tools import findings
+
+    out, _ = tiny_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    info = json.loads((old / "run.json").read_text())
+    info["tables"].remove("intervals")
+    del info["table_sha256"]["intervals"]
+    (old / "run.json").write_text(json.dumps(info))
+    (old / "tables" / "intervals.csv").unlink()
+    docs = tmp_path / "docs"
+    assert findings.main([str(old), str(docs)]) == 0
+    assert "computed here" in capsys.readouterr().err
+    assert not (old / "tables" / "intervals.csv").exists()  # the run folder is not touched
+    read = lambda p: pd.read_csv(p, keep_default_na=False, na_values=[""])  # noqa: E731
+    got, want = read(docs / "intervals.csv"), read(out / "tables" / "intervals.csv")
+    text = ["model", "layer", "weights", "patch_size", "metric", "category", "n_objects", "method", "note"]
+    pd.testing.assert_frame_equal(got[text], want[text])
+    for col in ("mean", "ci_low", "ci_high"):  # from the per-patch tables' six significant digits
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-5, atol=1e-6)
+
+
+def test_findings_refuses_a_folder_without_a_run(tmp_path, capsys):
+    from tools import findings
+
+    assert findings.main([str(tmp_path), str(tmp_path / "docs")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "docs").exists()
+
+
+def test_findings_puts_the_paper_cells_beside_the_runs_interval():
+    from tools import findings
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.83, 0.03, 40)
+    per = per_patch({"TL": x}, model="alexnet", layer="fc6", size=125)
+    I = findings.Intervals(iv.table({"similarity_per_patch": per}))
+    comp = pd.DataFrame([dict(table="1", paper_model="AlexNet", model="alexnet", layer="fc6", weights="imagenet",
+                              patch_size=125, measure="similarity TL", paper_mean=0.830, paper_std=0.030,
+                              run_mean=x.mean(), run_std=x.std(), diff=x.mean() - 0.830, n_patches=40)])
+    text = findings.paper_section(I, {"paper_comparison": comp})[0]
+    row = text.splitlines()[-1]
+    low, high = scipy_interval(x)
+    assert f"[{low:.3f}, {high:.3f}]" in row and "0.830 ± 0.030" in row
+    assert row.endswith("| yes |") == (low <= 0.830 <= high)
