@@ -33,7 +33,7 @@ RESAMPLES = 10_000
 SEED = 0
 CONFIDENCE = 0.95
 ALL = "all"
-METHOD = f"percentile bootstrap over objects, B={RESAMPLES}, seed={SEED}"
+METHOD = f"percentile bootstrap B={RESAMPLES} seed={SEED}"
 KEYS = ["model", "layer", "weights", "patch_size"]
 COLUMNS = KEYS + ["metric", "category", "n_objects", "mean", "ci_low", "ci_high", "method", "note"]
 ONE_OBJECT = "one object: no interval"
@@ -115,8 +115,9 @@ def resample_counts(n: int, resamples: int = RESAMPLES, seed: int = SEED) -> np.
 
 
 def bootstrap_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(B, m) resample means of the columns of `values` (n, m), every value finite."""
-    return counts @ values / values.shape[0]
+    """(m, B) resample means of the columns of `values` (n, m), every value finite: one row per column, so the
+    quantiles below run along contiguous memory."""
+    return values.T @ counts.T / values.shape[0]
 
 
 def percentile_interval(values: np.ndarray, counts: np.ndarray | None = None,
@@ -125,7 +126,7 @@ def percentile_interval(values: np.ndarray, counts: np.ndarray | None = None,
     n = values.shape[0]
     counts = resample_counts(n) if counts is None else counts
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(bootstrap_means(values, counts), [alpha, 1 - alpha], axis=0)
+    low, high = np.quantile(bootstrap_means(values, counts), [alpha, 1 - alpha], axis=1)
     # a metric every object shares has that value as its interval (the product may round a hair off it)
     lo_v, hi_v = values.min(0), values.max(0)
     return np.clip(low, lo_v, hi_v), np.clip(high, lo_v, hi_v)
@@ -138,62 +139,65 @@ class _Counts(dict):
 
 
 def intervals(long: pd.DataFrame) -> pd.DataFrame:
-    """`intervals.csv` from long per-patch values (`per_patch_values`): one row per model, layer, weights, size,
-    metric and category (`all`, then each category when there is more than one)."""
+    """`intervals.csv` from long per-patch values (`per_patch_values`, its rows of one model, layer, weights and
+    size together): per model, layer, weights and size, one row per metric and category (`all`, then each
+    category when there is more than one), metrics in their order of appearance."""
     if long.empty:
         return pd.DataFrame(columns=COLUMNS)
     categories = list(dict.fromkeys(long["category"].tolist()))
     counts = _Counts()
+    gid = long.groupby(KEYS, sort=False).ngroup().to_numpy()
+    starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+    ends = np.r_[starts[1:], len(gid)]
+    patch, metric, category, value = (long[c].to_numpy() for c in ("patch", "metric", "category", "value"))
     rows = []
-    for key, g in long.groupby(KEYS, sort=False):
-        metrics = list(dict.fromkeys(g["metric"].tolist()))
-        subsets = [(ALL, g)] + ([(c, g[g["category"] == c]) for c in categories] if len(categories) > 1 else [])
-        for category, sub in subsets:
-            if sub.empty:
-                continue
-            patches = list(dict.fromkeys(sub["patch"].tolist()))
-            wide = sub.pivot(index="patch", columns="metric", values="value").reindex(index=patches, columns=metrics)
-            rows += _rows(dict(zip(KEYS, key)), category, wide, counts)
-    out = pd.DataFrame(rows, columns=COLUMNS)
-    # metric-major within each model, layer, weights and size: a metric's categories together
-    order = {m: i for i, m in enumerate(dict.fromkeys(long["metric"].tolist()))}
-    cat_order = {c: i for i, c in enumerate([ALL, *categories])}
-    out["_g"] = out.groupby(KEYS, sort=False).ngroup()
-    out["_m"] = out["metric"].map(order)
-    out["_c"] = out["category"].map(cat_order)
-    return out.sort_values(["_g", "_m", "_c"], kind="stable").drop(columns=["_g", "_m", "_c"]).reset_index(drop=True)
+    for s, e in zip(starts, ends):
+        key = {k: long[k].iat[s] for k in KEYS}
+        p_codes, p_names = pd.factorize(patch[s:e])  # in order of appearance: the config's
+        m_codes, m_names = pd.factorize(metric[s:e])
+        wide = np.full((len(p_names), len(m_names)), np.nan)
+        wide[p_codes, m_codes] = value[s:e].astype(np.float64)
+        _, first = np.unique(p_codes, return_index=True)
+        patch_category = category[s:e][first]
+        subsets = [(ALL, np.ones(len(p_names), bool))]
+        if len(categories) > 1:
+            subsets += [(c, patch_category == c) for c in categories if (patch_category == c).any()]
+        results = [(c, _summary(wide[members], counts)) for c, members in subsets]
+        for j, name in enumerate(m_names):
+            for c, (n, mean, low, high, notes) in results:
+                rows.append(dict(**key, metric=name, category=c, n_objects=int(n[j]), mean=float(mean[j]),
+                                 ci_low=float(low[j]), ci_high=float(high[j]), method=METHOD, note=notes[j]))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _rows(key: dict, category: str, wide: pd.DataFrame, counts: _Counts) -> list[dict]:
-    values = wide.to_numpy(np.float64)
+def _summary(values: np.ndarray, counts: _Counts) -> tuple[np.ndarray, ...]:
+    """Per column of `values` (objects, metrics; NaN = no value): objects with a value, mean, interval and note.
+    Metrics with a value for the same objects share one matrix product."""
     finite = np.isfinite(values)
-    n_all = values.shape[0]
-    result: dict[str, dict] = {}
-    # metrics with the same objects share one matrix product
+    m = values.shape[1]
+    n, mean, low, high = np.zeros(m, int), np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan)
+    notes = [""] * m
     patterns: dict[bytes, list[int]] = {}
-    for j in range(values.shape[1]):
+    for j in range(m):
         patterns.setdefault(finite[:, j].tobytes(), []).append(j)
     for pattern, cols in patterns.items():
         keep = np.frombuffer(pattern, dtype=bool)
         v = values[keep][:, cols]
         k = v.shape[0]
-        left_out = n_all - k
+        left_out = values.shape[0] - k
         note = f"{left_out} object(s) without a value left out" if left_out and k else ""
+        n[cols] = k
         if k == 0:
-            mean = low = high = np.full(len(cols), np.nan)
             note = NO_VALUES
         elif k == 1:
-            mean, low, high = v[0], np.full(len(cols), np.nan), np.full(len(cols), np.nan)
+            mean[cols] = v[0]
             note = "; ".join(filter(None, [ONE_OBJECT, note]))
         else:
-            mean = v.mean(0)
-            low, high = percentile_interval(v, counts[k])
-            mean = np.clip(mean, v.min(0), v.max(0))
-        for i, j in enumerate(cols):
-            result[wide.columns[j]] = dict(**key, metric=wide.columns[j], category=category, n_objects=k,
-                                           mean=float(mean[i]), ci_low=float(low[i]), ci_high=float(high[i]),
-                                           method=METHOD, note=note)
-    return [result[m] for m in wide.columns]
+            mean[cols] = np.clip(v.mean(0), v.min(0), v.max(0))
+            low[cols], high[cols] = percentile_interval(v, counts[k])
+        for j in cols:
+            notes[j] = note
+    return n, mean, low, high, notes
 
 
 def table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
