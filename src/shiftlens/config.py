@@ -33,7 +33,7 @@ EXECUTORS = ("local", "ray")
 class RunConfig:
     """Everything that defines a run. Field names are the TOML keys and the CLI flags.
 
-    Each field's docstring is its flag's help (`cli.config_options`; `{NAME}` stands for the constant NAME of this
+    Each field's docstring is its flag's help (`cli.OPTIONS`; `{NAME}` stands for the constant NAME of this
     module); `metadata` says how the flag differs from `--field-name` taking one value: `flags` (its spellings, or
     None for a TOML key without a flag), `repeat` (given more than once), `unset` (what leaving it out means, where
     that is not the presets' value).
@@ -272,7 +272,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 @functools.cache
 def field_docs() -> dict[str, str]:
     """Each RunConfig field's docstring (the string right after it) on one line, `{NAME}` filled in with this
-    module's constant NAME (a tuple as `a, b, c`): the flags' help (cli.config_options)."""
+    module's constant NAME (a tuple as `a, b, c`): the flags' help (cli.OPTIONS)."""
     import ast
     import inspect
     import re
