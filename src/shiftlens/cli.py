@@ -444,7 +444,7 @@ def arithmetic_cmd(
     With no arguments: a demo like the paper's Fig. 6, its images drawn by the shipped decoders."""
     import dataclasses
 
-    from shiftlens.arithmetic import run as arith
+    from shiftlens.api import arithmetic as arith
 
     with one_line_errors():
         cfg = arith.load_toml(file) if file is not None else arith.ArithmeticConfig()
@@ -577,7 +577,7 @@ def units_visualise_cmd(
         except ValueError:
             fail(f"--position {position!r}: give Y,X in pixels, e.g. 40,120")
     with one_line_errors(Path(results_dir), hint="make the results folder writable"):
-        from shiftlens.unit_visualise import visualise
+        from shiftlens.api.units import visualise
 
         entry, _ = visualise(results_dir, model, unit, as_caricature=caricature, patch=patch, position=pos,
                              patch_size=patch_size, device=device, steps=steps, tv_weight=tv_weight, size=size,
@@ -594,7 +594,7 @@ def units_visualise_cmd(
 
 def print_arithmetic_plan(p) -> None:
     """What `shiftlens arithmetic` would compute: every check has passed, nothing is computed or written."""
-    from shiftlens.arithmetic.benchmark import scenes_needed
+    from shiftlens.analyses.arithmetic.benchmark import scenes_needed
 
     cfg = p.config
     n_scenes = len(scenes_needed(p.problems, cfg.canvas, cfg.stride))

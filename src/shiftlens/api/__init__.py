@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from shiftlens import cross_object_figure, figures, maps, paper, unit_figures  # noqa: F401  (the figure modules register their makers)
+from shiftlens import figures, maps, paper  # (importing figures registers every figure maker)
 from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, PatchContext, anchors
 from shiftlens.analyses.base import PlanContext
 from shiftlens.analyses.cross_part import CrossPartCompute, CrossPartState, uncounted
@@ -46,7 +46,7 @@ from shiftlens.stream import (FeatureExtractor, resolve_batch_size, resolve_comp
                               stream, stream_order)
 
 
-_Silent = Silent  # the name shiftlens.arithmetic.run imports
+_Silent = Silent  # the name shiftlens.api.arithmetic imports
 
 
 @dataclass
