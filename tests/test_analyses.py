@@ -365,3 +365,19 @@ def test_auto_solver_is_the_batched_one_and_agrees_with_the_reference():
     results = {s: cv_accuracies(X, n, "shuffled", 0, s) for s in ("auto", "torch", "sklearn")}
     np.testing.assert_array_equal(results["auto"], results["torch"])
     assert np.abs(results["torch"].mean(1) - results["sklearn"].mean(1)).max() <= 0.01
+
+
+def test_the_analyses_a_config_may_select_are_the_registered_ones():
+    """config.ANALYSES names them for the checks before torch is imported; each analysis registers under one of those
+    names (another is refused), and every one is registered."""
+    from shiftlens.analyses import ANALYSIS_REGISTRY, Analysis, register_analysis
+    from shiftlens.config import ANALYSES
+
+    assert sorted(ANALYSIS_REGISTRY) == sorted(ANALYSES)
+
+    class Stray(Analysis):
+        name = "stray"
+
+    with pytest.raises(ValueError, match="'stray' is not in config.ANALYSES"):
+        register_analysis(Stray)
+    assert "stray" not in ANALYSIS_REGISTRY

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from shiftlens.arithmetic.expressions import parse_expression
-from shiftlens.arithmetic.features import cosine, result_vector
-from shiftlens.arithmetic.problems import random_problems
-from shiftlens.arithmetic.retrieval import retrieve
-from shiftlens.arithmetic.run import ArithmeticConfig, load_toml, plan, run
+from shiftlens.analyses.arithmetic.expressions import parse_expression
+from shiftlens.analyses.arithmetic.features import cosine, result_vector
+from shiftlens.analyses.arithmetic.problems import random_problems
+from shiftlens.analyses.arithmetic.retrieval import retrieve
+from shiftlens.api.arithmetic import ArithmeticConfig, load_toml, plan, run
 from shiftlens.errors import ShiftlensError
 from shiftlens.scenes import parse_scene
 
@@ -105,7 +105,7 @@ def test_rerun_resumes_per_model_and_refuses_another_config(tmp_path, patch_dir,
     again = run(cfg)  # the same config into the same folder reuses each model's finished rows
     assert (again.computed, again.resumed) == (0, 2)
     pd.testing.assert_frame_equal(first.tables["arithmetic_per_problem"], again.tables["arithmetic_per_problem"])
-    from shiftlens.arithmetic.run import part_path
+    from shiftlens.api.arithmetic import part_path
     from shiftlens.store import ResultsDir
 
     part = part_path(ResultsDir(cfg.out), "test_constant")
@@ -279,8 +279,8 @@ def fake_decoders(monkeypatch, tmp_path):
 
 
 def test_inverted_images_are_saved_reused_and_figured(tmp_path, patch_dir, linear_model):
-    from shiftlens.arithmetic.inversions import path_for, read
-    from shiftlens.arithmetic.record import ArithmeticRecord
+    from shiftlens.analyses.arithmetic.inversions import path_for, read
+    from shiftlens.analyses.arithmetic.record import ArithmeticRecord
     from shiftlens.store import ResultsDir
 
     cfg = small_config(tmp_path, patch_dir, problems=3, models=["test_linear:pixels,linear"], inverter="optimise",
@@ -315,7 +315,7 @@ def test_inverted_images_are_saved_reused_and_figured(tmp_path, patch_dir, linea
 
 
 def test_decoder_inverter_and_its_errors(tmp_path, patch_dir, linear_model, fake_decoders):
-    from shiftlens.arithmetic.record import ArithmeticRecord
+    from shiftlens.analyses.arithmetic.record import ArithmeticRecord
     from shiftlens.store import ResultsDir
 
     cfg = small_config(tmp_path, patch_dir, problems=0, models=["test_linear:linear"], inverter="decoder",
@@ -447,7 +447,7 @@ def test_toml_object_tables_take_any_patch_id(tmp_path, patch_dir, linear_model)
 
 
 def test_demo_scenes_come_from_another_patch_sets_first_patch(tmp_path, patch_dir, linear_model):
-    from shiftlens.arithmetic.run import DEMO_SCENES, demo_scenes
+    from shiftlens.api.arithmetic import DEMO_SCENES, demo_scenes
 
     # the layout is DEMO_SCENES itself for the bundled flower at 75 px on 224 px
     assert demo_scenes("flower_01", 75, 224) == {k: parse_scene(v, 75) for k, v in DEMO_SCENES.items()}

@@ -129,7 +129,7 @@ def test_force_on_an_arithmetic_folder_never_deletes_through_a_link(results, tmp
     import dataclasses
 
     from shiftlens.errors import ShiftlensError
-    from shiftlens.arithmetic.record import ArithmeticRecord
+    from shiftlens.analyses.arithmetic.record import ArithmeticRecord
     from shiftlens.store import ResultsDir
 
     copy = tmp_path / "copy"

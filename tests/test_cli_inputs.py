@@ -294,3 +294,24 @@ def test_a_run_that_fails_mid_bar_stops_its_progress_bar(monkeypatch, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in text
     assert text.strip().splitlines()[-1] == "error: every node of the local Ray is dead: run the same command again"
     assert bars and not bars[0].live.is_started
+
+
+def test_run_and_config_flags_are_the_config_fields_with_their_docstrings():
+    """Said once (issue 23): each RunConfig field with a flag is one option of run and config (and of leaderboard,
+    less what it chooses itself), named after it, its help the field's docstring and what leaving it out means."""
+    import dataclasses
+
+    fields = dataclasses.fields(config.RunConfig)
+    docs = config.field_docs()
+    assert set(docs) == {f.name for f in fields}, "every RunConfig field says what it is in a docstring"
+    flags = {f.name for f in fields if f.metadata.get("flags", ()) is not None}
+    commands = typer.main.get_command(app).commands
+    run, conf, board = ({p.name: p for p in commands[c].params} for c in ("run", "config", "leaderboard"))
+    assert set(run) == flags | {"preset", "dry_run", "force"} and set(conf) == flags | {"preset"}
+    assert set(board) < set(run) and {"models", "patches", "sizes", "stride", "workers", "out", "seed"} <= set(board)
+    for name in flags:
+        assert run[name].help.startswith(docs[name] + " (") and run[name].default is None, name
+        assert run[name].opts == conf[name].opts and run[name].help == conf[name].help, name
+    assert (run["keep_aspect"].opts, run["keep_aspect"].secondary_opts) == (["--keep-aspect"], ["--square"])
+    assert run["models"].multiple and run["models"].opts == ["--models", "-m"] and run["batch_size"].opts == ["--batch-size"]
+    assert "similarity, separability, location" in run["analyses"].help

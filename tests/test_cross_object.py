@@ -145,3 +145,45 @@ def test_a_run_recomputes_a_part_written_before_the_cross_object_arrays(tmp_path
     assert again.computed == 1 and again.skipped == 2
     assert any("1 finished part(s) are recomputed: analysis location missing from the part" in line for line in logged)
     pd.testing.assert_frame_equal(again.tables["location_cross_object"], table)
+
+
+def place_code(Y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Features that say where the object is the same way for every object, but not linearly: place cells
+    (Gaussian bumps of the centre) folded through |.|, beside a per-object code that varies more than they do."""
+    cells = rng.uniform(40, 190, (12, 2))
+    bumps = np.exp(-((Y[:, None, :] - cells[None]) ** 2).sum(2) / (2 * 25.0**2))
+    folded = np.abs(Y - 115.0) / 40  # distance from the middle: no linear read of the side
+    code = rng.normal(0, 3, (groups.max() + 1, 6))[groups]
+    return np.concatenate([bumps * 5, folded, code], 1)
+
+
+def test_the_mlp_reads_a_non_linear_object_independent_position_code_and_nothing_from_noise():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(12), 16)
+    Y = rng.uniform(40, 190, (len(groups), 2))
+    test = group_folds(groups)
+    coded = probe_predictions(place_code(Y, groups, rng), Y, groups, test)
+    err = {k: np.median(np.linalg.norm(v - Y, axis=1)) for k, v in coded.items()}
+    assert err["mlp"] < 0.35 * err["centre"]
+    noise = rng.normal(size=(len(groups), 20)) + np.repeat(rng.normal(0, 2, (12, 20)), 16, 0)
+    blind = probe_predictions(noise, Y, groups, test)
+    err = {k: np.median(np.linalg.norm(v - Y, axis=1)) for k, v in blind.items()}
+    assert err["mlp"] > 0.9 * err["centre"]  # nothing to read: no meaningful gain on guessing the training mean
+    again = probe_predictions(noise, Y, groups, test)["mlp"]
+    np.testing.assert_array_equal(again, blind["mlp"])  # seeded: the same predictions bit for bit
+
+
+def test_the_mlp_reads_principal_components_of_the_training_rows_only():
+    from shiftlens.analyses.cross_object import MLP_COMPONENTS, principal_components
+
+    rng = np.random.default_rng(0)
+    for n, d in ((30, 80), (90, 40)):  # fewer rows than features, and more
+        Xs = torch.tensor(rng.normal(size=(n, d)) * np.linspace(5, 0.1, d))
+        Xs -= Xs.mean(0)
+        _, _, C, lam = ridge_spectrum(Xs)
+        P = principal_components(C, lam)
+        k = min(MLP_COMPONENTS, n - 1, d)  # centred rows: rank n - 1
+        assert P.shape == (d, k)
+        np.testing.assert_allclose((P.T @ P).numpy(), np.eye(k), atol=1e-8)
+        top = torch.linalg.svd(Xs, full_matrices=False).Vh[:k]  # the same subspace as the SVD's top directions
+        np.testing.assert_allclose(torch.linalg.matrix_norm(top @ P).item() ** 2, k, rtol=1e-8)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shiftlens import api, config
-from shiftlens.arithmetic.config import ArithmeticConfig
+from shiftlens.analyses.arithmetic.config import ArithmeticConfig
 from shiftlens.cli import app
 from shiftlens.errors import ShiftlensError
 

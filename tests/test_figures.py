@@ -8,13 +8,15 @@ Each figure is checked as its maker saves it (tests/figure_layout.py).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from shiftlens import api, figures, unit_figures
+from shiftlens import api, figures
+from shiftlens.figures import units as unit_figures
 from shiftlens.config import STUDY_ANALYSES, RunConfig
 from shiftlens.store import Part, ResultsDir
 
@@ -24,6 +26,13 @@ from test_units import units_model  # noqa: F401  (fixture: registers the tiny t
 from test_arithmetic import linear_model, tiny_arithmetic_toml  # noqa: F401  (fixture: registers test_linear)
 
 PAPER_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+def patch_save(monkeypatch, fn) -> None:
+    """Each maker saves through its own module's `save` (figures/NAME.py): swap it in every module that registered
+    one."""
+    for module in {sys.modules[maker.__module__] for maker in figures.FIGURE_MAKERS}:
+        monkeypatch.setattr(module, "save", fn)
 
 
 # -- the checker itself -----------------------------------------------------------------------------------------
@@ -87,7 +96,7 @@ def _as_models(parts: list[Part], models: list[str], layers: list[str]) -> list[
 def test_study_figures_read_cleanly(study, tmp_path, monkeypatch, models, layers):
     rd, record, parts = study
     found: dict[str, list[str]] = {}
-    monkeypatch.setattr(figures, "save", checking_save(figures.save, found))
+    patch_save(monkeypatch, checking_save(figures.save, found))
     written = figures.make_all(_as_models(parts, models, layers), tmp_path, record)
     names = {p.name for p in written}
     assert {"similarity_p75.png", "separability_p75.png", "invariance_tau_p75.png",
@@ -104,7 +113,7 @@ def test_similarity_and_location_maps_have_position_ticks_and_labels(study, tmp_
         seen[path.name] = fig
         return path
 
-    monkeypatch.setattr(figures, "save", keep)
+    patch_save(monkeypatch, keep)
     figures.make_all(parts, tmp_path, record)
     for name, where in (("similarity_p75.png", "top-left corner"), ("location_error_p75.png", "centre")):
         fig = seen[name]
@@ -120,7 +129,7 @@ def test_similarity_and_location_maps_have_position_ticks_and_labels(study, tmp_
 def test_separability_error_bars_fit_the_axes(study, tmp_path, monkeypatch):
     rd, record, parts = study
     seen = {}
-    monkeypatch.setattr(figures, "save", lambda fig, path: seen.setdefault(path.name, fig) and path)
+    patch_save(monkeypatch, lambda fig, path: seen.setdefault(path.name, fig) and path)
     # a part whose folds spread widely: mean + std above 1
     spread = []
     for p in parts:
@@ -129,7 +138,7 @@ def test_separability_error_bars_fit_the_axes(study, tmp_path, monkeypatch):
             if k.startswith("separability/") and "/acc_" in k:
                 arrays[k] = np.where(np.arange(v.shape[-1]) % 2 == 0, 1.0, 0.55).astype(v.dtype) * np.ones_like(v)
         spread.append(Part(p.meta, arrays))
-    figures.separability_bars(spread, tmp_path, record)
+    figures.separability.separability_bars(spread, tmp_path, record)
     fig = seen["separability_p75.png"]
     for ax in fig.axes:
         lo, hi = ax.get_ylim()
@@ -171,7 +180,7 @@ def test_unit_figures_read_cleanly(tmp_path, monkeypatch, units_model, with_synt
 def test_arithmetic_figures_read_cleanly(tmp_path, monkeypatch, linear_model):  # noqa: F811
     from typer.testing import CliRunner
 
-    from shiftlens.arithmetic import figures as arithmetic_figures
+    from shiftlens.figures import arithmetic as arithmetic_figures
     from shiftlens.cli import app
 
     found: dict[str, list[str]] = {}

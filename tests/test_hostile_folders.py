@@ -329,9 +329,9 @@ def test_invalid_record_fields_are_said_in_shiftlens_words(finished):
 
 
 def test_each_command_names_the_kind_of_folder_it_was_given(finished, tmp_path):
-    from shiftlens.arithmetic.config import ArithmeticConfig
-    from shiftlens.arithmetic.record import ArithmeticRecord
-    from shiftlens.unit_visualise import visualise
+    from shiftlens.analyses.arithmetic.config import ArithmeticConfig
+    from shiftlens.analyses.arithmetic.record import ArithmeticRecord
+    from shiftlens.api.units import visualise
 
     out = Path(finished.out)
     acfg = ArithmeticConfig(models=finished.models, out=str(out), weights="random")

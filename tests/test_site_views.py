@@ -379,7 +379,8 @@ def test_the_page_fits_the_window(browser, aa_run, width):
 def test_tables_and_figures_come_in_the_papers_order(page):
     tables = page.eval_on_selector_all(".table-card", "cs => cs.map(c => c.dataset.name)")
     assert tables == ["similarity", "similarity_per_patch", "location", "location_cross_object", "location_per_patch",
-                      "consistency", "consistency_per_patch"]  # config.ANALYSES; not alphabetical (consistency first)
+                      "consistency", "consistency_per_patch", "intervals"]  # config.ANALYSES (not alphabetical:
+    # consistency first), then the intervals over all of them
     figures = page.eval_on_selector_all("#figure-list figcaption", "fs => fs.map(f => f.textContent)")
     assert figures == ["similarity_p75", "location_error_p75"]
     assert page.errors == []
@@ -389,10 +390,10 @@ def test_paper_rank_orders_analyses_then_summary_then_sizes():
     from shiftlens.site import paper_rank
 
     names = ["units_per_unit", "paper_comparison", "class_prob", "location", "similarity_per_patch", "separability",
-             "similarity", "my_own", "similarity_p125", "similarity_p75", "invariance_tau_p75", "units"]
+             "similarity", "my_own", "similarity_p125", "intervals", "similarity_p75", "invariance_tau_p75", "units"]
     assert sorted(names, key=paper_rank) == [
         "similarity", "similarity_p75", "similarity_p125", "similarity_per_patch", "separability", "location",
-        "invariance_tau_p75", "class_prob", "units", "units_per_unit", "paper_comparison", "my_own"]
+        "invariance_tau_p75", "class_prob", "units", "units_per_unit", "intervals", "paper_comparison", "my_own"]
 
 
 def test_a_thumbnail_shows_its_patch_alone(page):

@@ -240,7 +240,7 @@ def test_visualise_raises_the_unit_and_records_the_image(units_run):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "gain" in result.output
-    from shiftlens.unit_figures import read_synthetic
+    from shiftlens.figures.units import read_synthetic
 
     (img,) = read_synthetic(ResultsDir(units_config.out)).images
     assert img.unit == 5 and img.untrained and (Path(units_config.out) / img.file).is_file()
@@ -306,7 +306,7 @@ def silent_run(tmp_path_factory) -> RunConfig:
 
 
 def test_visualise_climbs_from_a_canvas_when_noise_leaves_the_unit_silent(silent_run):
-    from shiftlens.unit_figures import read_synthetic
+    from shiftlens.figures.units import read_synthetic
 
     args = ["units", "visualise", silent_run.out, "--model", "test_silent:out", "--steps", "20", "--size", "96"]
     result = CliRunner().invoke(app, [*args, "--unit", "0"])
@@ -323,7 +323,7 @@ def test_visualise_climbs_from_a_canvas_when_noise_leaves_the_unit_silent(silent
 
 def test_visualise_records_the_seed_it_climbed_from(silent_run):
     from shiftlens.inversion import InversionSettings
-    from shiftlens.unit_figures import read_synthetic
+    from shiftlens.figures.units import read_synthetic
 
     live = next(k for k in range(16) if float(InversionSettings(size=96, seed=k).start_image()[0, 0, 0, 0]) > 0.5)
     assert live > 0  # seed 0 leaves the unit silent, so the optimiser moves on

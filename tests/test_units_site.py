@@ -141,7 +141,7 @@ def test_a_unit_units_visualise_drew_is_on_the_site(site, tmp_path, monkeypatch)
 
     from shiftlens.site import quantise, units as units_page
     from shiftlens.store import ResultsDir
-    from shiftlens.unit_figures import SyntheticImage, add_synthetic
+    from shiftlens.figures.units import SyntheticImage, add_synthetic
 
     results = tmp_path / "out"
     shutil.copytree(site.parent, results, ignore=shutil.ignore_patterns("site"))

@@ -5,11 +5,15 @@ Every ShiftlensError ends the command with its one-line message and exit code 2,
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import inspect
 import sys
+import types
+import typing
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -103,33 +107,7 @@ def build_config(preset: str, **overrides) -> config_mod.RunConfig:
     return config_mod.with_overrides(cfg, **overrides).validate()
 
 
-# The flags `run` and `config` share: the config's field names (help kept short enough for an 80-column terminal).
 PresetArg = Annotated[str, typer.Argument(help="preset (quick, paper) or a TOML config file")]
-ModelsOpt = Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0@random; several: separate with spaces or ';', or repeat --models (a model's name after a comma starts a new spec)")]
-PatchesOpt = Annotated[Optional[str], typer.Option(help="sample, folder:DIR, coco:ANN.json:IMAGES (a COCO annotations file and its image folder), tuxpaint[:CATEGORY,...] or openclipart[:CATEGORY,...] (Debian packages; shiftlens patches SOURCE lists them)")]
-SizesOpt = Annotated[Optional[str], typer.Option(help="patch sides in pixels, e.g. 75,125")]
-StrideOpt = Annotated[Optional[int], typer.Option(help="pixels between positions (1 = every position)")]
-WeightsOpt = Annotated[Optional[str], typer.Option(help="imagenet | random | PATH to a checkpoint")]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")]
-PrecisionOpt = Annotated[Optional[str], typer.Option(help="auto | fp32 | bf16 | fp16")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="images per forward pass (0 = auto: 16 on a CPU, 128 on CUDA)")]
-CompileOpt = Annotated[Optional[str], typer.Option("--compile", help="torch.compile each model: auto (runs of 3,000+ images per model), on or off")]
-OutOpt = Annotated[Optional[str], typer.Option(help="results folder")]
-AnalysesOpt = Annotated[Optional[str], typer.Option(help=f"comma-separated, from: {', '.join(config_mod.ANALYSES)}")]
-MaxPatchesOpt = Annotated[Optional[int], typer.Option("--max-patches", help="use only the first N patches")]
-KeepAspectOpt = Annotated[Optional[bool], typer.Option("--keep-aspect/--square", help="keep the patch's aspect ratio (pad) instead of the paper's square stretch")]
-SquareCropOpt = Annotated[Optional[bool], typer.Option("--square-crop/--bbox-crop", help="COCO: reproduce the original scripts' square crop (w = h)")]
-SvmOpt = Annotated[Optional[str], typer.Option(help="separability solver: auto or torch (the batched solver), sklearn (the libsvm reference)")]
-SiteOpt = Annotated[Optional[bool], typer.Option("--site/--no-site", help="build the results website at the end")]
-SeedOpt = Annotated[Optional[int], typer.Option(help="seed for random weights and shuffled folds")]
-UnitsOpt = Annotated[Optional[str], typer.Option(help="units analysis: unit indices to add to its figures, e.g. 3,17")]
-UnitsTopkOpt = Annotated[Optional[int], typer.Option("--units-topk", help="units analysis: exemplars kept per unit (9)")]
-ExecutorOpt = Annotated[Optional[str], typer.Option(help="local (this process) or ray (workers on a Ray cluster; needs the ray extra, see README)")]
-RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="auto or HOST:PORT of a running Ray cluster (default: start a local Ray)")]
-WorkersOpt = Annotated[Optional[int], typer.Option(help="Ray workers (0 = auto: one per GPU, or one per 4 CPUs)")]
-ProtocolOpt = Annotated[Optional[str], typer.Option(help="paste (a patch moves on the canvas) or crop (a window moves over a larger image: --patches images or image:PATH, sizes above the canvas)")]
-ShiftOpt = Annotated[Optional[str], typer.Option(help="move (over a fixed background) or circular (the canvas rolls with wrap-around)")]
-BackgroundOpt = Annotated[Optional[str], typer.Option(help="white, black, gray, mean (ImageNet mean pixel), #RRGGBB, image:PATH or texture:NAME (brick, grass, gravel)")]
 
 
 def _shown(value) -> str:
@@ -144,69 +122,85 @@ def _shown(value) -> str:
     return "none" if value is None else str(value)
 
 
-def _add_preset_defaults() -> None:
-    """Each flag's help ends with what the presets set when it is not given, e.g. `(quick: 8; paper: 1)`: the
-    flags default to None (= the preset's value), which typer would not show."""
+def _default_note(f: dataclasses.Field, presets: dict[str, config_mod.RunConfig]) -> str:
+    """What leaving the flag out means: its `unset` text, or what the presets set, e.g. `quick, stamps presets: 8;
+    paper preset: 1` (the flags default to None = the preset's value, which typer would not show)."""
+    if "unset" in f.metadata:
+        return f"default: {f.metadata['unset']}"
+    by_value: dict[str, list[str]] = {}  # presets that agree are named together
+    for preset, cfg in presets.items():
+        by_value.setdefault(_shown(getattr(cfg, f.name)), []).append(preset)
+    if len(by_value) == 1:
+        return f"default: {next(iter(by_value))}"
+    return "; ".join(f"{', '.join(ps)} preset{'s' if len(ps) > 1 else ''}: {v}" for v, ps in by_value.items())
+
+
+def _flag_type(hint, repeat: bool) -> type:
+    """The type a flag parses: a repeated flag gives strings; a list or a union (`str | list[int]`) is one string
+    that build_config splits; a single type (`int | None` too) is itself."""
+    if repeat:
+        return list[str]
+    union = typing.get_origin(hint) in (types.UnionType, typing.Union)
+    kept = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+    return kept[0] if len(kept) == 1 and kept[0] in (bool, int, float, str) else str
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(config_mod.RunConfig)}
+
+
+def _config_options() -> dict[str, Any]:
+    """One typer option per RunConfig field that has a flag, all from the field: its name, type, docstring (the help,
+    ended by what leaving it out means) and metadata (`flags`, `repeat`, `unset`); default None = the preset's."""
     presets = {name: config_mod.load(name) for name in config_mod.PRESETS}
-    flags = dict(models=ModelsOpt, patches=PatchesOpt, sizes=SizesOpt, stride=StrideOpt, weights=WeightsOpt,
-                 device=DeviceOpt, precision=PrecisionOpt, batch_size=BatchOpt, compile=CompileOpt,
-                 analyses=AnalysesOpt, max_patches=MaxPatchesOpt, keep_aspect=KeepAspectOpt, square_crop=SquareCropOpt,
-                 svm=SvmOpt, site=SiteOpt, seed=SeedOpt, executor=ExecutorOpt,
-                 workers=WorkersOpt, protocol=ProtocolOpt, shift=ShiftOpt, background=BackgroundOpt)
-    for name, annotated in flags.items():
-        shown = {preset: _shown(getattr(cfg, name)) for preset, cfg in presets.items()}
-        by_value: dict[str, list[str]] = {}  # presets that agree are named together: (quick, stamps presets: 8; ...)
-        for preset, v in shown.items():
-            by_value.setdefault(v, []).append(preset)
-        default = (f"default: {next(iter(shown.values()))}" if len(by_value) == 1 else
-                   "; ".join(f"{', '.join(ps)} preset{'s' if len(ps) > 1 else ''}: {v}" for v, ps in by_value.items()))
-        info = annotated.__metadata__[0]
-        info.help = f"{info.help} ({default})"
-    OutOpt.__metadata__[0].help += " (default: results/PRESET, plus each setting that differs from the preset)"
+    hints, docs = typing.get_type_hints(config_mod.RunConfig), config_mod.field_docs()
+    options = {}
+    for f in FIELDS.values():
+        flags = f.metadata.get("flags", ())
+        if flags is None:
+            continue
+        kind = _flag_type(hints[f.name], f.metadata.get("repeat", False))
+        options[f.name] = Annotated[Optional[kind], typer.Option(*flags, help=f"{docs[f.name]} "
+                                                                             f"({_default_note(f, presets)})")]
+    return options
 
 
-_add_preset_defaults()
+OPTIONS = _config_options()
+"""RunConfig's flags by field name: `shiftlens run` and `config` take them all (config_options), other commands some
+by name (`patches: OPTIONS["patches"] = None`)."""
+
+
+def config_options(exclude: tuple[str, ...] = ()):
+    """A command takes RunConfig's flags (less `exclude`) in its `**flags`, ready for build_config. Its own parameter
+    of a field's name replaces that flag in place; the command's arguments come first, its other options last."""
+
+    def add(command):
+        own = inspect.signature(command, eval_str=True).parameters
+        names = [n for n in OPTIONS if n not in exclude]
+
+        def argument(p: inspect.Parameter) -> bool:
+            return any(isinstance(m, typer.models.ArgumentInfo) for m in getattr(p.annotation, "__metadata__", ()))
+
+        params = [p for p in own.values() if argument(p)]
+        params += [own.get(n) or inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                                   annotation=OPTIONS[n]) for n in names]
+        params += [p for n, p in own.items() if n not in names and not argument(p) and p.kind != p.VAR_KEYWORD]
+        command.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+        return command
+
+    return add
 
 
 @app.command()
+@config_options()
 def run(
     preset: PresetArg = "quick",
-    models: ModelsOpt = None,
-    patches: PatchesOpt = None,
-    sizes: SizesOpt = None,
-    stride: StrideOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = None,
-    batch_size: BatchOpt = None,
-    compile: CompileOpt = None,
-    executor: ExecutorOpt = None,
-    ray_address: RayAddressOpt = None,
-    workers: WorkersOpt = None,
-    out: OutOpt = None,
-    analyses: AnalysesOpt = None,
-    max_patches: MaxPatchesOpt = None,
-    keep_aspect: KeepAspectOpt = None,
-    square_crop: SquareCropOpt = None,
-    svm: SvmOpt = None,
-    site: SiteOpt = None,
-    seed: SeedOpt = None,
-    protocol: ProtocolOpt = None,
-    shift: ShiftOpt = None,
-    background: BackgroundOpt = None,
-    units: UnitsOpt = None,
-    units_topk: UnitsTopkOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace results of a different config in --out")] = False,
+    **flags,
 ) -> None:
     """Run the measurement: patches -> shifted canvases -> features -> analyses -> tables, figures, store."""
     with one_line_errors():
-        cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
-                           device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
-                           executor=executor, ray_address=ray_address, workers=workers,
-                           max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
-                           site=site, seed=seed, protocol=protocol, shift=shift, background=background, units=units,
-                           units_topk=units_topk)
+        cfg = build_config(preset, **flags)
         cfg = config_mod.with_out(cfg)  # no --out: a folder of this config's own (README, Results folder)
     from shiftlens import api
 
@@ -236,42 +230,11 @@ def run(
 
 
 @app.command("config")
-def config_cmd(
-    preset: PresetArg = "quick",
-    models: ModelsOpt = None,
-    patches: PatchesOpt = None,
-    sizes: SizesOpt = None,
-    stride: StrideOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = None,
-    batch_size: BatchOpt = None,
-    compile: CompileOpt = None,
-    executor: ExecutorOpt = None,
-    ray_address: RayAddressOpt = None,
-    workers: WorkersOpt = None,
-    out: OutOpt = None,
-    analyses: AnalysesOpt = None,
-    max_patches: MaxPatchesOpt = None,
-    keep_aspect: KeepAspectOpt = None,
-    square_crop: SquareCropOpt = None,
-    svm: SvmOpt = None,
-    site: SiteOpt = None,
-    seed: SeedOpt = None,
-    protocol: ProtocolOpt = None,
-    shift: ShiftOpt = None,
-    background: BackgroundOpt = None,
-    units: UnitsOpt = None,
-    units_topk: UnitsTopkOpt = None,
-) -> None:
+@config_options()
+def config_cmd(preset: PresetArg = "quick", **flags) -> None:
     """Print the effective config (preset or file plus flags) as TOML: save it, edit it, `shiftlens run FILE.toml`."""
     with one_line_errors():
-        cfg = build_config(preset, models=models, patches=patches, sizes=sizes, stride=stride, weights=weights,
-                           device=device, precision=precision, batch_size=batch_size, compile=compile, out=out, analyses=analyses,
-                           executor=executor, ray_address=ray_address, workers=workers,
-                           max_patches=max_patches, keep_aspect=keep_aspect, square_crop=square_crop, svm=svm,
-                           site=site, seed=seed, protocol=protocol, shift=shift, background=background, units=units,
-                           units_topk=units_topk)
+        cfg = build_config(preset, **flags)
     typer.echo(f"# shiftlens run config (fingerprint {cfg.fingerprint()}): save as a .toml file and pass it to "
                "`shiftlens run`")
     if cfg.out is None:
@@ -314,10 +277,8 @@ def patches_cmd(
     source: Annotated[str, typer.Argument(help="a --patches spec: tuxpaint[:CATEGORY,...], openclipart[:CATEGORY,...], "
                                                  "sample, folder:DIR or coco:ANNOTATIONS.json:IMAGES_DIR")],
     skipped: Annotated[bool, typer.Option("--skipped", help="also list every skipped file with its reason")] = False,
-    min_object_size: Annotated[float, typer.Option(help="skip masks whose width and height are both below this "
-                                                        "(px)")] = 37.5,
-    per_category: Annotated[int, typer.Option(help="objects a run takes per category (the first that pass, in "
-                                                   "sorted path order)")] = 20,
+    min_object_size: Annotated[float, typer.Option(help=config_mod.field_docs()["min_object_size"])] = FIELDS["min_object_size"].default,
+    per_category: Annotated[int, typer.Option(help=config_mod.field_docs()["per_category"])] = FIELDS["per_category"].default,
 ) -> None:
     """What a patch source holds: its categories, how many objects each gives, and what was skipped and why."""
     from collections import Counter
@@ -353,33 +314,20 @@ def patches_cmd(
 
 
 @app.command("leaderboard")
+@config_options(exclude=("protocol", "shift", "background", "keep_aspect", "square_crop", "analyses", "svm",
+                         "units_topk", "units"))  # the leaderboard chooses the analyses and shifts itself
 def leaderboard_cmd(
     preset: PresetArg = "quick",
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="model specs as for run, globs (timm:convnext_*, torchvision:resnet*) or default (the usual backbones and their twins); repeat or separate with ';'")] = None,
-    patches: PatchesOpt = None,
-    sizes: SizesOpt = None,
-    stride: StrideOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = None,
-    precision: PrecisionOpt = None,
-    batch_size: BatchOpt = None,
-    compile: CompileOpt = None,
-    executor: ExecutorOpt = None,
-    ray_address: RayAddressOpt = None,
-    workers: WorkersOpt = None,
     out: Annotated[str, typer.Option(help="leaderboard folder: models/KEY/ holds each model's run")] = "results/leaderboard",
-    max_patches: MaxPatchesOpt = None,
-    seed: SeedOpt = None,
-    site: SiteOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and a measured time estimate, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace a model's results of a different config")] = False,
+    **flags,
 ) -> None:
     """Rank many networks by shift invariance: one ordinary run folder per model (plus a circular-shift run),
     tables/leaderboard.csv read from their tables, published numbers beside them, and a Leaderboard page."""
     with one_line_errors():
-        cfg = build_config(preset, patches=patches, sizes=sizes, stride=stride, weights=weights, device=device,
-                           precision=precision, batch_size=batch_size, compile=compile, out=out, executor=executor,
-                           ray_address=ray_address, workers=workers, max_patches=max_patches, site=site, seed=seed)
+        cfg = build_config(preset, out=out, **flags)
     from shiftlens import api
     from shiftlens.leaderboard import run as board
 
@@ -475,19 +423,19 @@ def arithmetic_cmd(
     file: Annotated[Optional[Path], typer.Argument(help="TOML file: scenes.NAME tables (objects with patch, size, y, x), an expressions table, any option below")] = None,
     expr: Annotated[Optional[list[str]], typer.Option("--expr", help="\"A - B + C\" or NAME=\"A - B + C\" over named scenes (repeat)")] = None,
     scene: Annotated[Optional[list[str]], typer.Option("--scene", help="NAME=\"cat_01@10,20 cup_01:125@120,40\" (patch[:size]@y,x; repeat)")] = None,
-    models: ModelsOpt = None,
-    weights: WeightsOpt = None,
-    patches: PatchesOpt = None,
+    models: OPTIONS["models"] = None,
+    weights: OPTIONS["weights"] = None,
+    patches: OPTIONS["patches"] = None,
     size: Annotated[Optional[int], typer.Option(help="object side in px where a scene gives none, and the benchmark's (75)")] = None,
     stride: Annotated[Optional[int], typer.Option(help="grid step in px of retrieval candidates and random positions (16)")] = None,
     problems: Annotated[Optional[int], typer.Option(help="random move/add/remove problems (9; 0 = none)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the random problems and random weights")] = None,
-    device: DeviceOpt = None,
+    device: OPTIONS["device"] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="scenes per forward pass (0 = auto)")] = None,
     out: Annotated[Optional[str], typer.Option(help="results folder (default: results/arithmetic, plus each setting that differs from the demo's)")] = None,
     inverter: Annotated[Optional[str], typer.Option(help="images of the expressions: auto (shipped decoder, else optimise), optimise, decoder, decoder:PATH, none")] = None,
     inversion_steps: Annotated[Optional[int], typer.Option("--inversion-steps", help="gradient steps of the optimise inverter (200)")] = None,
-    site: SiteOpt = None,
+    site: OPTIONS["site"] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check everything and print what would be computed, run nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace arithmetic results of a different config in --out")] = False,
 ) -> None:
@@ -496,7 +444,7 @@ def arithmetic_cmd(
     With no arguments: a demo like the paper's Fig. 6, its images drawn by the shipped decoders."""
     import dataclasses
 
-    from shiftlens.arithmetic import run as arith
+    from shiftlens.api import arithmetic as arith
 
     with one_line_errors():
         cfg = arith.load_toml(file) if file is not None else arith.ArithmeticConfig()
@@ -552,8 +500,8 @@ app.add_typer(inverter_app, name="inverter")
 def inverter_train(
     model: Annotated[str, typer.Option(help="one model and layer, e.g. efficientnet_lite0:pool")],
     out: Annotated[Path, typer.Option(help="the decoder file to write (its resumable state goes beside it, FILE.state)")],
-    patches: PatchesOpt = None,
-    weights: WeightsOpt = None,
+    patches: OPTIONS["patches"] = None,
+    weights: OPTIONS["weights"] = None,
     steps: Annotated[Optional[int], typer.Option(help="generator steps in all (640)")] = None,
     batch: Annotated[Optional[int], typer.Option(help="scenes per step (16)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of the scenes, the held-out patches and the generator (0)")] = None,
@@ -674,7 +622,7 @@ def units_visualise_cmd(
         except ValueError:
             fail(f"--position {position!r}: give Y,X in pixels, e.g. 40,120")
     with one_line_errors(Path(results_dir), hint="make the results folder writable"):
-        from shiftlens.unit_visualise import visualise
+        from shiftlens.api.units import visualise
 
         entry, _ = visualise(results_dir, model, unit, as_caricature=caricature, patch=patch, position=pos,
                              patch_size=patch_size, device=device, steps=steps, tv_weight=tv_weight, size=size,
@@ -691,7 +639,7 @@ def units_visualise_cmd(
 
 def print_arithmetic_plan(p) -> None:
     """What `shiftlens arithmetic` would compute: every check has passed, nothing is computed or written."""
-    from shiftlens.arithmetic.benchmark import scenes_needed
+    from shiftlens.analyses.arithmetic.benchmark import scenes_needed
 
     cfg = p.config
     n_scenes = len(scenes_needed(p.problems, cfg.canvas, cfg.stride))

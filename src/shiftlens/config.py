@@ -19,6 +19,9 @@ from typing import Any, Mapping
 from shiftlens.errors import ShiftlensError
 
 ANALYSES = ("similarity", "separability", "location", "invariance", "consistency", "class", "units")
+"""The analyses a run may select, in the paper's order (tables, site): checked here, before the analyses (and torch)
+are imported; each registers itself under one of these names (analyses.base.register_analysis refuses any other, and
+tests/test_analyses.py checks that every one is registered)."""
 STUDY_ANALYSES = [a for a in ANALYSES if a != "units"]
 """What the presets run: the units analysis is asked for by name (`--analyses ...,units`), its figures add time."""
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -28,41 +31,82 @@ EXECUTORS = ("local", "ray")
 
 @dataclass
 class RunConfig:
-    """Everything that defines a run. Field names are the TOML keys and the CLI flags."""
+    """Everything that defines a run. Field names are the TOML keys and the CLI flags.
 
-    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc"])
+    Each field's docstring is its flag's help (`cli.OPTIONS`; `{NAME}` stands for the constant NAME of this
+    module); `metadata` says how the flag differs from `--field-name` taking one value: `flags` (its spellings, or
+    None for a TOML key without a flag), `repeat` (given more than once), `unset` (what leaving it out means, where
+    that is not the presets' value).
+    """
+
+    models: list[str] = field(default_factory=lambda: ["efficientnet_lite0:pool,fc"],
+                              metadata={"flags": ("--models", "-m"), "repeat": True})
+    """model specs, e.g. alexnet:fc6,fc7,fc8 or efficientnet_lite0@random; several: separate with spaces or ';', or
+    repeat --models (a model's name after a comma starts a new spec)"""
     patches: str = "sample"
+    """sample, folder:DIR, coco:ANN.json:IMAGES (a COCO annotations file and its image folder), tuxpaint[:CATEGORY,...]
+    or openclipart[:CATEGORY,...] (Debian packages; shiftlens patches SOURCE lists them)"""
     sizes: list[int] = field(default_factory=lambda: [75, 125])
+    """patch sides in pixels, e.g. 75,125"""
     stride: int = 8
-    canvas: int = 224
-    protocol: str = "paste"  # paste | crop: a patch moves over the canvas, or a window over a larger image
-    shift: str = "move"  # move | circular: the patch moves over a fixed background, or the canvas rolls
-    # white | gray | mean | #RRGGBB | image:PATH | texture:NAME (canvases/background.py); [r, g, b] also works
-    background: str | list[int] = "white"
-    keep_aspect: bool = False
-    square_crop: bool = False
+    """pixels between positions (1 = every position)"""
+    canvas: int = field(default=224, metadata={"flags": None})
+    """side of the square canvas in pixels"""
+    protocol: str = "paste"
+    """paste (a patch moves on the canvas) or crop (a window moves over a larger image: --patches images or image:PATH,
+    sizes above the canvas)"""
+    shift: str = "move"
+    """move (over a fixed background) or circular (the canvas rolls with wrap-around)"""
+    background: str | list[int] = "white"  # also [r, g, b] in a TOML file (canvases/background.py)
+    """white, black, gray, mean (ImageNet mean pixel), #RRGGBB, image:PATH or texture:NAME (brick, grass, gravel)"""
+    keep_aspect: bool = field(default=False, metadata={"flags": ("--keep-aspect/--square",)})
+    """keep the patch's aspect ratio (pad) instead of the paper's square stretch"""
+    square_crop: bool = field(default=False, metadata={"flags": ("--square-crop/--bbox-crop",)})
+    """COCO: reproduce the original scripts' square crop (w = h)"""
     coco_categories: list[str] = field(
-        default_factory=lambda: ["car", "airplane", "boat", "dog", "bird", "zebra", "orange", "banana", "clock", "laptop"]
+        default_factory=lambda: ["car", "airplane", "boat", "dog", "bird", "zebra", "orange", "banana", "clock", "laptop"],
+        metadata={"flags": None},
     )
-    per_category: int = 20
-    min_object_size: float = 37.5
+    """COCO: the categories whose objects become patches"""
+    per_category: int = field(default=20, metadata={"flags": None})
+    """objects a run takes per category (the first that pass, in sorted path order)"""
+    min_object_size: float = field(default=37.5, metadata={"flags": None})
+    """skip masks whose width and height are both below this (px)"""
     max_patches: int | None = None
+    """use only the first N patches"""
     weights: str = "imagenet"
+    """imagenet | random | PATH to a checkpoint"""
     device: str = "auto"
+    """auto | cpu | cuda"""
     precision: str = "auto"
+    """auto | fp32 | bf16 | fp16"""
     batch_size: int = 0  # 0 = auto: the size measured fastest on the device (stream.AUTO_BATCH)
-    compile: str = "auto"  # auto | on | off: torch.compile each model (auto: runs of COMPILE_MIN_IMAGES or more)
+    """images per forward pass (0 = auto: 16 on a CPU, 128 on CUDA)"""
+    compile: str = "auto"  # auto: runs of COMPILE_MIN_IMAGES or more
+    """torch.compile each model: auto (runs of 3,000+ images per model), on or off"""
     analyses: list[str] = field(default_factory=lambda: ["similarity"])
+    """comma-separated, from: {ANALYSES}"""
     svm: str = "auto"
+    """separability solver: auto or torch (the batched solver), sklearn (the libsvm reference)"""
     seed: int = 0
-    out: str | None = None  # None: a folder of the run's own, named from the preset and what differs (default_out)
-    preset: str = "quick"  # the preset this config starts from: names the default folder, changes no number
+    """seed for random weights and shuffled folds"""
+    out: str | None = field(default=None, metadata={"unset": "results/PRESET, plus each setting that differs from the "
+                                                              "preset"})  # default_out
+    """results folder"""
+    preset: str = field(default="quick", metadata={"flags": None})
+    """the preset this config starts from: names the default folder, changes no number"""
     site: bool = True
-    executor: str = "local"  # local | ray: where the parts are computed (shiftlens.executors); same results
-    ray_address: str | None = None  # auto | HOST:PORT of a running Ray cluster; None: start a local Ray
-    workers: int = 0  # Ray workers (0 = auto: one per GPU, or one per share of the cluster's CPUs)
-    units_topk: int = 9  # units analysis: exemplars (canvases that drive a unit most) kept per unit
-    units: list[int] = field(default_factory=list)  # units analysis: unit indices to add to its figures and site
+    """build the results website at the end"""
+    executor: str = "local"  # shiftlens.executors; the same results
+    """local (this process) or ray (workers on a Ray cluster; needs the ray extra, see README)"""
+    ray_address: str | None = field(default=None, metadata={"unset": "start a local Ray"})
+    """auto or HOST:PORT of a running Ray cluster"""
+    workers: int = 0  # or one per share of the cluster's CPUs
+    """Ray workers (0 = auto: one per GPU, or one per 4 CPUs)"""
+    units_topk: int = 9  # exemplars: the canvases that drive a unit most
+    """units analysis: exemplars kept per unit"""
+    units: list[int] = field(default_factory=list)  # and to its site
+    """units analysis: unit indices to add to its figures, e.g. 3,17"""
 
     # Fields that do not change any number in the results; everything else is fingerprinted.
     _NOT_FINGERPRINTED = ("device", "batch_size", "compile", "out", "site", "svm", "executor", "ray_address", "workers",
@@ -223,6 +267,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "analyses": list(STUDY_ANALYSES),
     },
 }
+
+
+@functools.cache
+def field_docs() -> dict[str, str]:
+    """Each RunConfig field's docstring (the string right after it) on one line, `{NAME}` filled in with this
+    module's constant NAME (a tuple as `a, b, c`): the flags' help (cli.OPTIONS)."""
+    import ast
+    import inspect
+    import re
+
+    body = ast.parse(inspect.getsource(RunConfig)).body[0].body
+    constants = globals()
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            text = " ".join(after.value.value.split())
+            docs[node.target.id] = re.sub(r"\{([A-Z_]+)\}", lambda m: ", ".join(constants[m.group(1)]), text)
+    return docs
 
 
 def _field_names() -> set[str]:

@@ -313,7 +313,7 @@ class RecordKind:
 
 RECORD_KINDS: dict[str | None, RecordKind] = {}
 """run.json's `kind` -> its RecordKind. The store knows no experiment: each command's module registers its record
-(`shiftlens run`'s below, `shiftlens arithmetic`'s in arithmetic/record.py)."""
+(`shiftlens run`'s below, `shiftlens arithmetic`'s in analyses/arithmetic/record.py)."""
 
 
 def register_record_kind(kind: str | None, command: str):

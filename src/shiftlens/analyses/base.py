@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from shiftlens.analyses.cross_part import AnalysisOutputs, CrossPartState
-from shiftlens.config import RunConfig
+from shiftlens.config import ANALYSES, RunConfig
 from shiftlens.patches.patch import Patch
 from shiftlens.store import Part, ResultsDir
 
@@ -115,6 +115,11 @@ def required_arrays(analyses: list[str], layers: list[str]) -> dict[str, list[st
 
 
 def register_analysis(cls: type[Analysis]) -> type[Analysis]:
+    """Register an analysis under its name, one of config.ANALYSES (the names a config may select, checked there
+    before this package and torch are imported)."""
+    if cls.name not in ANALYSES:
+        raise ValueError(f"analysis {cls.name!r} is not in config.ANALYSES ({', '.join(ANALYSES)}): add it there, in "
+                         "the paper's order, so that a config can select it")
     ANALYSIS_REGISTRY[cls.name] = cls
     return cls
 

@@ -13,17 +13,25 @@ test object that uses it (on the bundled objects it made ridge err 2-3x more tha
   training rows (closed form from one eigendecomposition, `logo_errors`), so the penalty is tuned for unseen objects too;
 - `knn`: non-linear, k-nearest-neighbours regression (KNN_NEIGHBOURS, Euclidean): the mean centre of the training
   rows whose features are closest;
+- `mlp`: non-linear, scikit-learn's MLPRegressor (one hidden layer of MLP_HIDDEN ReLUs, L-BFGS, MLP_ITER steps at
+  most, seeded with MLP_SEED) on the training rows' top MLP_COMPONENTS principal components, each standardised on the
+  training rows, to the standardised centre; its L2 penalty is chosen per fold from MLP_ALPHAS by grouped inner
+  cross-validation over the training objects (GroupKFold, MLP_INNER_FOLDS), then refitted on every training row;
 - `centre`: the baseline, the training rows' mean centre whatever the features (what a probe that learnt nothing
   predicts).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold
 from sklearn.neighbors import KNeighborsRegressor
+from sklearn.neural_network import MLPRegressor
 
 from shiftlens.analyses.folds import N_FOLDS
 from shiftlens.analyses.position_scores import position_scores
@@ -32,8 +40,18 @@ from shiftlens.store import Part
 ALPHAS = tuple(10.0 ** np.arange(-2, 8.5, 0.5))
 """Ridge penalties tried; they reach further up than the within-patch probe's, since pooled rows over many objects
 and the RMS scaling make the Gram matrix's scale grow with rows x features."""
-PROBES = ("ridge", "knn", "centre")
+PROBES = ("ridge", "knn", "mlp", "centre")
 KNN_NEIGHBOURS = 5
+MLP_COMPONENTS = 32
+"""The MLP reads the top principal components of the training rows, not all D features: each step then costs
+rows x MLP_COMPONENTS x MLP_HIDDEN whatever D (AlexNet fc6: 4096), and the directions in which the training rows
+barely vary (where one object's own channels live) are not amplified by standardising its inputs."""
+MLP_HIDDEN = 32
+MLP_ALPHAS = (1e-1, 1e1, 1e3)
+"""L2 penalties tried (scikit-learn's alpha: 0.5 alpha ||W||^2 / rows), on standardised inputs and targets."""
+MLP_INNER_FOLDS = 3
+MLP_ITER = 200
+MLP_SEED = 0
 MIN_PATCHES = 3
 """Each training fold then holds at least two objects, one to leave out while choosing the ridge penalty."""
 COLUMNS = ["model", "layer", "weights", "patch_size", "protocol", "probe", "median_dist_px", "dist_px", "mae_px",
@@ -88,6 +106,40 @@ def scaled(X: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return mean, torch.where(rms > 0, 1.0 / rms, torch.ones_like(rms))
 
 
+def principal_components(C: torch.Tensor, lam: torch.Tensor, k: int = MLP_COMPONENTS) -> torch.Tensor:
+    """(D, k') unit directions of the largest k' <= k non-zero eigenvalues, from `ridge_spectrum`'s C and lam (the
+    columns of C are the principal directions scaled by sqrt(lam), or unscaled: normalising covers both)."""
+    top = torch.argsort(lam, descending=True, stable=True)[:k]
+    top = top[lam[top] > lam.max() * 1e-10]
+    P = C[:, top]
+    return P / P.norm(dim=0)
+
+
+def mlp_fit_predict(Z: np.ndarray, Y: np.ndarray, Zte: np.ndarray, alpha: float) -> np.ndarray:
+    """MLP predictions at Zte after fitting (Z, Y); inputs and targets standardised on (Z, Y)."""
+    zm, zs = Z.mean(0), Z.std(0)
+    zs = np.where(zs > 0, zs, 1.0)
+    ym, ys = Y.mean(0), Y.std(0)
+    ys = np.where(ys > 0, ys, 1.0)
+    mlp = MLPRegressor(hidden_layer_sizes=(MLP_HIDDEN,), alpha=alpha, solver="lbfgs", max_iter=MLP_ITER,
+                       random_state=MLP_SEED)
+    with warnings.catch_warnings():  # a fit stopped at MLP_ITER steps is what the inner folds judge
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit((Z - zm) / zs, (Y - ym) / ys)
+    return mlp.predict((Zte - zm) / zs).reshape(-1, Y.shape[1]) * ys + ym
+
+
+def mlp_predict(Z: np.ndarray, Y: np.ndarray, groups: np.ndarray, Zte: np.ndarray) -> np.ndarray:
+    """The `mlp` probe: alpha from MLP_ALPHAS by grouped inner CV on the training rows (Z, Y, groups), refitted on
+    all of them, predicting Zte."""
+    k = min(MLP_INNER_FOLDS, len(np.unique(groups)))
+    err = np.zeros(len(MLP_ALPHAS))
+    for tr, va in GroupKFold(n_splits=k).split(Z, groups=groups):
+        for i, alpha in enumerate(MLP_ALPHAS):
+            err[i] += ((mlp_fit_predict(Z[tr], Y[tr], Z[va], alpha) - Y[va]) ** 2).sum()
+    return mlp_fit_predict(Z, Y, Zte, MLP_ALPHAS[int(err.argmin())])
+
+
 def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
     """Out-of-fold predictions (N, 2) of every probe, for features X (N, D), centres Y (N, 2) and test masks (K, N)."""
     Xt = torch.as_tensor(X, dtype=torch.float64)
@@ -105,6 +157,8 @@ def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np
         pred["ridge"][mask] = (Xte @ w + ym).numpy()
         knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, int(tr.sum())), algorithm="brute")
         pred["knn"][mask] = knn.fit(Xs.numpy(), Y[~mask]).predict(Xte.numpy())
+        P = principal_components(C, lam)
+        pred["mlp"][mask] = mlp_predict((Xs @ P).numpy(), Y[~mask], groups[~mask], (Xte @ P).numpy())
         pred["centre"][mask] = ym.numpy()
     return pred
 

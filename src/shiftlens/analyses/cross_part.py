@@ -14,7 +14,7 @@ An analysis declares it with `Analysis.cross_part`, a `CrossPartState` subclass.
   so a Ray worker killed mid-run has the parts it held redone in the same run;
 - turned into tables, zarr groups and figure data at the end by the analysis's `outputs`.
 
-This module names no analysis: api.py and the executors handle every cross-part state through it.
+This module names no analysis: the API (`shiftlens.api`) and the executors handle every cross-part state through it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The feature stream (stream.py) runs under inference_mode, folds batch norms and copies its taps detached, so it
 cannot give gradients; this is the small forward the optimiser needs: the model in eval mode, the model's input
-normalisation in front, one hook that keeps the graph, and an early exit once the layer is reached (the layers
-after it cost time and play no part).
+normalisation in front, and the stream's `Taps` on the one layer, keeping the graph and ending the forward pass once
+the layer is reached (the layers after it cost time and play no part).
 """
 
 from __future__ import annotations
@@ -14,11 +14,7 @@ from torch import nn
 from shiftlens.canvases import Normalisation
 from shiftlens.errors import ShiftlensError
 from shiftlens.models import LayerSpec, build_with_weights, parse_spec
-from shiftlens.models.taps import get_module
-
-
-class _Reached(Exception):
-    """Raised by the hook to stop the forward pass once the tapped layer has its value."""
+from shiftlens.models.taps import Taps, get_module
 
 
 class FeatureNet:
@@ -45,33 +41,12 @@ class FeatureNet:
             self._mean = torch.tensor(norm.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
             self._std = torch.tensor(norm.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.normalisation = norm
-        self._module = get_module(model, layer.module)
-        self._value: torch.Tensor | None = None
-
-    def _capture(self, value: torch.Tensor) -> None:
-        value = value[0] if isinstance(value, (tuple, list)) else value
-        # clone: an in-place activation after the tapped module (AlexNet's ReLU(inplace=True)) would change it
-        value = value.flatten(1).float().clone()
-        self._value = torch.relu(value) if self.layer.post == "relu" else value
-        raise _Reached
+        get_module(model, layer.module)  # a module the model lacks is refused here, before any work
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if self.layer.capture == "input":
-            handle = self._module.register_forward_pre_hook(lambda m, inputs: self._capture(inputs[0]))
-        else:
-            handle = self._module.register_forward_hook(lambda m, inputs, output: self._capture(output))
-        self._value = None
-        try:
-            self.model((images.to(self.device) - self._mean) / self._std)
-        except _Reached:
-            pass
-        finally:
-            handle.remove()
-        if self._value is None:
-            raise ShiftlensError(f"layer {self.layer.name!r} ({self.layer.module}) was not reached by the forward "
-                                 f"pass of {self.name}: choose another module")
-        value, self._value = self._value, None
-        return value
+        # hooked for this call only: the model is the caller's and is left without hooks
+        with Taps(self.model, [self.layer], grad=True, stop=True, name=self.name) as taps:
+            return taps((images.to(self.device) - self._mean) / self._std)[self.layer.name]
 
 
 def load_feature_net(spec: str, weights: str = "imagenet", device: torch.device | str = "cpu",

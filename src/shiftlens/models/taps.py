@@ -2,6 +2,9 @@
 
 The copy matters: torchvision's AlexNet follows each Linear with `ReLU(inplace=True)`, which would overwrite an
 un-copied output with its rectified version (docs/protocol.md, "Models and layers").
+
+The feature stream taps detached values under inference mode; the inversion (inversion/network.py) taps one layer
+with its graph (`grad=True`) and ends the forward pass once it is reached (`stop=True`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,22 @@ def get_module(model: nn.Module, path: str) -> nn.Module:
         ) from None
 
 
-class Taps:
-    """All requested layers of one model from one forward pass: `taps(x)` returns {layer: (B, D) float32}."""
+class _AllTapped(Exception):
+    """Raised by the last hook of a `stop=True` Taps to end the forward pass: the layers after it play no part."""
 
-    def __init__(self, model: nn.Module, layers: list[LayerSpec]) -> None:
+
+class Taps:
+    """All requested layers of one model from one forward pass: `taps(x)` returns {layer: (B, D) float32}.
+
+    `grad`: the values keep their graph (else detached). `stop`: the forward pass ends once every layer has its
+    value. `name`: the model's name in the error of a layer the forward pass did not reach.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[LayerSpec], grad: bool = False, stop: bool = False,
+                 name: str = "") -> None:
         self.model = model
         self.layers = layers
+        self.grad, self.stop, self.name = grad, stop, name
         self._values: dict[str, torch.Tensor] = {}
         self._handles = []
         for spec in layers:
@@ -41,12 +54,13 @@ class Taps:
                 self._handles.append(module.register_forward_hook(self._hook(spec)))
 
     def _store(self, spec: LayerSpec, value: torch.Tensor) -> None:
-        value = value.detach().flatten(1).float()  # .float() copies bf16/fp16; clone() covers fp32
-        if value.dtype == torch.float32:
-            value = value.clone()
+        value = (value if self.grad else value.detach()).flatten(1)
+        value = value.clone() if value.dtype == torch.float32 else value.float()  # a copy either way
         if spec.post == "relu":
             value = torch.relu(value)
         self._values[spec.name] = value
+        if self.stop and len(self._values) == len(self.layers):
+            raise _AllTapped
 
     def _hook(self, spec: LayerSpec):
         def hook(module, inputs, output):
@@ -62,10 +76,18 @@ class Taps:
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         self._values = {}
-        self.model(x)
-        missing = [s.name for s in self.layers if s.name not in self._values]
+        if not self.stop:  # the stream's (compiled) forward pass: no exception handling in its graph
+            self.model(x)
+        else:
+            try:
+                self.model(x)
+            except _AllTapped:
+                pass
+        missing = [s for s in self.layers if s.name not in self._values]
         if missing:
-            raise ShiftlensError(f"layer {missing[0]!r} was not reached by the forward pass: choose another module")
+            of = f" of {self.name}" if self.name else ""
+            raise ShiftlensError(f"layer {missing[0].name!r} ({missing[0].module}) was not reached by the forward "
+                                 f"pass{of}: choose another module")
         return self._values
 
     def close(self) -> None:

@@ -272,13 +272,15 @@ def canvas_view(run: RunRecord, rd: ResultsDir) -> CanvasView:
 def paper_rank(stem: str) -> tuple:
     """Where a table or figure comes on the page: in the paper's order of analyses (config.ANALYSES: similarity,
     separability, location, ...), within one analysis its summary before its per-patch table and sizes in numeric
-    order (p75 before p125); the comparison with the published tables, then anything else, after them."""
+    order (p75 before p125); after them the intervals over objects of all of them, the comparison with the
+    published tables, then anything else."""
     import re
 
     from shiftlens.config import ANALYSES
 
+    after = ("intervals", "paper_comparison")
     rank = next((i for i, a in enumerate(ANALYSES) if stem == a or stem.startswith(a + "_")),
-                len(ANALYSES) + (stem != "paper_comparison"))
+                len(ANALYSES) + (after.index(stem) if stem in after else len(after)))
     return (rank, *[(int(t), "") if t.isdigit() else (-1, t) for t in re.split(r"(\d+)", stem) if t])
 
 

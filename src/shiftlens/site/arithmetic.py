@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.arithmetic.record import ArithmeticRecord
+from shiftlens.analyses.arithmetic.record import ArithmeticRecord
 from shiftlens.store import ResultsDir, atomic_dir, copy_file
 
 ASSETS = Path(__file__).parent / "assets"
@@ -44,7 +44,7 @@ def _summary(run: ArithmeticRecord) -> dict[str, Any]:
 
 
 def _expressions(run: ArithmeticRecord, per: pd.DataFrame | None) -> list[dict[str, Any]]:
-    from shiftlens.arithmetic.figures import figure_name
+    from shiftlens.figures.arithmetic import figure_name
 
     out = []
     for name, text in run.expressions.items():

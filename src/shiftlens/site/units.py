@@ -97,7 +97,7 @@ def build(rd: ResultsDir, run: RunRecord, site: Path, patch_order: list[str],
 
 def _synthetic(rd: ResultsDir, site: Path, model: str, layer: str, n_units: int) -> dict[int, str]:
     """Synthetic images made by `shiftlens units visualise` for this layer, copied into the site: unit -> path."""
-    from shiftlens.unit_figures import read_synthetic
+    from shiftlens.figures.units import read_synthetic
 
     out = {}
     for img in read_synthetic(rd).images:

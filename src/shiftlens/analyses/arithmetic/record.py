@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from shiftlens.arithmetic.config import ArithmeticConfig
+from shiftlens.analyses.arithmetic.config import ArithmeticConfig
 from shiftlens.store import _Record, _RunBase, register_record_kind
 
 

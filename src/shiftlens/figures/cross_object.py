@@ -1,7 +1,7 @@
 """Figure of the location probe's cross-object protocol: error on unseen objects per model/layer, probe and baseline.
 
 Drawn from `tables/location_cross_object.csv` (written just before the figures), so the probes are not trained twice.
-Registers itself with figures.FIGURE_MAKERS (figures.py imports this module).
+Registers itself with `figures.FIGURE_MAKERS` (the figures package imports this module).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shiftlens.figures import plt, register_figure, save, weights_note
+from shiftlens.figures.base import plt, register_figure, save, weights_note
 from shiftlens.store import Part, ResultsDir, RunRecord
 
 TABLE = "location_cross_object"

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from shiftlens.arithmetic.expressions import Expression
+from shiftlens.analyses.arithmetic.expressions import Expression
 from shiftlens.canvases import offsets
 from shiftlens.errors import ShiftlensError
 from shiftlens.scenes import Scene, SceneObject

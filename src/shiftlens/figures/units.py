@@ -26,7 +26,7 @@ from shiftlens.analyses.units import LayerUnits, UnitOutputs, positions  # noqa:
 from shiftlens.canvases import Normalisation, make_renderer  # noqa: E402
 from shiftlens.config import RunConfig  # noqa: E402
 from shiftlens.errors import ShiftlensError  # noqa: E402
-from shiftlens.figures import register_output_figures, save, weights_note  # noqa: E402
+from shiftlens.figures.base import register_output_figures, save, weights_note  # noqa: E402
 from shiftlens.patches.patch import read_image  # noqa: E402
 from shiftlens.store import ResultsDir, RunRecord, atomic_path, atomic_write_text, file_key  # noqa: E402
 

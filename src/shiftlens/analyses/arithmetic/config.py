@@ -54,7 +54,7 @@ class ArithmeticConfig:
 
     def fingerprint(self) -> str:
         """The numbers' identity; the inverter only changes the images, which are keyed on their own
-        (arithmetic/inversions.py), so changing it keeps the folder and its numbers."""
+        (analyses/arithmetic/inversions.py), so changing it keeps the folder and its numbers."""
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_NUMBERS}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 

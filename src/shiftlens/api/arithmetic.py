@@ -1,6 +1,6 @@
 """The arithmetic API that `shiftlens arithmetic` wraps: config, plan (every check before any work), run.
 
-    from shiftlens.arithmetic.run import ArithmeticConfig, run
+    from shiftlens.api.arithmetic import ArithmeticConfig, run
     result = run(ArithmeticConfig(problems=6, out="results/arith"))
     result.tables["arithmetic"]
 """
@@ -19,14 +19,14 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shiftlens.api import Progress, _Silent, check_weights, device_name, parse_models, versions, weights_record
-from shiftlens.arithmetic import inversions as inv_mod
-from shiftlens.arithmetic import tables
-from shiftlens.arithmetic.benchmark import measure, scenes_needed
-from shiftlens.arithmetic.config import (DEMO_EXPRESSIONS, DEMO_PATCH, DEMO_SCENES,  # noqa: F401 (the API's names)
+from shiftlens.analyses.arithmetic import inversions as inv_mod
+from shiftlens.analyses.arithmetic import tables
+from shiftlens.analyses.arithmetic.benchmark import measure, scenes_needed
+from shiftlens.analyses.arithmetic.config import (DEMO_EXPRESSIONS, DEMO_PATCH, DEMO_SCENES,  # noqa: F401 (the API's names)
                                         ArithmeticConfig)
-from shiftlens.arithmetic.expressions import Expression, parse_expression
-from shiftlens.arithmetic.figures import make_figures
-from shiftlens.arithmetic.problems import Problem, expression_problems, random_problems
+from shiftlens.analyses.arithmetic.expressions import Expression, parse_expression
+from shiftlens.figures.arithmetic import make_figures
+from shiftlens.analyses.arithmetic.problems import Problem, expression_problems, random_problems
 from shiftlens.config import DEVICES, PRECISIONS, RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.inversion.inverters import Inverter, check_inverter, check_name, make_inverter
@@ -34,7 +34,7 @@ from shiftlens.inversion.optimise import InversionSettings
 from shiftlens.models import ModelSpec, build_with_weights
 from shiftlens.patches import Patch, load_patches
 from shiftlens.scenes import Scene, SceneObject, SceneRenderer, parse_scene, scene_from_toml, validate_scene
-from shiftlens.arithmetic.record import ArithmeticRecord
+from shiftlens.analyses.arithmetic.record import ArithmeticRecord
 from shiftlens.store import (SCHEMA_VERSION, DeviceRecord, ModelRecord, PatchRecord, ResultsDir, Timing,
                              atomic_write_text, digest_bytes, file_key)
 from shiftlens.stream import FeatureExtractor, resolve_batch_size, resolve_device, resolve_precision

@@ -22,14 +22,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from shiftlens.arithmetic.expressions import Expression  # noqa: E402
+from shiftlens.analyses.arithmetic.expressions import Expression  # noqa: E402
 from shiftlens.patches import Patch  # noqa: E402
 from shiftlens.scenes import Scene, SceneRenderer  # noqa: E402
-from shiftlens.arithmetic.record import ArithmeticRecord  # noqa: E402
+from shiftlens.analyses.arithmetic.record import ArithmeticRecord  # noqa: E402
 from shiftlens.store import atomic_path  # noqa: E402
 
 if TYPE_CHECKING:
-    from shiftlens.arithmetic.inversions import Inversions
+    from shiftlens.analyses.arithmetic.inversions import Inversions
 
 KIND_ORDER = ("expression", "move", "add", "remove")
 

@@ -7,9 +7,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from shiftlens.arithmetic.features import cosine, result_vector, scene_features
-from shiftlens.arithmetic.problems import Problem
-from shiftlens.arithmetic.retrieval import candidates, retrieve
+from shiftlens.analyses.arithmetic.features import cosine, result_vector, scene_features
+from shiftlens.analyses.arithmetic.problems import Problem
+from shiftlens.analyses.arithmetic.retrieval import candidates, retrieve
 from shiftlens.scenes import BLANK, Scene, SceneRenderer
 from shiftlens.stream import FeatureExtractor
 

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shiftlens.arithmetic.expressions import Expression
-from shiftlens.arithmetic.features import cosine, result_vector, scene_features
+from shiftlens.analyses.arithmetic.expressions import Expression
+from shiftlens.analyses.arithmetic.features import cosine, result_vector, scene_features
 from shiftlens.inversion.inverters import Inverter
 from shiftlens.scenes import BLANK, Scene, SceneRenderer
-from shiftlens.arithmetic.record import InversionRecord
+from shiftlens.analyses.arithmetic.record import InversionRecord
 from shiftlens.store import ResultsDir, atomic_write_bytes, file_key
 from shiftlens.stream import FeatureExtractor
 

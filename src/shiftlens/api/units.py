@@ -20,7 +20,7 @@ from shiftlens.inversion.maximise import SilentUnit
 from shiftlens.models import parse_spec
 from shiftlens.store import ResultsDir, RunRecord, file_key
 from shiftlens.stream import resolve_device
-from shiftlens.unit_figures import ExemplarRenderer, SyntheticImage, add_synthetic, save_png
+from shiftlens.figures.units import ExemplarRenderer, SyntheticImage, add_synthetic, save_png
 
 
 def _record(results: ResultsDir) -> RunRecord:
