@@ -564,7 +564,7 @@ def inverter_evaluate(
     n: Annotated[int, typer.Option(help="single-object scenes per group (held-out, training objects)")] = 48,
     seed: Annotated[int, typer.Option(help="seed of the scenes")] = 123,
     model: Annotated[Optional[str], typer.Option(help="MODEL:LAYER the decoder must be for (refused otherwise)")] = None,
-    weights: WeightsOpt = None,
+    weights: OPTIONS["weights"] = None,
     per_category: Annotated[int, typer.Option("--per-category", help="objects per category of a Debian or COCO source")] = 20,
     figure: Annotated[int, typer.Option(help="scenes per group in the figure (0: none)")] = 8,
 ) -> None:
