@@ -170,6 +170,45 @@ def test_each_number_matches_its_models_own_run_tables(board_dir, table):
         assert (out / r.site).is_file()
 
 
+def test_grid_share_is_empty_with_the_reason_where_the_grid_cannot_see_the_net_stride(board_dir, table):
+    """The fixture's 5 x 5 maps (64 px patches at stride 16 on 128 px) hold under 3 periods of the 32 px net
+    stride: every row's grid share is empty (never 0), its note says why, and the command says so once."""
+    assert table["grid_share"].isna().all()
+    assert table["grid_share_note"].str.contains("the 5 x 5 map holds fewer than 3 periods of the 32 px net stride").all()
+    log = (board_dir / "log.txt").read_text()
+    assert log.count(f"grid_share is empty in {len(table)} of {len(table)} row(s), not zero") == 1
+    record = board.LeaderboardRecord.model_validate_json((board_dir / "out" / "leaderboard.json").read_text())
+    assert any(n.startswith("grid_share is empty") for n in record.notes)
+
+
+def test_grid_share_blocker_is_the_invariance_analysis_rule():
+    from types import SimpleNamespace
+
+    from shiftlens.analyses.invariance import grid_share, grid_share_blocker
+
+    once = grid_share_blocker(5, 32, 32)
+    assert "stride 32 px samples the network's 32 px stride once per period" in once and "--stride 16" in once
+    assert "does not divide" in grid_share_blocker(12, 12, 32)
+    assert grid_share_blocker(10, 8, None) == "the network's total stride is unknown"
+    assert "fewer than 3 periods" in grid_share_blocker(5, 16, 32) and grid_share_blocker(6, 16, 32) is None
+    rng = np.random.default_rng(0)
+    for n, stride, period in [(5, 32, 32), (5, 16, 32), (6, 16, 32), (10, 8, 32), (7, 8, 16), (9, 12, 32)]:
+        m = rng.random((n, n))
+        assert np.isnan(grid_share(m, stride, period)) == (grid_share_blocker(n, stride, period) is not None)
+    # a run at stride 32 (the docs' cheap setting) on the quick canvas: 5 and 4 positions per axis, both blocked
+    record = SimpleNamespace(config=SimpleNamespace(stride=32, sizes=[75, 125]), positions={75: 25, 125: 16})
+    assert metrics.grid_share_note(record, 32) == grid_share_blocker(5, 32, 32)
+    # stride 16: the 75 px maps (10 x 10) are measured, the 125 px maps (7 x 7) too; with 8 px net stride... none
+    record = SimpleNamespace(config=SimpleNamespace(stride=16, sizes=[75, 125, 175]), positions={75: 100, 125: 49, 175: 16})
+    note = metrics.grid_share_note(record, 32)
+    assert note.startswith("left out at 175 px: the 4 x 4 map holds fewer than 3 periods")
+    df = pd.DataFrame({"model": "m", "layer": "fc", "weights": "w", "grid_share": [0.2, 0.4, np.nan]})
+    key = metrics.RowKey("m", "fc", "w", "fc")
+    metric = next(m for m in metrics.METRICS if m.name == "grid_share")
+    assert metric.value({"invariance": df}, {}, key) == pytest.approx(0.3)  # over the sizes it is measured at
+    assert np.isnan(metric.value({"invariance": df.assign(grid_share=np.nan)}, {}, key))
+
+
 def test_cross_object_rows_fill_their_column_when_a_run_has_them(board_dir):
     out = board_dir / "out"
     folder = out / "models"
@@ -293,6 +332,12 @@ def test_page_has_no_console_errors_and_titles_define_each_column(page):
         assert m.definition in titles[m.name] and "more shift-invariant" in titles[m.name]
     assert "different protocol" in titles["published_crop_consistency"]
     assert page.locator("tr.untrained .badge").first.text_content() == "UNTRAINED"
+
+
+def test_page_says_why_the_grid_share_is_empty(page, table):
+    assert f"grid_share is empty in {len(table)} of {len(table)} row(s), not zero" in page.locator("#notes p.note").first.text_content()
+    cell = page.locator("#board tbody td[data-col='grid_share']").first
+    assert cell.text_content() == "n/a" and cell.get_attribute("title") == table["grid_share_note"].iloc[0]
 
 
 def test_clicking_a_column_sorts_the_rows(page, table):

@@ -16,7 +16,7 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 
-from shiftlens.analyses.invariance import tau_column
+from shiftlens.analyses.invariance import grid_share_blocker, tau_column
 from shiftlens.errors import ShiftlensError
 from shiftlens.store import ResultsDir, RunRecord
 
@@ -62,6 +62,14 @@ def _mean(df: pd.DataFrame, *cols: str) -> float:
     return float(df[list(cols)].to_numpy(np.float64).mean())
 
 
+def _measured_mean(df: pd.DataFrame, col: str) -> float:
+    """The mean over the rows that have a number (NaN when none has): the grid share over the patch sizes where
+    it can be measured (`grid_share_note` names the others)."""
+    if df.empty or df[col].isna().all():
+        return float("nan")
+    return float(np.nanmean(df[col].to_numpy(np.float64)))
+
+
 def _consistency(tables: Tables, key: RowKey) -> float:
     if key.logits_layer is None:
         return float("nan")
@@ -79,8 +87,10 @@ METRICS: list[Metric] = [
            lambda mv, ci, k: _mean(_rows(mv, "invariance", k), "local_dx", "local_dy")),
     Metric("grid_share", "lower",
            "share of the detrended similarity map's energy periodic with the network's measured total stride "
-           "(aliasing; invariance table); NaN where the stride is unknown or the grid too coarse to see it",
-           lambda mv, ci, k: _mean(_rows(mv, "invariance", k), "grid_share")),
+           "(aliasing; invariance table, mean over the patch sizes where it can be measured); empty where it "
+           "cannot be: the net stride is unknown, or the run's --stride does not sample each period at 2+ phases "
+           "(e.g. stride 32 on a 32 px net stride) or the map holds under 3 periods: grid_share_note says which",
+           lambda mv, ci, k: _measured_mean(_rows(mv, "invariance", k), "grid_share")),
     Metric("location_r2", "lower",
            "R^2 of a ridge probe from the features to the patch centre, shuffled folds (location table, mean of "
            "r2_x and r2_y): 1 = position fully decodable",
@@ -143,8 +153,24 @@ def model_rows(folder: Path, circular: Path | None, site: str) -> pd.DataFrame:
                    "weights_source": m.weights.source,
                    "net_stride": m.net_stride, "folder": str(folder.name), "site": site}
             row.update({metric.name: metric.value(move, circ, key) for metric in METRICS})
+            row["grid_share_note"] = grid_share_note(record, m.net_stride)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def grid_share_note(record: RunRecord, net_stride: int | None) -> str:
+    """Why the run's grid share is missing at some or all of its patch sizes ('' when it is measured at every
+    size): the invariance analysis's own rule (`grid_share_blocker`), applied to the run's stride and map sides."""
+    stride = record.config.stride
+    reasons: dict[str, list[int]] = {}
+    for size in record.config.sizes:
+        n = int(round(np.sqrt(record.positions[size])))
+        reason = grid_share_blocker(n, stride, net_stride)
+        if reason is not None:
+            reasons.setdefault(reason, []).append(size)
+    if len(reasons) == 1 and sum(map(len, reasons.values())) == len(record.config.sizes):
+        return next(iter(reasons))
+    return "; ".join(f"left out at {', '.join(f'{s} px' for s in sizes)}: {reason}" for reason, sizes in reasons.items())
 
 
 def _logits_layer(move: Tables, model: str) -> str | None:

@@ -163,6 +163,10 @@ def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progr
             log(f"{parsed.key}: finished runs in {outcome['folder']} and {outcome['circular']} reused")
         outcomes.append(ModelOutcome(**outcome, status=status, seconds=round(time.perf_counter() - t0, 1)))
     table = build_table(out, outcomes, base.site)
+    gaps = grid_gaps(table)
+    if gaps:
+        notes.append(gaps)
+        log(gaps)
     figure = plot(out, table)
     if figure is None:
         notes.append("no model has both our canvas consistency and Zhang 2019's: no comparison plot")
@@ -172,7 +176,7 @@ def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progr
     if base.site:
         from shiftlens.leaderboard.site import build as build_page
 
-        build_page(out, table)
+        build_page(out, table, [gaps] if gaps else [])
     return LeaderboardResult(out, table, outcomes, figure, notes)
 
 
@@ -185,7 +189,7 @@ def build_table(out: Path, outcomes: list[ModelOutcome], with_site: bool) -> pd.
         site = f"{o.folder}/site/index.html" if with_site else ""
         frames.append(metrics.model_rows(out / o.folder, out / o.circular, site))
     columns = (["model", "layer", "weights", "untrained", "weights_source", "net_stride", "folder", "site"]
-               + [m.name for m in metrics.METRICS])
+               + [m.name for m in metrics.METRICS] + ["grid_share_note"])
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     rows["folder"] = [next(o.folder for o in outcomes if o.key == m) for m in rows["model"]]
     table = anchors.attach(metrics.rank(rows))
@@ -193,6 +197,17 @@ def build_table(out: Path, outcomes: list[ModelOutcome], with_site: bool) -> pd.
     rd.write_table("leaderboard", table)
     copy_file(anchors.ANCHORS_CSV, rd.tables_dir / "anchors.csv")
     return rd.read_table("leaderboard")  # as written, so the page shows the CSV's numbers
+
+
+def grid_gaps(table: pd.DataFrame) -> str:
+    """One line when the grid share is empty in some rows, with why (each row's `grid_share_note`); '' if none."""
+    notes = table["grid_share_note"].fillna("").astype(str) if "grid_share_note" in table else pd.Series(dtype=str)
+    empty = table["grid_share"].isna() if "grid_share" in table else pd.Series(dtype=bool)
+    if not empty.any():
+        return ""
+    why = "; ".join(dict.fromkeys(n for n in notes[empty] if n)) or "see docs/leaderboard.md"
+    return (f"grid_share is empty in {int(empty.sum())} of {len(table)} row(s), not zero: {why} "
+            "(tables/leaderboard.csv, grid_share_note)")
 
 
 def plot(out: Path, table: pd.DataFrame) -> Path | None:

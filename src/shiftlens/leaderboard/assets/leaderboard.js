@@ -73,6 +73,10 @@
         } else if (c.name === "weights" && r.untrained) {
           td.textContent = r.weights;
           td.appendChild(el("span", { class: "badge" }, "UNTRAINED"));
+        } else if (c.name === "grid_share" && typeof r.grid_share !== "number" && r.grid_share_note) {
+          td.textContent = "n/a";  // not measurable at this run's stride or map size: why, on hover
+          td.title = r.grid_share_note;
+          td.classList.add("na");
         } else {
           td.textContent = fmt(r[c.name]);
         }
@@ -126,6 +130,8 @@
   }
 
   function render() {
+    const notes = document.getElementById("notes");
+    (D.notes || []).forEach((n) => notes.appendChild(el("p", { class: "note" }, n)));
     renderTable();
     const cols = numericColumns();
     ["sx", "sy"].forEach((id, i) => {
