@@ -9,7 +9,8 @@
     OUT/site/index.html                         the Leaderboard page, linking ../models/KEY/site/index.html
 
 Each model is one resumable unit: a folder that holds a finished run of this config is reused as it is; one left
-by a killed command resumes through the run's own parts. A model whose weights cannot be had here is skipped with
+by a killed command resumes through the run's own parts. `--executor ray` spreads the models over the Ray workers,
+one whole model per worker (`ModelWork`, `compute_model`); a worker lost mid-model has its model requeued. A model whose weights cannot be had here is skipped with
 one line and the others go on. KEY is `file_key(model)`.
 """
 
@@ -21,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from shiftlens import api
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
-from shiftlens.executors import Executor, Progress, closing, make_executor
+from shiftlens.executors import Executor, LocalExecutor, Progress, closing, make_executor
 from shiftlens.leaderboard import anchors, metrics
 from shiftlens.leaderboard.models import resolve
 from shiftlens.models import parse_spec
@@ -106,34 +107,73 @@ def finished(cfg: RunConfig) -> bool:
             and all(a in record.config.analyses for a in cfg.analyses))
 
 
+@dataclass(frozen=True)
+class ModelWork:
+    """One model's runs, computed in one process (this one, or one Ray worker: `--executor ray` spreads the models
+    over the workers). Each run resumes from its own saved parts, so a killed attempt's work is kept."""
+
+    key: str
+    runs: tuple[RunConfig, ...]
+    """The runs still to compute (a finished one is not listed)."""
+    site: str | None
+    """The move run's folder when its results site is to be (re)built, else None."""
+    force: bool = False
+
+
+class WorkerExecutor(LocalExecutor):
+    """The local executor inside one Ray worker: the model's parts in that worker's process, and run.json says
+    which worker computed them."""
+
+    name = "ray-worker"
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+
+    def describe(self) -> str:
+        return f"{self.worker}, the whole model on that worker (shiftlens leaderboard --executor ray)"
+
+
+def compute_model(work: ModelWork, progress: Progress | None = None, log: Callable[[str], None] | None = None,
+                  worker: str | None = None) -> list[str]:
+    """The model's unfinished runs and its site; returns the lines it logged. On a Ray worker (`worker` names it)
+    the parts are computed in the worker's process and the lines go back to the driver."""
+    lines: list[str] = []
+    say = log or lines.append
+    executor = WorkerExecutor(worker) if worker else None
+    for cfg in work.runs:
+        api.run(cfg, force=work.force, progress=progress, log=say, executor=executor)
+    if work.site is not None:
+        from shiftlens.site import build as build_site
+
+        build_site(work.site)
+    return lines
+
+
 def run(base: RunConfig, models: list[str] | str | None, out: Path | str, force: bool = False,
-        progress: Progress | None = None, log: Callable[[str], None] = lambda s: None) -> LeaderboardResult:
-    """Every model's runs (or their finished folders), then tables/leaderboard.csv, the plot and the page."""
+        progress: Progress | None = None, log: Callable[[str], None] = lambda s: None,
+        executor: Executor | None = None) -> LeaderboardResult:
+    """Every model's runs (or their finished folders), then tables/leaderboard.csv, the plot and the page.
+
+    `--executor ray`: each model goes whole to one free Ray worker, as many models at once as there are workers;
+    a worker lost mid-model is restarted and the model requeued, resuming from its saved parts. `executor`: a
+    RayExecutor to use (and leave open); None starts one when a model needs computing and closes it at the end."""
     out = Path(out)
     specs = resolve(models)
     base.validate()
-    notes: list[str] = []
-    if base.executor == "ray":
-        notes.append("--executor ray: each model's runs spread their parts over the Ray workers (started once for "
-                     "all models); the models themselves run one after another")
-        log(notes[-1])
     with ResultsDir(out).lock(), ExitStack() as stack:
-        made: list[Executor] = []
+        def ray_executor() -> Any:
+            if executor is None:
+                return stack.enter_context(closing(make_executor(base, resolve_device(base.device), log)))
+            return executor
 
-        def executor() -> Executor | None:
-            """local: each run makes its own; else one executor (its workers), started when a run first needs it,
-            serves every run."""
-            if base.executor != "local" and not made:
-                made.append(stack.enter_context(closing(make_executor(base, resolve_device(base.device), log))))
-            return made[0] if made else None
-
-        return _run_models(base, specs, out, force, progress, log, executor, notes)
+        return _run_models(base, specs, out, force, progress, log, ray_executor)
 
 
 def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progress: Progress | None,
-                log: Callable[[str], None], executor: Callable[[], Executor | None],
-                notes: list[str]) -> LeaderboardResult:
-    outcomes: list[ModelOutcome] = []
+                log: Callable[[str], None], ray_executor: Callable[[], Any]) -> LeaderboardResult:
+    outcomes: dict[str, ModelOutcome] = {}
+    works: list[ModelWork] = []
+    notes: list[str] = []
     for spec in specs:
         parsed = parse_spec(spec)
         move, circular = configs(base, spec, out)
@@ -146,23 +186,38 @@ def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progr
             api.check_weights([parsed], base.weights)
         except ShiftlensError as exc:
             log(f"{parsed.key}: skipped: {exc}")
-            outcomes.append(ModelOutcome(**outcome, status="skipped", note=str(exc)))
+            outcomes[spec] = ModelOutcome(**outcome, status="skipped", note=str(exc))
             continue
-        t0 = time.perf_counter()
-        done = [finished(cfg) for cfg in (move, circular)]
-        for cfg, was_done in zip((move, circular), done):
-            if not was_done:
-                api.run(cfg, force=force, progress=progress, log=log, executor=executor())
+        runs = tuple(cfg for cfg in (move, circular) if not finished(cfg))
         site = Path(move.out) / "site" / "index.html"
-        if base.site and (not all(done) or not site.is_file()):
-            from shiftlens.site import build as build_site
-
-            build_site(move.out)
-        status = "reused" if all(done) else "computed"
-        if status == "reused":
+        rebuild = base.site and (bool(runs) or not site.is_file())
+        if not runs and not rebuild:
             log(f"{parsed.key}: finished runs in {outcome['folder']} and {outcome['circular']} reused")
-        outcomes.append(ModelOutcome(**outcome, status=status, seconds=round(time.perf_counter() - t0, 1)))
-    table = build_table(out, outcomes, base.site)
+            outcomes[spec] = ModelOutcome(**outcome, status="reused")
+            continue
+        outcomes[spec] = ModelOutcome(**outcome, status="computed" if runs else "reused")
+        works.append(ModelWork(spec, runs, move.out if rebuild else None, force))
+    if works and base.executor == "ray":
+        from shiftlens.executors.ray import Task
+
+        ex = ray_executor()
+        notes.append(f"--executor ray: the models spread over {ex.describe()}, one whole model per worker at a time")
+        log(notes[-1])
+
+        def done(task: Task, worker: str, lines: list[str], seconds: float) -> None:
+            for line in lines:
+                log(f"{worker}: {line}")
+            outcomes[task.label].seconds = round(seconds, 1)
+            log(f"{task.label}: done on Ray worker {worker} in {seconds:.1f} s")
+
+        ex.spread([Task(w.key, compute_model, (w,)) for w in works], done)
+    else:
+        for w in works:
+            t0 = time.perf_counter()
+            compute_model(w, progress, log)
+            outcomes[w.key].seconds = round(time.perf_counter() - t0, 1)
+    ordered = [outcomes[spec] for spec in specs]
+    table = build_table(out, ordered, base.site)
     gaps = grid_gaps(table)
     if gaps:
         notes.append(gaps)
@@ -170,14 +225,14 @@ def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progr
     figure = plot(out, table)
     if figure is None:
         notes.append("no model has both our canvas consistency and Zhang 2019's: no comparison plot")
-    record = LeaderboardRecord(config=base, models=outcomes,
+    record = LeaderboardRecord(config=base, models=ordered,
                                finished=datetime.now(timezone.utc).isoformat(), notes=notes)
     atomic_write_text(out / "leaderboard.json", record.model_dump_json(indent=2))
     if base.site:
         from shiftlens.leaderboard.site import build as build_page
 
         build_page(out, table, [gaps] if gaps else [])
-    return LeaderboardResult(out, table, outcomes, figure, notes)
+    return LeaderboardResult(out, table, ordered, figure, notes)
 
 
 def build_table(out: Path, outcomes: list[ModelOutcome], with_site: bool) -> pd.DataFrame:
