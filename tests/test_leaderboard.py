@@ -1,4 +1,5 @@
-"""`shiftlens leaderboard`: one run folder per model, the table read from their tables, globs, resume, skips, page.
+"""`shiftlens leaderboard`: one run folder per model (and its arithmetic benchmark folder), the table read from their
+tables, globs, resume, skips, page.
 
 The fixture: a tiny leaderboard (one patch, a 128 px canvas, 64 px patches at stride 16) of EfficientNet-Lite0 with
 its packaged ImageNet weights, ResNet-18 APS with random weights, and ResNet-50 APS asked for with ImageNet weights
@@ -121,6 +122,7 @@ def test_dry_run_prints_both_plans_and_runs_nothing(tmp_path, patch_dir):
     assert result.exit_code == 0, result.output
     assert "circular shifts, consistency only" in result.output and "shifts over the canvas" in result.output
     assert result.output.count("total:") == 2
+    assert f"scenes for 1 model(s) ({board.ARITHMETIC_PROBLEMS} problems each), about" in " ".join(result.output.split())
     assert not out.exists()
 
 
@@ -168,6 +170,42 @@ def test_each_number_matches_its_models_own_run_tables(board_dir, table):
             con = _own(folder, "consistency")
             assert getattr(r, col) == pytest.approx(con[con.model == r.model].p_random.mean(), rel=1e-5)
         assert (out / r.site).is_file()
+        arith = _own(out / r.arithmetic_folder, "arithmetic")  # the model's own `shiftlens arithmetic` folder
+        assert r.arithmetic_folder.startswith("arithmetic/") and pd.isna(r.arithmetic_note)  # no reason: it ran
+        for kind in ("remove", "add"):
+            rows = arith[(arith.model == r.model) & (arith.layer == r.layer) & (arith.kind == kind)]
+            assert len(rows) == 1 and rows.n_problems.iloc[0] == board.ARITHMETIC_PROBLEMS // 3
+            assert getattr(r, f"arithmetic_{kind}_top1") == pytest.approx(rows.top1_accuracy.mean(), rel=1e-5)
+
+
+def test_arithmetic_is_a_features_only_benchmark_run_per_model(board_dir, table):
+    from shiftlens.arithmetic.record import ArithmeticRecord
+
+    out = board_dir / "out"
+    for folder in table["arithmetic_folder"].unique():
+        record = ResultsDir(out / folder).read_run(ArithmeticRecord)
+        assert record.status == "complete" and record.config.inverter == "none" and record.expressions == {}
+        assert record.config.problems == board.ARITHMETIC_PROBLEMS and record.config.size == 64
+        assert record.config.stride == 16 and record.config.canvas == 128 and record.inversions == []
+    assert table[["arithmetic_remove_top1", "arithmetic_add_top1"]].notna().all().all()
+    assert table.filter(like="rank_arithmetic").empty  # shown, never ranked
+
+
+def test_arithmetic_says_in_one_line_why_a_config_cannot_have_it(tmp_path, patch_dir):
+    base = base_config(patch_dir)
+    assert board.arithmetic_plan(base, "resnet18_aps@random", tmp_path)[0] is not None
+    textured = base.__class__(**{**base.to_dict(), "background": "texture:" + _a_texture()})
+    p, why = board.arithmetic_plan(textured, "resnet18_aps@random", tmp_path)
+    assert p is None and "flat colour" in why and "\n" not in why
+    big = base.__class__(**{**base.to_dict(), "sizes": [100]})
+    p, why = board.arithmetic_plan(big, "resnet18_aps@random", tmp_path)
+    assert p is None and "cannot sit side by side" in why
+
+
+def _a_texture() -> str:
+    from shiftlens.canvases.background import texture_names
+
+    return texture_names()[0]
 
 
 def test_grid_share_is_empty_with_the_reason_where_the_grid_cannot_see_the_net_stride(board_dir, table):
@@ -330,6 +368,7 @@ def test_page_has_no_console_errors_and_titles_define_each_column(page):
     titles = page.eval_on_selector_all("#board th", "ts => Object.fromEntries(ts.map(t => [t.dataset.col, t.title]))")
     for m in metrics.METRICS:
         assert m.definition in titles[m.name] and "more shift-invariant" in titles[m.name]
+        assert ("not a measure of shift invariance" in titles[m.name]) == (m.direction == "neither")
     assert "different protocol" in titles["published_crop_consistency"]
     assert page.locator("tr.untrained .badge").first.text_content() == "UNTRAINED"
 

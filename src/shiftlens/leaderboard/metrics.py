@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
 
 from shiftlens.analyses.invariance import grid_share_blocker, tau_column
+from shiftlens.arithmetic.record import ArithmeticRecord
 from shiftlens.errors import ShiftlensError
 from shiftlens.store import ResultsDir, RunRecord
 
@@ -31,8 +32,9 @@ Tables = dict[str, pd.DataFrame]
 @dataclass(frozen=True)
 class Metric:
     name: str
-    direction: Literal["higher", "lower"]
-    """Which way is more shift-invariant: ranks give rank 1 to that end."""
+    direction: Literal["higher", "lower", "neither"]
+    """Which way is more shift-invariant: ranks give rank 1 to that end (`neither`: not a measure of invariance,
+    shown beside the others, never ranked)."""
     definition: str
     value: Callable[[Tables, Tables, "RowKey"], float]
     ranked: bool = True
@@ -115,35 +117,41 @@ METRICS: list[Metric] = [
            "the same for circular shifts of the whole canvas (a second run with --shift circular, consistency "
            "only): exactly 1 for APS networks",
            lambda mv, ci, k: _consistency(ci, k)),
-    Metric("arithmetic_remove_top1", "higher",
-           "feature arithmetic: top-1 retrieval of `remove` problems (tables/arithmetic.csv of a `shiftlens "
-           "arithmetic` run); left empty: the leaderboard does not run arithmetic (too heavy per model)",
+    Metric("arithmetic_remove_top1", "neither",
+           "feature arithmetic: share of `remove` problems whose result f(A+B) - f(B) + f(blank) retrieves A's true "
+           "position first among A at every grid position (top-1; arithmetic/KEY/tables/arithmetic.csv, "
+           "top1_accuracy, of the model's `shiftlens arithmetic` benchmark run). It needs position in the "
+           "features, linearly: information beside the invariance metrics, not one of them, so not ranked",
            lambda mv, ci, k: _arithmetic(mv, k, "remove"), ranked=False),
-    Metric("arithmetic_add_top1", "higher",
-           "the same for `add` problems; left empty, as above",
+    Metric("arithmetic_add_top1", "neither",
+           "the same for `add` problems: f(A) + f(B) - f(blank) retrieves the pair's scene at B's true position",
            lambda mv, ci, k: _arithmetic(mv, k, "add"), ranked=False),
 ]
 MOVE_TABLES = ("invariance", "location", "separability", "consistency")
 CIRCULAR_TABLES = ("consistency",)
+ARITHMETIC_TABLES = ("arithmetic",)
 
 
 def _arithmetic(tables: Tables, key: RowKey, kind: str) -> float:
     return _mean(_rows(tables, "arithmetic", key, kind=kind), "top1_accuracy")
 
 
-def read_tables(folder: Path, names: tuple[str, ...]) -> tuple[RunRecord, Tables]:
+def read_tables(folder: Path, names: tuple[str, ...], kind: type = RunRecord) -> tuple[Any, Tables]:
     """A finished run folder's record and tables, each checked against the sha256 run.json records."""
     rd = ResultsDir(folder)
-    record = rd.read_run()
+    record = rd.read_run(kind)
     if record is None or record.status != "complete":
         raise ShiftlensError(f"{folder} holds no finished run: run `shiftlens leaderboard` again to finish it")
     return record, {n: pd.read_csv(io.StringIO(rd.checked_table(record, n))) for n in names if n in record.tables}
 
 
-def model_rows(folder: Path, circular: Path | None, site: str) -> pd.DataFrame:
-    """The leaderboard rows of one model: one per tapped layer and weights of its run."""
+def model_rows(folder: Path, circular: Path | None, site: str, arithmetic: Path | None = None) -> pd.DataFrame:
+    """The leaderboard rows of one model: one per tapped layer and weights of its run. The arithmetic columns come
+    from `arithmetic`'s tables/arithmetic.csv (a `shiftlens arithmetic` folder), read in beside the run's tables."""
     record, move = read_tables(folder, MOVE_TABLES)
     circ = read_tables(circular, CIRCULAR_TABLES)[1] if circular is not None else {}
+    if arithmetic is not None:
+        move.update(read_tables(arithmetic, ARITHMETIC_TABLES, ArithmeticRecord)[1])
     rows = []
     for key_name, m in record.models.items():
         for layer in m.layers:

@@ -3,6 +3,8 @@
     OUT/models/KEY/      `shiftlens run` of the model (similarity, invariance, separability, location, consistency)
                          and its own results site (site/index.html)
     OUT/circular/KEY/    the same model with --shift circular, consistency only (circular_consistency)
+    OUT/arithmetic/KEY/  `shiftlens arithmetic` of the model: the random move/add/remove benchmark, features only
+                         (--inverter none), for the arithmetic columns
     OUT/tables/leaderboard.csv, anchors.csv     the rows read from those folders' tables; the published numbers
     OUT/figures/canvas_vs_zhang2019.png         our canvas consistency against Zhang's crop consistency
     OUT/leaderboard.json                        what was run, reused and skipped (LeaderboardRecord)
@@ -28,6 +30,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from shiftlens import api
+from shiftlens.arithmetic.config import ArithmeticConfig
+from shiftlens.arithmetic.record import ArithmeticRecord
 from shiftlens.config import RunConfig
 from shiftlens.errors import ShiftlensError
 from shiftlens.executors import Executor, LocalExecutor, Progress, closing, make_executor
@@ -40,6 +44,8 @@ from shiftlens.store import ResultsDir, atomic_path, atomic_write_text, copy_fil
 ANALYSES = ["similarity", "invariance", "separability", "location", "consistency"]
 CIRCULAR_ANALYSES = ["consistency"]
 FIGURE = "figures/canvas_vs_zhang2019.png"
+ARITHMETIC_PROBLEMS = 30
+"""Random problems of each model's arithmetic benchmark (move, add, remove in turn: 10 of each)."""
 
 
 class ModelOutcome(BaseModel):
@@ -50,6 +56,9 @@ class ModelOutcome(BaseModel):
     key: str
     folder: str
     circular: str
+    arithmetic: str = ""
+    """The model's `shiftlens arithmetic` folder ('' when the benchmark cannot run: `arithmetic_note` says why)."""
+    arithmetic_note: str = ""
     status: Literal["computed", "reused", "skipped"]
     note: str = ""
     seconds: float = 0.0
@@ -89,12 +98,69 @@ def configs(base: RunConfig, spec: str, out: Path) -> tuple[RunConfig, RunConfig
     return move, circular
 
 
+def arithmetic_config(base: RunConfig, spec: str, out: Path) -> ArithmeticConfig:
+    """The model's `shiftlens arithmetic` run: ARITHMETIC_PROBLEMS random move/add/remove problems and no
+    expressions (so nothing to invert: --inverter none), with the leaderboard's patches, canvas, flat background,
+    seed and stride (the retrieval candidates' grid step) and its smallest patch size. Every patch of --patches
+    takes part (the benchmark draws its object pairs from them; --max-patches does not apply)."""
+    from shiftlens.canvases import parse_background
+
+    key = file_key(parse_spec(spec).key)
+    background = parse_background(base.background, base.canvas)
+    if not background.flat:
+        raise ShiftlensError(f"the arithmetic benchmark renders scenes on a flat colour, not {base.background}: its "
+                             "columns stay empty")
+    if base.protocol != "paste":
+        raise ShiftlensError(f"the arithmetic benchmark pastes objects on the canvas, not --protocol {base.protocol}: "
+                             "its columns stay empty")
+    return ArithmeticConfig(scenes={}, expressions={}, models=[spec], weights=base.weights, patches=base.patches,
+                            size=min(base.sizes), stride=base.stride, problems=ARITHMETIC_PROBLEMS, seed=base.seed,
+                            canvas=base.canvas, background=list(background.rgb), keep_aspect=base.keep_aspect,
+                            device=base.device, precision=base.precision, batch_size=base.batch_size,
+                            out=str(out / "arithmetic" / key), inverter="none")
+
+
+def arithmetic_plan(base: RunConfig, spec: str, out: Path) -> tuple[Any, str]:
+    """The model's arithmetic plan (every check of `shiftlens arithmetic`), or None and why it cannot run."""
+    from shiftlens.arithmetic.run import plan
+
+    try:
+        return plan(arithmetic_config(base, spec, out)), ""
+    except ShiftlensError as exc:
+        return None, str(exc)
+
+
+def arithmetic_finished(cfg: ArithmeticConfig) -> bool:
+    """Whether cfg.out holds a complete arithmetic run of exactly these numbers (then it is reused)."""
+    try:
+        record = ResultsDir(cfg.out).read_run(ArithmeticRecord)
+    except ShiftlensError:
+        return False
+    return record is not None and record.status == "complete" and record.fingerprint == cfg.fingerprint()
+
+
 def plans(base: RunConfig, models: list[str] | str | None, out: Path) -> tuple[api.Plan, api.Plan]:
     """The dry run: every model's move runs and circular runs as two plans (the run's own dry-run plan)."""
     specs = resolve(models)
     move = dataclasses.replace(base, models=specs, analyses=list(ANALYSES), out=str(out / "models"), shift="move")
     circular = dataclasses.replace(move, analyses=list(CIRCULAR_ANALYSES), out=str(out / "circular"), shift="circular")
     return api.plan(move.validate(), dry_run=True), api.plan(circular.validate(), dry_run=True)
+
+
+def arithmetic_scenes(base: RunConfig, models: list[str] | str | None, out: Path) -> tuple[dict[str, int], list[str]]:
+    """The dry run's arithmetic part: scenes each model's benchmark renders (by model key), and why a model has
+    none."""
+    from shiftlens.arithmetic.benchmark import scenes_needed
+
+    scenes: dict[str, int] = {}
+    notes: list[str] = []
+    for spec in resolve(models):
+        p, why = arithmetic_plan(base, spec, out)
+        if p is None:
+            notes.append(f"{parse_spec(spec).key}: no arithmetic benchmark: {why}")
+        else:
+            scenes[parse_spec(spec).key] = len(scenes_needed(p.problems, p.config.canvas, p.config.stride))
+    return scenes, notes
 
 
 def finished(cfg: RunConfig) -> bool:
@@ -118,6 +184,8 @@ class ModelWork:
     site: str | None
     """The move run's folder when its results site is to be (re)built, else None."""
     force: bool = False
+    arithmetic: ArithmeticConfig | None = None
+    """The arithmetic benchmark still to compute, else None."""
 
 
 class WorkerExecutor(LocalExecutor):
@@ -142,6 +210,10 @@ def compute_model(work: ModelWork, progress: Progress | None = None, log: Callab
     executor = WorkerExecutor(worker) if worker else None
     for cfg in work.runs:
         api.run(cfg, force=work.force, progress=progress, log=say, executor=executor)
+    if work.arithmetic is not None:
+        from shiftlens.arithmetic.run import run as run_arithmetic
+
+        run_arithmetic(work.arithmetic, force=work.force, progress=progress, log=say)
     if work.site is not None:
         from shiftlens.site import build as build_site
 
@@ -189,14 +261,23 @@ def _run_models(base: RunConfig, specs: list[str], out: Path, force: bool, progr
             outcomes[spec] = ModelOutcome(**outcome, status="skipped", note=str(exc))
             continue
         runs = tuple(cfg for cfg in (move, circular) if not finished(cfg))
+        arith, why = arithmetic_plan(base, spec, out)
+        if arith is None:
+            log(f"{parsed.key}: no arithmetic benchmark: {why}")
+            outcome["arithmetic_note"] = why
+        else:
+            outcome["arithmetic"] = str(Path(arith.config.out).relative_to(out))
+        arith_todo = arith.config if arith is not None and not arithmetic_finished(arith.config) else None
         site = Path(move.out) / "site" / "index.html"
         rebuild = base.site and (bool(runs) or not site.is_file())
-        if not runs and not rebuild:
-            log(f"{parsed.key}: finished runs in {outcome['folder']} and {outcome['circular']} reused")
+        if not runs and arith_todo is None and not rebuild:
+            log(f"{parsed.key}: finished runs in {outcome['folder']}, {outcome['circular']}"
+                f"{', ' + outcome['arithmetic'] if outcome['arithmetic'] else ''} reused")
             outcomes[spec] = ModelOutcome(**outcome, status="reused")
             continue
-        outcomes[spec] = ModelOutcome(**outcome, status="computed" if runs else "reused")
-        works.append(ModelWork(spec, runs, move.out if rebuild else None, force))
+        computed = bool(runs) or arith_todo is not None
+        outcomes[spec] = ModelOutcome(**outcome, status="computed" if computed else "reused")
+        works.append(ModelWork(spec, runs, move.out if rebuild else None, force, arith_todo))
     if works and base.executor == "ray":
         from shiftlens.executors.ray import Task
 
@@ -242,11 +323,15 @@ def build_table(out: Path, outcomes: list[ModelOutcome], with_site: bool) -> pd.
         if o.status == "skipped":
             continue
         site = f"{o.folder}/site/index.html" if with_site else ""
-        frames.append(metrics.model_rows(out / o.folder, out / o.circular, site))
+        arithmetic = out / o.arithmetic if o.arithmetic else None
+        frames.append(metrics.model_rows(out / o.folder, out / o.circular, site, arithmetic))
     columns = (["model", "layer", "weights", "untrained", "weights_source", "net_stride", "folder", "site"]
-               + [m.name for m in metrics.METRICS] + ["grid_share_note"])
+               + [m.name for m in metrics.METRICS] + ["grid_share_note", "arithmetic_folder", "arithmetic_note"])
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    rows["folder"] = [next(o.folder for o in outcomes if o.key == m) for m in rows["model"]]
+    by_key = {o.key: o for o in outcomes}
+    rows["folder"] = [by_key[m].folder for m in rows["model"]]
+    rows["arithmetic_folder"] = [by_key[m].arithmetic for m in rows["model"]]
+    rows["arithmetic_note"] = [by_key[m].arithmetic_note for m in rows["model"]]
     table = anchors.attach(metrics.rank(rows))
     rd = ResultsDir(out)
     rd.write_table("leaderboard", table)

@@ -19,6 +19,7 @@
     return String(v);
   }
   function direction(m) {
+    if (m.direction === "neither") return "not a measure of shift invariance: more or less is not more shift-invariant";
     return m.direction === "higher" ? "higher = more shift-invariant" : "lower = more shift-invariant";
   }
 
