@@ -32,6 +32,15 @@ def base_config(patch_dir: Path) -> RunConfig:
                      device="cpu", site=True, max_patches=1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def few_problems():
+    """6 arithmetic problems per model (2 of each kind) instead of 30: the same code, a fifth of the scenes."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(board, "ARITHMETIC_PROBLEMS", 6)
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def board_dir(tmp_path_factory, constant_model) -> Path:
     from conftest import write_patch_dir
