@@ -261,6 +261,24 @@ def test_findings_computes_intervals_for_a_run_that_predates_them(tiny_run, tmp_
         np.testing.assert_allclose(got[col], want[col], rtol=1e-5, atol=1e-6)
 
 
+def test_findings_reads_several_runs_as_one(tiny_run, tmp_path, capsys):
+    """One folder per network: the rows are stacked and each run's copies go to a folder of its name."""
+    import shutil
+
+    from tools import findings
+
+    out, _ = tiny_run
+    twin = tmp_path / "twin"
+    shutil.copytree(out, twin)
+    assert findings.main([str(out), str(twin), str(tmp_path / "docs")]) == 0
+    text = capsys.readouterr().out
+    for run in (out, twin):
+        copied = tmp_path / "docs" / run.name
+        assert sorted(p.name for p in copied.glob("*.csv")) == sorted(p.name for p in (out / "tables").glob("*.csv"))
+    table2 = text.split("**Table 2")[1].split("\n\n")[1].splitlines()
+    assert len(table2) == 2 + 4  # pool and fc of each run
+
+
 def test_findings_refuses_a_folder_without_a_run(tmp_path, capsys):
     from tools import findings
 

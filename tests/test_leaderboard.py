@@ -1,4 +1,5 @@
-"""`shiftlens leaderboard`: one run folder per model, the table read from their tables, globs, resume, skips, page.
+"""`shiftlens leaderboard`: one run folder per model (and its arithmetic benchmark folder), the table read from their
+tables, globs, resume, skips, page.
 
 The fixture: a tiny leaderboard (one patch, a 128 px canvas, 64 px patches at stride 16) of EfficientNet-Lite0 with
 its packaged ImageNet weights, ResNet-18 APS with random weights, and ResNet-50 APS asked for with ImageNet weights
@@ -29,6 +30,15 @@ MODELS = "efficientnet_lite0:fc@imagenet;resnet18_aps@random;resnet50_aps@imagen
 def base_config(patch_dir: Path) -> RunConfig:
     return RunConfig(patches=f"folder:{patch_dir}", sizes=[64], stride=16, canvas=128, weights="random", batch_size=32,
                      device="cpu", site=True, max_patches=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def few_problems():
+    """6 arithmetic problems per model (2 of each kind) instead of 30: the same code, a fifth of the scenes."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(board, "ARITHMETIC_PROBLEMS", 6)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +131,7 @@ def test_dry_run_prints_both_plans_and_runs_nothing(tmp_path, patch_dir):
     assert result.exit_code == 0, result.output
     assert "circular shifts, consistency only" in result.output and "shifts over the canvas" in result.output
     assert result.output.count("total:") == 2
+    assert f"scenes for 1 model(s) ({board.ARITHMETIC_PROBLEMS} problems each), about" in " ".join(result.output.split())
     assert not out.exists()
 
 
@@ -160,7 +171,12 @@ def test_each_number_matches_its_models_own_run_tables(board_dir, table):
         loc = loc[(loc.model == r.model) & (loc.layer == r.layer) & (loc.protocol == "shuffled")]
         assert r.location_r2 == pytest.approx(np.mean([loc.r2_x.mean(), loc.r2_y.mean()]), rel=1e-5)
         assert r.location_error_px == pytest.approx(loc.dist_px.mean(), rel=1e-5)
-        assert np.isnan(r.cross_object_location_error_px)  # no cross_object rows in these runs
+        xo = _own(move, "location_cross_object") if (move / "tables" / "location_cross_object.csv").exists() else None
+        if xo is None or xo.empty:
+            assert np.isnan(r.cross_object_location_error_px)
+        else:
+            xo = xo[(xo.model == r.model) & (xo.layer == r.layer) & (xo.probe == "ridge")]
+            assert r.cross_object_location_error_px == pytest.approx(xo.median_dist_px.mean(), rel=1e-5)
         sep = _own(move, "separability")
         sep = sep[(sep.model == r.model) & (sep.layer == r.layer) & (sep.protocol == "shuffled")]
         assert r.separability == pytest.approx(sep.acc_mean.mean(), rel=1e-5)
@@ -168,18 +184,91 @@ def test_each_number_matches_its_models_own_run_tables(board_dir, table):
             con = _own(folder, "consistency")
             assert getattr(r, col) == pytest.approx(con[con.model == r.model].p_random.mean(), rel=1e-5)
         assert (out / r.site).is_file()
+        arith = _own(out / r.arithmetic_folder, "arithmetic")  # the model's own `shiftlens arithmetic` folder
+        assert r.arithmetic_folder.startswith("arithmetic/") and pd.isna(r.arithmetic_note)  # no reason: it ran
+        for kind in ("remove", "add"):
+            rows = arith[(arith.model == r.model) & (arith.layer == r.layer) & (arith.kind == kind)]
+            assert len(rows) == 1 and rows.n_problems.iloc[0] == board.ARITHMETIC_PROBLEMS // 3
+            assert getattr(r, f"arithmetic_{kind}_top1") == pytest.approx(rows.top1_accuracy.mean(), rel=1e-5)
 
 
-def test_cross_object_rows_fill_their_column_when_a_run_has_them(board_dir):
+def test_arithmetic_is_a_features_only_benchmark_run_per_model(board_dir, table):
+    from shiftlens.analyses.arithmetic.record import ArithmeticRecord
+
     out = board_dir / "out"
-    folder = out / "models"
-    lite = next(p for p in folder.iterdir() if p.name.startswith("efficientnet_lite0"))
-    record, move = metrics.read_tables(lite, metrics.MOVE_TABLES)
-    extra = move["location"].iloc[[0]].assign(protocol=metrics.CROSS_OBJECT, dist_px=12.5)
-    move["location"] = pd.concat([move["location"], extra])
-    key = metrics.RowKey(extra.model.iloc[0], str(extra.layer.iloc[0]), extra.weights.iloc[0], "fc")
+    for folder in table["arithmetic_folder"].unique():
+        record = ResultsDir(out / folder).read_run(ArithmeticRecord)
+        assert record.status == "complete" and record.config.inverter == "none" and record.expressions == {}
+        assert record.config.problems == board.ARITHMETIC_PROBLEMS and record.config.size == 64
+        assert record.config.stride == 16 and record.config.canvas == 128 and record.inversions == []
+    assert table[["arithmetic_remove_top1", "arithmetic_add_top1"]].notna().all().all()
+    assert table.filter(like="rank_arithmetic").empty  # shown, never ranked
+
+
+def test_arithmetic_says_in_one_line_why_a_config_cannot_have_it(tmp_path, patch_dir):
+    base = base_config(patch_dir)
+    assert board.arithmetic_plan(base, "resnet18_aps@random", tmp_path)[0] is not None
+    textured = base.__class__(**{**base.to_dict(), "background": "texture:" + _a_texture()})
+    p, why = board.arithmetic_plan(textured, "resnet18_aps@random", tmp_path)
+    assert p is None and "flat colour" in why and "\n" not in why
+    big = base.__class__(**{**base.to_dict(), "sizes": [100]})
+    p, why = board.arithmetic_plan(big, "resnet18_aps@random", tmp_path)
+    assert p is None and "cannot sit side by side" in why
+
+
+def _a_texture() -> str:
+    from shiftlens.canvases.background import texture_names
+
+    return texture_names()[0]
+
+
+def test_grid_share_is_empty_with_the_reason_where_the_grid_cannot_see_the_net_stride(board_dir, table):
+    """The fixture's 5 x 5 maps (64 px patches at stride 16 on 128 px) hold under 3 periods of the 32 px net
+    stride: every row's grid share is empty (never 0), its note says why, and the command says so once."""
+    assert table["grid_share"].isna().all()
+    assert table["grid_share_note"].str.contains("the 5 x 5 map holds fewer than 3 periods of the 32 px net stride").all()
+    log = (board_dir / "log.txt").read_text()
+    assert log.count(f"grid_share is empty in {len(table)} of {len(table)} row(s), not zero") == 1
+    record = board.LeaderboardRecord.model_validate_json((board_dir / "out" / "leaderboard.json").read_text())
+    assert any(n.startswith("grid_share is empty") for n in record.notes)
+
+
+def test_grid_share_blocker_is_the_invariance_analysis_rule():
+    from types import SimpleNamespace
+
+    from shiftlens.analyses.invariance import grid_share, grid_share_blocker
+
+    once = grid_share_blocker(5, 32, 32)
+    assert "stride 32 px samples the network's 32 px stride once per period" in once and "--stride 16" in once
+    assert "does not divide" in grid_share_blocker(12, 12, 32)
+    assert grid_share_blocker(10, 8, None) == "the network's total stride is unknown"
+    assert "fewer than 3 periods" in grid_share_blocker(5, 16, 32) and grid_share_blocker(6, 16, 32) is None
+    rng = np.random.default_rng(0)
+    for n, stride, period in [(5, 32, 32), (5, 16, 32), (6, 16, 32), (10, 8, 32), (7, 8, 16), (9, 12, 32)]:
+        m = rng.random((n, n))
+        assert np.isnan(grid_share(m, stride, period)) == (grid_share_blocker(n, stride, period) is not None)
+    # a run at stride 32 (the docs' cheap setting) on the quick canvas: 5 and 4 positions per axis, both blocked
+    record = SimpleNamespace(config=SimpleNamespace(stride=32, sizes=[75, 125]), positions={75: 25, 125: 16})
+    assert metrics.grid_share_note(record, 32) == grid_share_blocker(5, 32, 32)
+    # stride 16: the 75 px maps (10 x 10) are measured, the 125 px maps (7 x 7) too; with 8 px net stride... none
+    record = SimpleNamespace(config=SimpleNamespace(stride=16, sizes=[75, 125, 175]), positions={75: 100, 125: 49, 175: 16})
+    note = metrics.grid_share_note(record, 32)
+    assert note.startswith("left out at 175 px: the 4 x 4 map holds fewer than 3 periods")
+    df = pd.DataFrame({"model": "m", "layer": "fc", "weights": "w", "grid_share": [0.2, 0.4, np.nan]})
+    key = metrics.RowKey("m", "fc", "w", "fc")
+    metric = next(m for m in metrics.METRICS if m.name == "grid_share")
+    assert metric.value({"invariance": df}, {}, key) == pytest.approx(0.3)  # over the sizes it is measured at
+    assert np.isnan(metric.value({"invariance": df.assign(grid_share=np.nan)}, {}, key))
+
+
+def test_cross_object_column_is_the_ridge_probes_median_over_sizes():
+    key = metrics.RowKey("m", "fc", "imagenet", "fc")
+    df = pd.DataFrame([{"model": "m", "layer": "fc", "weights": "imagenet", "patch_size": s, "probe": p,
+                        "median_dist_px": v} for s, p, v in [(75, "ridge", 10.0), (125, "ridge", 20.0),
+                                                            (75, "knn", 99.0), (75, "centre", 60.0)]])
     metric = next(m for m in metrics.METRICS if m.name == "cross_object_location_error_px")
-    assert metric.value(move, {}, key) == 12.5
+    assert metric.value({metrics.CROSS_OBJECT: df}, {}, key) == pytest.approx(15.0)
+    assert np.isnan(metric.value({}, {}, key))  # a run without the table (one object: nothing to test on)
 
 
 def test_ranks_follow_each_direction_and_untrained_rows_apart():
@@ -291,8 +380,15 @@ def test_page_has_no_console_errors_and_titles_define_each_column(page):
     titles = page.eval_on_selector_all("#board th", "ts => Object.fromEntries(ts.map(t => [t.dataset.col, t.title]))")
     for m in metrics.METRICS:
         assert m.definition in titles[m.name] and "more shift-invariant" in titles[m.name]
+        assert ("not a measure of shift invariance" in titles[m.name]) == (m.direction == "neither")
     assert "different protocol" in titles["published_crop_consistency"]
     assert page.locator("tr.untrained .badge").first.text_content() == "UNTRAINED"
+
+
+def test_page_says_why_the_grid_share_is_empty(page, table):
+    assert f"grid_share is empty in {len(table)} of {len(table)} row(s), not zero" in page.locator("#notes p.note").first.text_content()
+    cell = page.locator("#board tbody td[data-col='grid_share']").first
+    assert cell.text_content() == "n/a" and cell.get_attribute("title") == table["grid_share_note"].iloc[0]
 
 
 def test_clicking_a_column_sorts_the_rows(page, table):

@@ -2,6 +2,10 @@
 confidence interval over objects (tables/intervals.csv, docs/analyses.md).
 
     python tools/findings.py results/stamps docs/stamps/tables > /tmp/findings.md
+    python tools/findings.py runs/stamps-efficientnet_lite0 runs/stamps-efficientnet_lite1 docs/stamps/tables
+
+Several runs (one folder per network) are read as one: their tables are stacked, and each run's copies go to a
+folder of its own name under OUT_DIR.
 
 Prints, per model, layer and patch size: Tables 1/2 (similarity to the five anchors) and 3/4 (separability, the
 paper's folds and shuffled ones) as "mean [low, high]"; the chosen metrics per category (`--per-category`,
@@ -332,24 +336,37 @@ def findings(frames: dict[str, pd.DataFrame], per_category: list[str]) -> str:
     return "\n\n".join(sections) + "\n"
 
 
+def combine(runs: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Several runs' tables as one set: the rows of each table stacked in the order the runs were given (one run
+    folder per network, as `shiftlens leaderboard` keeps them, reads as one run of all of them)."""
+    names = list(dict.fromkeys(name for frames in runs for name in frames))
+    return {name: pd.concat([f[name] for f in runs if name in f], ignore_index=True) for name in names}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run_dir", type=Path, help="a finished `shiftlens run` results folder")
-    ap.add_argument("out_dir", type=Path, help="where the tables are copied (e.g. docs/stamps/tables)")
+    ap.add_argument("paths", type=Path, nargs="+", metavar="RUN_DIR ... OUT_DIR",
+                    help="one or more finished `shiftlens run` results folders, then where the tables are copied "
+                         "(e.g. docs/stamps/tables; with several runs, each run's tables go to OUT_DIR/RUN_NAME/)")
     ap.add_argument("--per-category", default="similarity_TL,similarity_C",
                     help="comma-separated metrics of intervals.csv to tabulate per category")
     args = ap.parse_args(argv)
+    if len(args.paths) < 2:
+        ap.error("give a results folder and the folder to copy its tables to")
+    run_dirs, out_dir = args.paths[:-1], args.paths[-1]
     try:
-        texts, frames, computed = load(args.run_dir)
-        text = findings(frames, [m for m in args.per_category.split(",") if m])
+        loaded = [load(run_dir) for run_dir in run_dirs]
+        text = findings(combine([frames for _, frames, _ in loaded]), [m for m in args.per_category.split(",") if m])
     except ShiftlensError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, body in texts.items():
-        (args.out_dir / f"{name}.csv").write_text(body)
-    said = " (intervals.csv computed here from the per-patch tables: the run predates it)" if computed else ""
-    print(f"copied {len(texts)} tables to {args.out_dir}{said}", file=sys.stderr)
+    for run_dir, (texts, _, computed) in zip(run_dirs, loaded):
+        dest = out_dir if len(run_dirs) == 1 else out_dir / run_dir.resolve().name
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, body in texts.items():
+            (dest / f"{name}.csv").write_text(body)
+        said = " (intervals.csv computed here from the per-patch tables: the run predates it)" if computed else ""
+        print(f"copied {len(texts)} tables of {run_dir} to {dest}{said}", file=sys.stderr)
     sys.stdout.write(text)
     return 0
 

@@ -339,6 +339,13 @@ def leaderboard_cmd(
                              ("circular shifts, consistency only (img/s as measured above)", circular)):
                 out_console.print(f"[bold]{label}[/]")
                 print_plan(p, ips)
+            scenes, why = board.arithmetic_scenes(cfg, models, Path(out))
+            seconds = sum(n / ips[k] for k, n in scenes.items() if k in ips)
+            out_console.print("[bold]arithmetic benchmark, features only (img/s as measured above)[/]")
+            out_console.print(f"{sum(scenes.values()):,} scenes for {len(scenes)} model(s) "
+                              f"({board.ARITHMETIC_PROBLEMS} problems each), about {_duration(seconds)}", markup=False)
+            for line in why:
+                out_console.print(line, markup=False, soft_wrap=True)
             return
         result = board.run(cfg, models, Path(out), force=force, progress=RichProgress(),
                            log=lambda s: console.print(escape(s), highlight=False, soft_wrap=True))

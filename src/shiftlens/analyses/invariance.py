@@ -7,7 +7,8 @@ patch and anchor; the table averages each number over patches. Definitions (S = 
 - local_dx, local_dy: mean |S[i, j+1] - S[i, j]| and mean |S[i+1, j] - S[i, j]| (neighbours one stride apart).
 - grid_share: share of the detrended map's energy in the component periodic with the network's total stride
   (its `net_stride` in pixels, which includes the harmonics at half and a quarter of it): see `grid_share`. Left
-  out (NaN) for a network whose stride could not be measured.
+  out (NaN) for a network whose stride could not be measured, and where the grid cannot see the period
+  (`grid_share_blocker`: e.g. --stride 32 samples a 32 px net stride once per period).
 - drop_h, drop_v: mean similarity lost per pixel of shift along the anchor's row / column,
   mean over j != c of (S[a] - S[r, j]) / (|j - c| s); anisotropy = drop_h / drop_v.
 """
@@ -34,6 +35,29 @@ def _moving_average(m: np.ndarray, period: int, axis: int) -> np.ndarray:
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="valid"), axis, m)
 
 
+def grid_share_blocker(n: int, stride: int, period_px: int | None) -> str | None:
+    """Why `grid_share` cannot be measured on an n x n map sampled every `stride` px, or None when it can.
+
+    A pattern with a period of `period_px` px is seen only when the grid samples each period at 2+ phases (the
+    stride divides the period into P >= 2 samples) and the map's valid region after the 2 x P detrending holds
+    2+ periods (n >= 3P). Sampled once per period (stride = period), every position sits at the same phase of
+    the network's downsampling grid, so the grid pattern folds into the constant and is invisible, not absent.
+    """
+    if period_px is None:
+        return "the network's total stride is unknown"
+    if period_px % stride or period_px // stride < 2:
+        finer = max(d for d in range(1, period_px // 2 + 1) if period_px % d == 0)
+        how = "once per period" if stride == period_px else ("less than twice per period" if stride > period_px // 2
+                                                             else "at a step that does not divide it")
+        return (f"stride {stride} px samples the network's {period_px} px stride {how}, so its grid pattern cannot "
+                f"be seen: use --stride {finer} or another divisor of {period_px} that is at most {period_px // 2}")
+    P = period_px // stride
+    if n < 3 * P:
+        return (f"the {n} x {n} map holds fewer than 3 periods of the {period_px} px net stride ({P} positions each, "
+                f"{3 * P} needed per axis): use a larger canvas, smaller patches or a finer stride")
+    return None
+
+
 def grid_share(m: np.ndarray, stride: int, period_px: int | None) -> float:
     """Share of the detrended map's energy explained by a pattern periodic in x and y with `period_px` pixels.
 
@@ -42,12 +66,9 @@ def grid_share(m: np.ndarray, stride: int, period_px: int | None) -> float:
     grid_share = sum grid^2 / sum (r - mean r)^2. NaN when the period is not a whole number of >= 2 samples or the
     valid region holds fewer than two periods.
     """
-    if period_px is None or period_px % stride or period_px // stride < 2:
+    if grid_share_blocker(m.shape[0], stride, period_px) is not None:
         return float("nan")
     P = period_px // stride
-    n = m.shape[0]
-    if n - P < 2 * P:
-        return float("nan")
     trend = _moving_average(_moving_average(m.astype(np.float64), P, 0), P, 1)
     h = P // 2
     r = m[h : h + trend.shape[0], h : h + trend.shape[1]] - trend

@@ -2,7 +2,8 @@
 parts into the shared results folder.
 
 The driver hands out one (model, size, patch) part at a time to whichever worker is free, so a slow or lost worker
-holds back at most one part. A worker builds (and compiles) each model once, on its first part of that model. Lost
+holds back at most one part. `spread` hands out whole units instead (the leaderboard's models, one per worker), with
+the same lost-worker rule: the unit goes back to the queue and resumes from what it saved. A worker builds (and compiles) each model once, on its first part of that model. Lost
 workers: when a worker's process dies mid-part (killed, out of memory, its node gone), Ray restarts the actor
 (`max_restarts`) and the driver puts the part back at the front of the queue, where the next free worker takes it;
 the part file is only ever written whole (`ResultsDir.save_part`), so nothing half-written is kept. A restarting
@@ -126,6 +127,13 @@ class Worker:
         return PartDone(self.name, extractor.compiled, extractor.compile_error, time.perf_counter() - t0,
                         time.process_time() - c0)
 
+    def call(self, fn: Callable[..., Any], args: tuple) -> tuple[str, Any, float]:
+        """A whole unit of work in this process, with its threads (`RayExecutor.spread`): `fn(*args, worker=...)`,
+        told who computes it; returns this worker's name, fn's result and the seconds it took."""
+        t0 = time.perf_counter()
+        result = fn(*args, worker=f"Ray worker {self.name} (pid {os.getpid()} on {platform.node()})")
+        return self.name, result, time.perf_counter() - t0
+
     def close_job(self, job_id: str) -> None:
         """The end of a session's `run`: this worker's cross-part state of the job goes into its shards (a worker
         restarted since, or one that never computed the job, holds none)."""
@@ -189,6 +197,16 @@ class _Slot:
             return False
         self.probe = None
         return True
+
+
+@dataclass(frozen=True)
+class Task:
+    """A whole unit of work for one worker (`RayExecutor.spread`), e.g. one leaderboard model's runs: `fn(*args,
+    worker=WHO)` in the worker's process. fn must resume from what an earlier, killed attempt saved."""
+
+    label: str
+    fn: Callable[..., Any]
+    args: tuple = ()
 
 
 @dataclass
@@ -329,6 +347,8 @@ class RayExecutor:
     """The tally's answer still on its way (asked once, read when it is back)."""
     done: list[tuple[WorkItem, PartDone]] = field(default_factory=list)
     """Every part the workers finished, with who computed it and its cost (what the benchmark reads)."""
+    busy: dict[str, _Slot] = field(default_factory=dict)
+    """While `spread` runs: the worker each running unit is on, by the unit's label."""
 
     def __post_init__(self) -> None:
         ray = _ray()
@@ -417,7 +437,62 @@ class RayExecutor:
             hint = " (a busy machine can delay Ray's own processes that long)" if "heartbeat" in why else ""
             raise ShiftlensError(f"every node of {where} is dead ({why}){hint}: {again}")
 
-    def lost(self, slot: _Slot, item: WorkItem, exc: BaseException) -> None:
+    def spread(self, tasks: list[Task], done: Callable[[Task, str, Any, float], None]) -> None:
+        """Whole units of work, each on one worker, as many at once as there are free workers; `done(task, worker,
+        result, seconds)` is called here as each finishes. A worker lost mid-unit (killed, out of memory, its node
+        gone) is restarted by Ray and its unit goes back to the front of the queue for the next free worker, which
+        resumes it from what it saved; a unit that loses its worker MAX_ATTEMPTS times stops the command."""
+        ray = _ray()
+        pending = collections.deque(tasks)
+        running: dict[Any, tuple[_Slot, Task]] = {}
+        attempts: dict[str, int] = collections.defaultdict(int)
+        self.busy = {}
+        try:
+            while pending or running:
+                taken = {id(slot) for slot, _ in running.values()}
+                for slot in self.slots:
+                    if pending and id(slot) not in taken and slot.ready(ray):
+                        task = pending.popleft()
+                        running[slot.actor.call.remote(task.fn, task.args)] = (slot, task)
+                        self.busy[task.label] = slot
+                if not any(not s.gone for s in self.slots):
+                    raise ShiftlensError(f"every Ray worker was lost ({len(pending) + len(running)} unit(s) left): "
+                                         "what they saved is kept; run the same command again to compute the rest")
+                ready: list = []
+                if running:
+                    ready = ray.wait(list(running), num_returns=1, timeout=POLL_S)[0]
+                else:  # every worker that is left is restarting
+                    time.sleep(POLL_S)
+                for ref in ready:
+                    slot, task = running.pop(ref)
+                    self.busy.pop(task.label, None)
+                    try:
+                        worker, result, seconds = ray.get(ref)
+                    except (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError) as exc:
+                        attempts[task.label] += 1
+                        if attempts[task.label] >= MAX_ATTEMPTS:
+                            raise ShiftlensError(f"{task.label} lost its worker {MAX_ATTEMPTS} times, the last "
+                                                 f"{slot.name} ({exc.__class__.__name__}): what it saved is kept; see "
+                                                 "`ray logs` for why, then run the same command again") from None
+                        pending.appendleft(task)
+                        self.lost(slot, task, exc)
+                        continue
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
+                        if isinstance(cause, ShiftlensError):
+                            raise ShiftlensError(str(cause)) from None
+                        raise
+                    done(task, worker, result, seconds)
+        except ray.exceptions.RayTaskError:
+            raise  # an error in shiftlens' own code on a worker: a bug, with its traceback
+        except ray.exceptions.RayError as exc:  # Ray itself failed (a node, the cluster's services)
+            self.check_alive()
+            raise ShiftlensError(f"Ray failed ({_first_line(exc)}): what the workers saved is kept; run the same "
+                                 "command again to compute the rest") from None
+        finally:
+            self.busy = {}
+
+    def lost(self, slot: _Slot, item: WorkItem | Task, exc: BaseException) -> None:
         """A worker died mid-part: its part is already back in the queue; Ray restarts the process, up to
         MAX_RESTARTS times. A cluster with no live node left ends the run here."""
         self.check_alive()

@@ -42,7 +42,7 @@ def _records(table: pd.DataFrame) -> list[dict]:
     return json.loads(clean.to_json(orient="records"))
 
 
-def payload(table: pd.DataFrame) -> dict:
+def payload(table: pd.DataFrame, notes: list[str] | None = None) -> dict:
     ranks = [f"rank_{m.name}" for m in METRICS if m.ranked]
     return {
         "rows": _records(table),
@@ -52,17 +52,19 @@ def payload(table: pd.DataFrame) -> dict:
         "ranks": ranks,
         "published": PUBLISHED,
         "published_meta": anchors.COLUMNS[3:],
+        "notes": list(notes or []),
     }
 
 
-def build(out: Path | str, table: pd.DataFrame) -> Path:
+def build(out: Path | str, table: pd.DataFrame, notes: list[str] | None = None) -> Path:
+    """`notes`: lines shown as banners above the table (e.g. why the grid share is empty)."""
     rd = ResultsDir(out)
     with atomic_dir(rd.site_dir, prefix=".site.") as tmp:
         for f in ASSETS.iterdir():
             if f.is_file():
                 copy_file(f, tmp / f.name)
         copy_file(STYLE, tmp / "style.css")
-        data = payload(table)
+        data = payload(table, notes)
         figure = rd.root / "figures" / "canvas_vs_zhang2019.png"
         data["figure"] = None
         if figure.is_file():

@@ -19,6 +19,7 @@
     return String(v);
   }
   function direction(m) {
+    if (m.direction === "neither") return "not a measure of shift invariance: more or less is not more shift-invariant";
     return m.direction === "higher" ? "higher = more shift-invariant" : "lower = more shift-invariant";
   }
 
@@ -73,6 +74,10 @@
         } else if (c.name === "weights" && r.untrained) {
           td.textContent = r.weights;
           td.appendChild(el("span", { class: "badge" }, "UNTRAINED"));
+        } else if (c.name === "grid_share" && typeof r.grid_share !== "number" && r.grid_share_note) {
+          td.textContent = "n/a";  // not measurable at this run's stride or map size: why, on hover
+          td.title = r.grid_share_note;
+          td.classList.add("na");
         } else {
           td.textContent = fmt(r[c.name]);
         }
@@ -126,6 +131,8 @@
   }
 
   function render() {
+    const notes = document.getElementById("notes");
+    (D.notes || []).forEach((n) => notes.appendChild(el("p", { class: "note" }, n)));
     renderTable();
     const cols = numericColumns();
     ["sx", "sy"].forEach((id, i) => {
