@@ -158,7 +158,10 @@ def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np
         knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, int(tr.sum())), algorithm="brute")
         pred["knn"][mask] = knn.fit(Xs.numpy(), Y[~mask]).predict(Xte.numpy())
         P = principal_components(C, lam)
-        pred["mlp"][mask] = mlp_predict((Xs @ P).numpy(), Y[~mask], groups[~mask], (Xte @ P).numpy())
+        if P.shape[1] == 0:  # the training rows do not vary: nothing to read, the training mean is all an MLP can say
+            pred["mlp"][mask] = ym.numpy()
+        else:
+            pred["mlp"][mask] = mlp_predict((Xs @ P).numpy(), Y[~mask], groups[~mask], (Xte @ P).numpy())
         pred["centre"][mask] = ym.numpy()
     return pred
 
