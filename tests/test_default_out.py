@@ -63,7 +63,7 @@ def test_the_refusal_offers_a_free_folder_first_and_says_what_force_deletes(tiny
     message = str(exc.value)
     free = f"{tiny_config.out}-2"
     assert message.index(f"--out {free}") < message.index("--force")
-    assert "--force would delete its 4 part(s), 2 table(s)" in message and "\n" not in message
+    assert "--force would delete its 4 part(s), 3 table(s)" in message and "\n" not in message
     Path(free).mkdir()
     with pytest.raises(ShiftlensError, match=re.escape(f"--out {tiny_config.out}-3")):
         api.run(other)
