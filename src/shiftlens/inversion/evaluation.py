@@ -135,8 +135,8 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
         results[name] = g
         rec = None
         if logits:
-            truth_logits = _logits(encoder, g.truth, logits)
-            recon_logits = _logits(encoder, g.recon, logits)
+            truth_logits = encoder.encode(g.truth, layer=logits)
+            recon_logits = encoder.encode(g.recon, layer=logits)
             top1 = truth_logits.argmax(1, keepdim=True)
             top5 = recon_logits.topk(min(5, recon_logits.shape[1]), dim=1).indices
             rec = float((top5 == top1).any(1).float().mean())
@@ -149,17 +149,6 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
     if out is not None:
         report.outputs = write_outputs(report, results, Path(out), figure_n)
     return report
-
-
-def _logits(encoder: Encoder, rgb: torch.Tensor, layer: str, batch: int = 16) -> torch.Tensor:
-    norm = encoder.renderer.norm
-    mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std).view(1, 3, 1, 1)
-    out = []
-    for i in range(0, len(rgb), batch):
-        x = ((rgb[i : i + batch] - mean) / std).contiguous(memory_format=torch.channels_last)
-        out.append(encoder.extractor(x)[layer].float().clone())
-    return torch.cat(out)
 
 
 CSV_COLUMNS = ("group", "objects", "scenes", "mae", "centroid_share", "median_centroid_error_px",

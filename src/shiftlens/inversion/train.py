@@ -140,15 +140,16 @@ class Encoder:
             images.append(rgb.clamp(0, 1))
         return torch.cat(feats), torch.cat(images)
 
-    def encode(self, rgb: torch.Tensor, batch: int = 16) -> torch.Tensor:
-        """(N, D) float32 features of (N, 3, canvas, canvas) RGB images in [0, 1]."""
+    def encode(self, rgb: torch.Tensor, batch: int = 16, layer: str | None = None) -> torch.Tensor:
+        """(N, D) float32 features of (N, 3, canvas, canvas) RGB images in [0, 1], at the decoder's layer or at
+        `layer` (another tap of the same extractor, e.g. its logits)."""
         norm = self.renderer.norm
         mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
         std = torch.tensor(norm.std).view(1, 3, 1, 1)
         out = []
         for i in range(0, len(rgb), batch):
             x = ((rgb[i : i + batch] - mean) / std).contiguous(memory_format=torch.channels_last)
-            out.append(self.extractor(x)[self.layer].float().clone())
+            out.append(self.extractor(x)[layer or self.layer].float().clone())
         return torch.cat(out)
 
 
