@@ -1,15 +1,15 @@
 """Memory: the peak resident memory of a whole `api.run` over 1 and over 4 sample patches, each in a fresh process.
 
 A run streams its patches one at a time, so its peak should not grow with their number (target: the ratio 4 / 1).
-The peak is the child's own `ru_maxrss`: a fresh interpreter runs `run_and_measure` (`python -m benchmarks.memory
-ARGS_JSON`) and prints its result as one JSON line.
+The peak is the child's own high-water mark (`benchmarks/rss.py`: VmHWM, not `ru_maxrss`, which Linux carries over
+from the parent): a fresh interpreter runs `run_and_measure` (`python -m benchmarks.memory ARGS_JSON`) and prints its
+result as one JSON line.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import REAL_WEIGHTS, Log, Settings
+from benchmarks.rss import peak_rss_mb
 from shiftlens import api
 from shiftlens.config import RunConfig
 
@@ -34,7 +35,7 @@ def run_and_measure(model: str, patches: int, stride: int, device: str, batch_si
                         batch_size=batch_size, out=f"{tmp}/out", site=False, analyses=["similarity"])
         api.run(cfg)
     cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    return {"ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "cuda_peak_mb": cuda}
+    return {"peak_rss_mb": peak_rss_mb(), "cuda_peak_mb": cuda}
 
 
 def in_fresh_process(**kwargs: Any) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def peak_rss(st: Settings, device: torch.device, log: Log) -> dict[str, Any]:
                                    batch_size=st.batch_size)
         except RuntimeError as exc:
             return {"available": False, "note": str(exc)}
-        out[str(n)] = round(res["ru_maxrss_kb"] / 1024, 1)
+        out[str(n)] = round(res["peak_rss_mb"], 1)
         if res["cuda_peak_mb"] is not None:
             out[f"cuda_{n}"] = round(res["cuda_peak_mb"], 1)
     out["ratio_4_vs_1"] = round(out["4"] / out["1"], 3)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -17,12 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rss import peak_rss_mb
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH = 64
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_and_measure(positions: int, units: int) -> dict[str, Any]:
@@ -32,7 +29,7 @@ def run_and_measure(positions: int, units: int) -> dict[str, Any]:
     from shiftlens.store import ResultsDir
 
     torch.zeros(1)  # libraries loaded: the baseline
-    base = _rss_mb()
+    base = peak_rss_mb()
     n = int(round(positions ** 0.5))
     with tempfile.TemporaryDirectory(prefix="shiftlens-bench-units-") as tmp:
         acc = UnitAccumulator(ResultsDir(tmp), "model", 75, flush_every_s=float("inf"))
@@ -43,14 +40,14 @@ def run_and_measure(positions: int, units: int) -> dict[str, Any]:
             idx = torch.arange(start, min(start + BATCH, n * n))
             acc.add("layer", idx, torch.randn(len(idx), units, generator=g))
         add_s = time.perf_counter() - t0
-        after_add = _rss_mb()
+        after_add = peak_rss_mb()
         acc.finished("p", "t")
         acc.saved("p")
         t0 = time.perf_counter()
         acc.close()
         flush_s = time.perf_counter() - t0
     bound = n * n * units * 8 / 2**20
-    peak = _rss_mb()
+    peak = peak_rss_mb()
     return {"positions": n * n, "units": units, "bound_mb": round(bound, 1), "baseline_mb": round(base, 1),
             "peak_after_adding_mb": round(after_add - base, 1), "peak_with_shard_write_mb": round(peak - base, 1),
             "ratio_to_bound": round((peak - base) / bound, 3), "add_one_patch_s": round(add_s, 2),

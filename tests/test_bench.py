@@ -4,6 +4,9 @@ invariants only. Speed is never asserted here."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +152,22 @@ def test_committed_results_targets_follow_from_their_numbers():
 
 def test_memory_child_runs_a_function_in_a_fresh_process():
     res = memory.in_fresh_process(model="efficientnet_lite0", patches=1, stride=149, device="cpu", batch_size=4)
-    assert isinstance(res["ru_maxrss_kb"], int) and res["ru_maxrss_kb"] > 100_000  # torch alone is larger
+    assert 100 < res["peak_rss_mb"] < 8_000  # torch alone is larger than 100 MB
     assert res["cuda_peak_mb"] is None or res["cuda_peak_mb"] > 0
+
+
+def test_peak_rss_is_the_childs_own_not_its_parents():
+    """ru_maxrss survives exec on Linux: a child of a 1.5 GB parent would report 1.5 GB before doing anything."""
+    code = "from benchmarks.rss import peak_rss_mb; print(peak_rss_mb())"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    big = bytearray(1200 * 2**20)
+    big[::4096] = b"\1" * len(big[::4096])  # touch every page, so the parent's resident memory is 1.2 GB
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                 check=True).stdout)
+    from benchmarks.rss import peak_rss_mb
+
+    assert peak_rss_mb() > 1200 and 1 < child < 400
+    del big
 
 
 def test_memory_child_failure_is_reported_not_raised():
