@@ -191,11 +191,20 @@ def _b64_len(nbytes: int) -> int:
     return 4 * math.ceil(nbytes / 3)
 
 
+def _full_shape(payload: dict[str, Any]) -> list[int]:
+    """The map's shape before thinning (the former encoding kept every position)."""
+    if "thin" not in payload:
+        return list(payload["shape"])
+    n = payload["thin"][0]
+    return list(payload["shape"][:-2]) + [n, n]
+
+
 def _legacy_len(key: str, payload: dict[str, Any]) -> int:
     """The bytes the former encoding (format 2: uint16 base64 of every value, lo and hi) took for this map file."""
-    values = math.prod(payload["shape"])
+    shape = _full_shape(payload)
+    values = math.prod(shape)
     hi = payload["lo"] + payload["step"] * 65535 if payload["step"] != 1.0 else 65535
-    head = f"SL.loaded({json.dumps(key)},{json.dumps({'lo': payload['lo'], 'hi': hi, 'shape': payload['shape'], 'q': ''}, separators=(',', ':'))});\n"
+    head = f"SL.loaded({json.dumps(key)},{json.dumps({'lo': payload['lo'], 'hi': hi, 'shape': shape, 'q': ''}, separators=(',', ':'))});\n"
     return len(head) + _b64_len(2 * values)
 
 
@@ -236,8 +245,9 @@ def site_sizes(site: Path) -> dict[str, Any]:
 
 
 def map_errors(rd: ResultsDir, site: Path, sample: int = 40) -> dict[str, float]:
-    """Largest |stored - float32| over a sample of per-patch map files, by the kind's scale."""
-    from shiftlens.site import KINDS, decode_map
+    """Largest |stored - float32| over a sample of per-patch map files, by the kind's scale, at the positions the
+    site keeps (a thinned map's other positions show a neighbour's value: `thinning_error` measures that)."""
+    from shiftlens.site import KINDS, decode_map, thin_index
 
     index = json.loads((site / "data" / "index.js").read_text()[len("window.SL_INDEX = "):].rstrip().rstrip(";"))
     parts = {}
@@ -252,8 +262,12 @@ def map_errors(rd: ResultsDir, site: Path, sample: int = 40) -> dict[str, float]
                 parts[key] = rd.load_part(rd.part_path(*key))
             want = np.asarray(parts[key].get(mk.analysis, g["layer"], mk.array), np.float64)
             _, payload = _payload(site / g["files"][f"p{j}"])
-            got = decode_map(payload).reshape(want.shape)
-            out[mk.scale] = max(out[mk.scale], float(np.abs(got - want).max()))
+            n = int(g["n"])
+            got = decode_map(payload).reshape(want.shape[:-2] + (n, n) if want.ndim >= 2 else (n, n))
+            want = want.reshape(got.shape)
+            keep = thin_index(n, payload["thin"][1]) if "thin" in payload else np.arange(n)
+            diff = np.abs(got - want)[..., keep, :][..., keep]
+            out[mk.scale] = max(out[mk.scale], float(diff.max()))
             checked += 1
         if checked >= sample:
             break
@@ -288,16 +302,32 @@ def first_view(site: Path, repeats: int = 3) -> dict[str, Any] | None:
             "max_s": round(max(times), 3), "errors": errors}
 
 
-def real_maps(results: Path) -> dict[str, Any]:
-    """The site's encoding against the former one on a run's own maps: bytes per value and largest error by scale."""
+def thinning_error(full: np.ndarray, every: int) -> np.ndarray:
+    """|value - the value the site shows| at the positions a map thinned by `every` does not keep (float64, flat):
+    what a patch's own map on a thinned site loses, apart from quantisation."""
+    from shiftlens.site import nearest_kept, thin_index
+
+    n = full.shape[-1]
+    keep = thin_index(n, every)
+    near = keep[nearest_kept(n, keep)]
+    shown = full[..., near, :][..., near]
+    dropped = ~(np.isin(np.arange(n), keep)[:, None] & np.isin(np.arange(n), keep)[None, :])
+    return np.abs(np.asarray(full, np.float64) - shown)[..., dropped].ravel()
+
+
+def real_maps(results: Path, every: int = 2) -> dict[str, Any]:
+    """The site's encoding against the former one on a run's own maps: bytes per value and largest error by scale;
+    and the same maps thinned by `every` (what a paper-scale site stores per patch): bytes per position of the full
+    grid and what the dropped positions lose, by kind (median, 99th percentile, largest |value - shown|)."""
     from shiftlens.site import KINDS, MAX_ERROR, _as_maps, _script, decode_map, encode_map, quantise
 
     rd = ResultsDir(results)
-    new = old = values = 0
+    new = old = values = thinned = 0
     err: dict[str, float] = defaultdict(float)
+    lost: dict[str, list[np.ndarray]] = defaultdict(list)
     grids = set()
     for part in rd.iter_parts():
-        for mk in KINDS.values():
+        for kind, mk in KINDS.items():
             for layer in part.layers(mk.analysis):
                 arr = part.get(mk.analysis, layer, mk.array)
                 maps = None if arr is None else _as_maps(arr, part.n, mk.anchored)
@@ -307,15 +337,32 @@ def real_maps(results: Path) -> dict[str, Any]:
                 exact = mk.scale == "classes"
                 payload = encode_map(np.asarray(maps, np.int64) if exact else maps, None if exact else MAX_ERROR[mk.scale])
                 new += len(_script("g0/p0", payload))
+                thinned += len(_script("g0/p0", encode_map(np.asarray(maps, np.int64) if exact else maps,
+                                                           None if exact else MAX_ERROR[mk.scale], every)))
+                if exact:  # a class map loses a position when the shown class differs: the share that does
+                    lost[kind].append((thinning_error(np.asarray(maps, np.float64), every) > 0).astype(np.float64))
+                else:
+                    lost[kind].append(thinning_error(maps, every))
                 b64, lo, hi = quantise(maps)
                 old += len(_script("g0/p0", {"lo": lo, "hi": hi, "shape": list(maps.shape), "q": b64}))
                 values += maps.size
                 err[mk.scale] = max(err[mk.scale], float(np.abs(decode_map(payload) - maps).max()))
     if not values:
         raise ShiftlensError(f"{results} holds no parts with maps the site shows: give a folder made by `shiftlens run`")
+    thin = {"every": every, "bytes": thinned, "bytes_per_position": round(thinned / values, 3),
+            "shrink": round(old / thinned, 2), "lost": {}}
+    for label, chunks in lost.items():
+        v = np.concatenate(chunks) if chunks else np.zeros(0)
+        if not v.size:
+            continue
+        if label == "top1":
+            thin["lost"][label] = {"share_of_dropped_positions_showing_another_class": round(float(v.mean()), 4)}
+        else:
+            thin["lost"][label] = {"median": float(np.median(v)), "p99": float(np.quantile(v, 0.99)),
+                                   "max": float(v.max())}
     return {"folder": str(results), "grids": sorted(grids), "values": values, "bytes": new, "legacy_bytes": old,
             "bytes_per_value": round(new / values, 3), "legacy_bytes_per_value": round(old / values, 3),
-            "shrink": round(old / new, 2), "max_error": dict(err)}
+            "shrink": round(old / new, 2), "max_error": dict(err), "thinned": thin}
 
 
 def measure_scale(scale: Scale, workdir: Path, noise: float, log) -> dict[str, Any]:
@@ -386,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in info["real"]:
         print(f"real maps {r['folder']} (grids {r['grids']}): {r['bytes_per_value']} B/value now, "
               f"{r['legacy_bytes_per_value']} before (x{r['shrink']}); largest error {r['max_error']}")
+        t = r["thinned"]
+        print(f"  thinned to every {t['every']}: {t['bytes_per_position']} B/position (x{t['shrink']} against the "
+              f"former encoding); lost at dropped positions: {t['lost']}")
     print(f"written: {a.out}")
     return 0
 

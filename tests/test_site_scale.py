@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from benchmarks import site_size
-from shiftlens.site import MAX_ERROR, QMAX, _script, build, decode_map, encode_map, quantise
-from tests.test_site import ARGS, CHROMIUM, heat, open_page, option_values, wait_ready
+from shiftlens.errors import ShiftlensError
+from shiftlens.site import MAX_ERROR, QMAX, _script, build, decode_map, encode_map, nearest_kept, quantise, thin_index
+from tests.test_site import ARGS, CHROMIUM, choose, heat, hover_cell, open_page, option_values, wait_ready
 
 OBJECTS, CATEGORIES = 36, 6
 
@@ -164,3 +165,98 @@ def test_picker_state_survives_a_reload(page):
     assert _patch_ids(page) == [listed[-1]]  # only the patch on show stays listed
     assert page.get_attribute("#pcount", "data-shown") == "0"
     assert page.errors == []
+
+
+# ------------------------------------------------------------------------------------------------- thinned maps
+@pytest.mark.parametrize("n,every", [(150, 2), (100, 2), (19, 3), (7, 4), (2, 2)])
+def test_thinning_keeps_the_anchor_cells_and_reads_each_position_from_its_nearest_kept_one(n, every):
+    keep = thin_index(n, every)
+    assert {0, (n - 1) // 2, n - 1} <= set(keep.tolist()) and np.all(np.diff(keep) > 0)
+    assert all(i in keep for i in range(0, n, every))
+    near = keep[nearest_kept(n, keep)]
+    for i in range(n):  # brute force: the nearest kept position, the lower one on a tie
+        best = min(keep.tolist(), key=lambda k: (abs(k - i), k))
+        assert near[i] == best
+
+
+def test_a_thinned_map_decodes_to_full_size_exact_where_kept():
+    rng = np.random.default_rng(5)
+    arr = rng.uniform(0, 1, (5, 150, 150)).astype(np.float32)
+    full = encode_map(arr, MAX_ERROR["unit"])
+    thin = encode_map(arr, MAX_ERROR["unit"], every=2)
+    assert "thin" not in full and thin["thin"] == [150, 2] and thin["shape"] == [5, 76, 76]
+    assert len(thin["z"]) < 0.3 * len(full["z"])
+    back = decode_map(thin)
+    assert back.shape == arr.shape
+    keep = thin_index(150, 2)
+    assert np.abs(back[:, keep][:, :, keep] - arr[:, keep][:, :, keep]).max() <= MAX_ERROR["unit"] * (1 + 1e-6)
+    near = keep[nearest_kept(150, keep)]
+    assert np.array_equal(back, back[:, near][:, :, near])  # every position shows a kept one's value
+    assert np.abs(back - arr).max() > 0.1  # and the dropped ones really lose their own (uniform noise)
+    top1 = rng.choice([3, 281], size=(150, 150)).astype(np.int16)
+    assert np.array_equal(decode_map(encode_map(top1, None, 2)), top1[near][:, near])
+    assert "thin" not in encode_map(arr[0, :10, :10], MAX_ERROR["unit"], every=1)
+
+
+def test_site_thins_large_patch_maps_but_not_means(tmp_path):
+    root = tmp_path / "results"
+    scale = site_size.Scale("stamps", 4, 2, 4, stride=8, stamps=False)  # grids 19 and 13 per side
+    rd = site_size.make_results(root, scale, noise=0.002)
+    build(rd.root, max_cells=10)
+    index = json.loads((root / "site" / "data" / "index.js").read_text()[len("window.SL_INDEX = "):].rstrip().rstrip(";"))
+    by_n = {g["n"]: g for g in index["groups"] if g["kind"] == "similarity"}
+    assert by_n[19]["thin"] == 2 and by_n[13]["thin"] == 2 and {g["thin"] for g in index["groups"]} == {2}
+    g = by_n[19]
+    _, per_patch = site_size._payload(root / "site" / g["files"][f"p{g['patches'][0]}"])
+    _, mean = site_size._payload(root / "site" / g["files"]["all"])
+    assert per_patch["thin"] == [19, 2] and per_patch["shape"][-2:] == [11, 11]
+    assert "thin" not in mean and mean["shape"][-2:] == [19, 19]
+    errors = site_size.map_errors(rd, root / "site")
+    assert errors["unit"] <= MAX_ERROR["unit"] * (1 + 1e-6) and errors["data"] <= MAX_ERROR["data"] * (1 + 1e-6)
+    build(rd.root, max_cells=0)
+    index = json.loads((root / "site" / "data" / "index.js").read_text()[len("window.SL_INDEX = "):].rstrip().rstrip(";"))
+    assert {g["thin"] for g in index["groups"]} == {1}
+    with pytest.raises(ShiftlensError, match="max_cells"):
+        build(rd.root, max_cells=-1)
+
+
+def test_real_maps_measure_what_thinning_loses(tmp_path):
+    root = tmp_path / "results"
+    rd = site_size.make_results(root, site_size.Scale("stamps", 2, 2, 2, stride=8, stamps=False), noise=0.002)
+    info = site_size.real_maps(rd.root, every=2)
+    t = info["thinned"]
+    assert t["every"] == 2 and t["bytes"] < info["bytes"] and t["shrink"] > info["shrink"]
+    sim = t["lost"]["similarity"]
+    assert 0 < sim["median"] <= sim["p99"] <= sim["max"]
+    assert 0 <= t["lost"]["top1"]["share_of_dropped_positions_showing_another_class"] <= 1
+    full = np.arange(36, dtype=np.float64).reshape(6, 6)
+    lost = site_size.thinning_error(full, 2)  # kept 0, 2, 4, 5: rows/cols 1 and 3 are dropped
+    assert lost.size == 36 - 16 and lost.min() >= 1 and lost.max() == 7
+
+
+@pytest.fixture(scope="module")
+def thinned(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("thinned") / "results"
+    rd = site_size.make_results(root, site_size.Scale("stamps", 4, 2, 4, stride=8, stamps=False), noise=0.002)
+    build(rd.root, max_cells=10)
+    return rd.root
+
+
+def test_browser_expands_thinned_maps_as_python_does_and_the_hover_says_so(browser, thinned):
+    pg = open_page(browser, thinned)
+    try:
+        index = pg.evaluate("() => SL_INDEX")
+        g = next(g for g in index["groups"] if g["thin"] > 1)
+        _, payload = site_size._payload(thinned / "site" / g["files"][f"p{g['patches'][0]}"])
+        got = pg.evaluate("async (p) => Array.from((await SL.decodeMap(p)).values)", payload)
+        assert np.array_equal(np.asarray(got), decode_map(payload).ravel())
+        choose(pg, "#patch", f"p:{g['patches'][0]}")
+        assert int(heat(pg)["n"]) == g["n"]
+        hover_cell(pg, 1, 1)  # a dropped position (kept: 0, 2, 4, ..., the centre and the last)
+        assert pg.get_attribute("#hover-note", "data-thinned") == "1"
+        assert "every 2nd position" in pg.text_content("#hover-note") and "maps.zarr" in pg.text_content("#hover-note")
+        hover_cell(pg, 2, 2)  # a kept one
+        assert pg.get_attribute("#hover-note", "data-thinned") == "0"
+        assert pg.errors == []
+    finally:
+        pg.close()

@@ -365,12 +365,16 @@ def leaderboard_cmd(
 @app.command("report")
 def report_cmd(
     results_dir: Annotated[Path, typer.Argument(help="a results folder made by `shiftlens run`")],
+    every_position: Annotated[bool, typer.Option(
+        "--every-position", help="keep every position of each patch's own maps; by default a map with more "
+        "positions per side than site.SITE_CELLS (stride 1 at the paper's sizes) keeps every second one, and the "
+        "corners and centre")] = False,
 ) -> None:
     """Build the static results website RESULTS_DIR/site/ (open its index.html, or copy it to any web host)."""
-    from shiftlens.site import build as build_site
+    from shiftlens.site import SITE_CELLS, build as build_site
 
     with one_line_errors(Path(results_dir), hint="make the results folder writable, or copy it somewhere writable"):
-        site = build_site(results_dir)
+        site = build_site(results_dir, max_cells=0 if every_position else SITE_CELLS)
     typer.echo(f"site: {site.resolve()}  (open {(site / 'index.html').resolve().as_uri()})")
 
 

@@ -24,8 +24,10 @@ minimum, so a value read back is within MAX_ERROR of the stored float32 (5e-4 fo
 px for location error, unless a map's range needs a coarser step to fit 16 bits: then half that step); top-1 class
 maps are stored exactly (lo 0, step 1; per patch only). The quantised values go through a prediction from their
 neighbours (LOCO-I's median edge detector) and deflate, then base64; app.js inflates them with the browser's
-DecompressionStream. At the paper's stride 1 this takes the site to a fraction of the uint16 base64 it used before
-(format 2): docs/performance.md has the sizes, measured by benchmarks/site_size.py.
+DecompressionStream. A patch's own maps with more than SITE_CELLS positions per side (the paper's stride 1) keep
+every second (or k-th) position, and the corners and centre; each position shows its nearest kept one's value, and
+the hover says so. The means keep every position. docs/performance.md has the sizes and the values this changes,
+measured by benchmarks/site_size.py.
 
 The patch picker narrows its list by category and by a search over ids and categories (URL: filter_cat, search).
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +81,11 @@ QMAX = 65535
 MAX_ERROR = {"unit": 5e-4, "data": 5e-3}
 """The largest difference between a stored map value and the float32 it stands for, by the kind's scale: unit
 (cosine similarity, probability) and data (location error in px); see encode_map and docs/performance.md."""
+SITE_CELLS = 76
+"""A patch's own maps with more positions per side than this are thinned on the site to every k-th position,
+k = ceil(n / SITE_CELLS) (the paper's stride 1: 150 and 100 per side, k = 2), so the paper preset's site is a
+fraction of its size; the means over patches, the tables and maps.zarr keep every position. `build(max_cells=0)`
+(`shiftlens report --every-position`) keeps them all. docs/performance.md measures the values this changes."""
 
 
 @dataclass
@@ -88,6 +96,8 @@ class _Group:
     layer: str
     size: int
     n: int
+    thin: int = 1
+    """A patch's own maps keep every `thin`-th position per side (thin_index); the means keep every position."""
     patches: list[int] = field(default_factory=list)
     sums: dict[str, np.ndarray] = field(default_factory=dict)  # selection key -> float64 sum
     counts: dict[str, int] = field(default_factory=dict)
@@ -139,8 +149,34 @@ def _med(q: np.ndarray) -> np.ndarray:
     return p
 
 
-def encode_map(arr: np.ndarray, max_error: float | None) -> dict[str, Any]:
-    """A map as the site stores it: {lo, step, shape, z}; value = lo + q * step.
+def thin_every(n: int, max_cells: int) -> int:
+    """The thinning factor of an n x n map: 1 (every position) up to `max_cells` per side, else ceil(n / max_cells);
+    `max_cells` 0 keeps every position."""
+    return 1 if max_cells <= 0 or n <= max_cells else math.ceil(n / max_cells)
+
+
+def thin_index(n: int, every: int) -> np.ndarray:
+    """The positions kept along one axis: every `every`-th from the first, plus the centre and the last, so the
+    five anchors' cells (corners and centre) always keep their own values. app.js's `thinIndex` is the same rule."""
+    return np.array(sorted(set(range(0, n, max(every, 1))) | {(n - 1) // 2, n - 1}), dtype=np.int64)
+
+
+def nearest_kept(n: int, keep: np.ndarray) -> np.ndarray:
+    """For each of the n positions, the index into `keep` of the nearest kept position (the lower one on a tie):
+    how a thinned map is read back at full size (app.js's `expandThin`)."""
+    i = np.arange(n)
+    j = np.clip(np.searchsorted(keep, i), 1, len(keep) - 1) if len(keep) > 1 else np.zeros(n, np.int64)
+    if len(keep) == 1:
+        return j
+    lower = j - 1
+    return np.where(np.abs(i - keep[lower]) <= np.abs(keep[j] - i), lower, j)
+
+
+def encode_map(arr: np.ndarray, max_error: float | None, every: int = 1) -> dict[str, Any]:
+    """A map as the site stores it: {lo, step, shape, z[, thin]}; value = lo + q * step.
+
+    `every` > 1 keeps only the positions `thin_index` picks along both axes (the payload's `thin` is [n, every]);
+    `decode_map` and the browser give each of the n x n positions its nearest kept one's value.
 
     q is quantised on a grid of `step` = max(2 * max_error, (max - min) / 65535), so the value read back is within
     step / 2 of the float32; `max_error` None stores integer maps (top-1 classes) exactly (lo 0, step 1). The MED
@@ -149,6 +185,13 @@ def encode_map(arr: np.ndarray, max_error: float | None) -> dict[str, Any]:
     a = np.asarray(arr, dtype=np.float64)
     if not np.isfinite(a).all():
         a = np.nan_to_num(a, nan=0.0)
+    thin = None
+    if every > 1 and a.ndim >= 2 and a.shape[-1] == a.shape[-2]:
+        n = a.shape[-1]
+        keep = thin_index(n, every)
+        if len(keep) < n:
+            a = a[..., keep, :][..., keep]
+            thin = [n, every]
     shape = list(a.shape)
     a = a.reshape((-1,) + a.shape[-2:]) if a.ndim >= 2 else a.reshape(1, 1, -1)
     if max_error is None:
@@ -161,7 +204,10 @@ def encode_map(arr: np.ndarray, max_error: float | None) -> dict[str, Any]:
     r = ((q - _med(q)) & 0xFFFF).astype(np.uint16).view(np.int16).astype(np.int32)
     z = ((r << 1) ^ (r >> 31)).astype(np.uint16).ravel()
     planes = np.concatenate([(z & 0xFF).astype(np.uint8), (z >> 8).astype(np.uint8)])
-    return {"lo": lo, "step": step, "shape": shape, "z": base64.b64encode(zlib.compress(planes.tobytes(), 9)).decode("ascii")}
+    out = {"lo": lo, "step": step, "shape": shape, "z": base64.b64encode(zlib.compress(planes.tobytes(), 9)).decode("ascii")}
+    if thin is not None:
+        out["thin"] = thin
+    return out
 
 
 def decode_map(payload: dict[str, Any]) -> np.ndarray:
@@ -187,7 +233,12 @@ def decode_map(payload: dict[str, Any]) -> np.ndarray:
                 hi, lo = np.maximum(a, b), np.minimum(a, b)
                 p = np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
             q[:, i, j] = (p + r[:, i, j]) & 0xFFFF
-    return (payload["lo"] + q * payload["step"]).reshape(shape)
+    values = (payload["lo"] + q * payload["step"]).reshape(shape)
+    if "thin" in payload:
+        n, every = payload["thin"]
+        near = nearest_kept(n, thin_index(n, every))
+        values = values[..., near, :][..., near]
+    return values
 
 
 def _script(key: str, payload: Any) -> str:
@@ -299,9 +350,12 @@ def _is_arithmetic(rd: ResultsDir) -> bool:
         return False  # read_run below gives the one-line reason
 
 
-def build(results_dir: Path | str) -> Path:
+def build(results_dir: Path | str, max_cells: int = SITE_CELLS) -> Path:
     """Write `results_dir/site/` from the run's parts, patches, tables and figures (for a `shiftlens arithmetic`
-    folder: the Arithmetic page, site/arithmetic.py); returns the site folder."""
+    folder: the Arithmetic page, site/arithmetic.py); returns the site folder. A patch's own maps are thinned to
+    at most about `max_cells` positions per side (`SITE_CELLS`; 0 keeps every position)."""
+    if max_cells < 0:
+        raise ShiftlensError(f"max_cells {max_cells}: give 0 (every position) or a positive number of cells per side")
     rd = ResultsDir(results_dir)
     if _is_arithmetic(rd):
         from shiftlens.site.arithmetic import build as build_arithmetic
@@ -313,11 +367,11 @@ def build(results_dir: Path | str) -> Path:
     with rd.lock():
         rd.refuse_links()  # nothing from outside the folder is published through a link
         with atomic_dir(rd.site_dir, prefix=".site.") as tmp:
-            _build_into(rd, run, tmp)
+            _build_into(rd, run, tmp, max_cells)
     return rd.site_dir
 
 
-def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
+def _build_into(rd: ResultsDir, run: RunRecord, site: Path, max_cells: int = SITE_CELLS) -> None:
     cfg = run.config
     canvas, stride = cfg.canvas, cfg.stride
     data = site / "data"
@@ -370,7 +424,8 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
                     key = (kind, part.model, layer, size)
                     g = groups.get(key)
                     if g is None:
-                        g = groups[key] = _Group(f"g{len(groups)}", kind, part.model, layer, size, n)
+                        g = groups[key] = _Group(f"g{len(groups)}", kind, part.model, layer, size, n,
+                                                 thin=thin_every(n, max_cells))
                         unit_groups.append(g)
                     g.patches.append(j)
                     fname = f"data/maps/{g.gid}/p{j}.js"
@@ -380,9 +435,9 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
                         ids, counts = np.unique(labels, return_counts=True)
                         for c, k in zip(ids.tolist(), counts.tolist()):
                             class_counts[c] = class_counts.get(c, 0) + k
-                        _write(site / fname, _script(f"{g.gid}/p{j}", encode_map(labels, None)))
+                        _write(site / fname, _script(f"{g.gid}/p{j}", encode_map(labels, None, g.thin)))
                         continue
-                    _write(site / fname, _script(f"{g.gid}/p{j}", encode_map(maps, MAX_ERROR[mk.scale])))
+                    _write(site / fname, _script(f"{g.gid}/p{j}", encode_map(maps, MAX_ERROR[mk.scale], g.thin)))
                     for sel in ("all", f"cat:{part.category}"):
                         if sel in g.sums:
                             g.sums[sel] += maps
@@ -448,7 +503,7 @@ def _build_into(rd: ResultsDir, run: RunRecord, site: Path) -> None:
         "patches": patches,
         "groups": [
             {"gid": g.gid, "kind": g.kind, "model": g.model, "layer": g.layer, "size": g.size, "n": g.n,
-             "patches": g.patches, "files": g.files,
+             "thin": g.thin, "patches": g.patches, "files": g.files,
              "counts": {k: v for k, v in g.counts.items()}}
             for g in groups.values()
         ],

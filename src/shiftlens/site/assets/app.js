@@ -85,16 +85,54 @@
     return q;
   }
 
+  // A thinned map (payload.thin = [n, every]; site/__init__.py, thin_index) keeps every `every`-th position per side
+  // plus the centre and the last; each of the n positions reads its nearest kept one (the lower on a tie).
+  function thinIndex(n, every) {
+    const keep = new Set([Math.floor((n - 1) / 2), n - 1]);
+    for (let i = 0; i < n; i += Math.max(every, 1)) keep.add(i);
+    return Array.from(keep).sort((a, b) => a - b);
+  }
+
+  function nearestKept(n, keep) {
+    const out = new Int32Array(n);
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      while (k + 1 < keep.length && Math.abs(keep[k + 1] - i) < Math.abs(i - keep[k])) k++;
+      out[i] = k;
+    }
+    return out;
+  }
+
+  function expandThin(values, shape, thin) {
+    const [n, every] = thin;
+    const keep = thinIndex(n, every);
+    const near = nearestKept(n, keep);
+    const m = keep.length;
+    const lead = values.length / (m * m);
+    const out = new Float64Array(lead * n * n);
+    for (let a = 0; a < lead; a++) {
+      for (let r = 0; r < n; r++) {
+        const src = a * m * m + near[r] * m;
+        const dst = a * n * n + r * n;
+        for (let c = 0; c < n; c++) out[dst + c] = values[src + near[c]];
+      }
+    }
+    return { values: out, shape: shape.slice(0, -2).concat([n, n]), kept: keep };
+  }
+
   async function decodePayload(payload) {
     const q = unpredict(await inflate(payload.z), payload.shape);
-    const values = new Float64Array(q.length);
+    let values = new Float64Array(q.length);
     let min = Infinity;
     for (let i = 0; i < q.length; i++) {
       const v = payload.lo + q[i] * payload.step;
       values[i] = v;
       if (v < min) min = v;
     }
-    return { shape: payload.shape, values, lo: payload.lo, step: payload.step, min };
+    let shape = payload.shape, kept = null;
+    if (payload.thin) ({ values, shape, kept } = expandThin(values, payload.shape, payload.thin));
+    return { shape, values, lo: payload.lo, step: payload.step, min, thin: payload.thin ? payload.thin[1] : 1,
+      kept: kept ? new Set(kept) : null };
   }
   SL.decodeMap = decodePayload; // tests compare it with site.decode_map
 
@@ -342,7 +380,7 @@
     const values = m.values.subarray(a * n * n, (a + 1) * n * n);
     let min = Infinity, max = -Infinity;
     for (const v of values) { if (v < min) min = v; if (v > max) max = v; }
-    return { n, values, step: m.step, min, max };
+    return { n, values, step: m.step, min, max, thin: m.thin || 1, kept: m.kept || null };
   }
 
   // ---------------------------------------------------------------------------------------------- URL state
@@ -689,8 +727,13 @@
     const members = selectionPatches(current.ga, S.sel);
     const j = members.length ? members[0] : null;
     const single = S.sel.startsWith('p:');
-    $('hover-note').textContent = j == null ? '' : single ? '' :
-      'The map is a mean over ' + members.length + ' patches; the images show the first, ' + IDX.patches[j].id + '.';
+    const thinned = [current.a, S.compare ? current.b : null].find((sl) => sl && sl.kept && !(sl.kept.has(r) && sl.kept.has(c)));
+    const thinNote = thinned ? ' This site keeps every ' + thinned.thin + (thinned.thin === 2 ? 'nd' : 'th') +
+      ' position of a patch\'s own map (and the corners and centre): the value shown is the nearest kept position\'s;' +
+      ' tables/ and maps.zarr hold every position.' : '';
+    $('hover-note').textContent = (j == null ? '' : single ? '' :
+      'The map is a mean over ' + members.length + ' patches; the images show the first, ' + IDX.patches[j].id + '.') + thinNote;
+    $('hover-note').dataset.thinned = thinned ? '1' : '0';
     const what = IDX.protocol === 'crop' ? 'window' : IDX.shift === 'circular' ? 'rolled image' : 'shifted image';
     $('shifted-cap').textContent = what + ' at y = ' + y + ', x = ' + x;
     compose($('shifted'), j, y, x);
