@@ -201,6 +201,18 @@ def test_cli_train_bad_input_is_one_line(tmp_path):
     assert junk.read_text() == "mine"  # never overwritten
 
 
+def test_cli_train_comparator_option_reaches_the_encoder(tmp_path):
+    """--comparator is the option the no-Conv2d error names; a module the network lacks is one line, before a step."""
+    from shiftlens.cli import app
+
+    result = CliRunner().invoke(app, ["inverter", "train", "--model", "efficientnet_lite0:pool", "--weights", "random",
+                                      "--patches", "sample", "--comparator", "_blocks.99", "--out", str(tmp_path / "d.pt")])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "module '_blocks.99' does not exist" in errors[0]
+    assert "Traceback" not in result.output and not (tmp_path / "d.pt").exists()
+
+
 # Measured with evaluate(n=48, seed=123): held-out centroid share 0.021 for pool and fc (1 of 48), training-patch
 # share 0.19 (pool) and 0.17 (fc). The bounds are half of those: weak decoders (docs/decoder.md), but a regression
 # to a decoder that places nothing fails.

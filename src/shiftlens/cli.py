@@ -526,6 +526,8 @@ def inverter_train(
     lr: Annotated[Optional[float], typer.Option(help="Adam's learning rate (0.001)")] = None,
     lr_half_life: Annotated[Optional[int], typer.Option("--lr-half-life", help="steps over which the learning rate halves; 0 = constant (0)")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="steps of linear learning-rate warm-up (0)")] = None,
+    comparator: Annotated[Optional[str], typer.Option(help="module of the network whose activations the feature loss "
+                                                      "compares (default: a stride-8 stage, docs/decoder.md)")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue from --out's checkpoint")] = True,
     force: Annotated[bool, typer.Option("--force", help="start over when --out was trained with other settings")] = False,
 ) -> None:
@@ -539,7 +541,7 @@ def inverter_train(
     with one_line_errors(out.parent, hint="choose a writable --out"):
         given = dict(patches=patches, weights=weights, steps=steps, batch=batch, seed=seed,
                      checkpoint_every=checkpoint_every, held_out=held_out, per_category=per_category, mix=mix, lr=lr,
-                     lr_half_life=lr_half_life, warmup=warmup)
+                     lr_half_life=lr_half_life, warmup=warmup, comparator=comparator)
         try:
             settings = TrainSettings(spec=model, adversarial=adversarial, augment=augment,
                                      generator=generator_for(size),
