@@ -98,6 +98,31 @@ def test_linear_taps_give_pixel_arithmetic_and_constant_gives_chance(tmp_path, p
     assert result.record.status == "complete" and (Path(result.out) / "run.json").is_file()
 
 
+def test_summary_intervals_resample_problems():
+    from shiftlens.analyses.arithmetic.tables import summary
+    from shiftlens.analyses.intervals import percentile_interval
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):  # 40 problems, the last probed twice (an expression with two added objects)
+        for probe in range(2 if i == 39 else 1):
+            rows.append({"model": "m", "layer": "l", "weights": "w", "patch_size": 75, "kind": "add",
+                         "problem": f"p{i}", "top1": float(rng.random() < 0.3), "pixel_error": 3.0, "rank": 2.0,
+                         "cos_result": 0.9, "cos_best_operand": 0.8, "cos_gain": float(rng.normal(0.1, 0.05)),
+                         "n_candidates": 100})
+    rows.append({**rows[0], "kind": "move", "problem": "only"})
+    out = summary(pd.DataFrame(rows)).set_index("kind")
+    add = out.loc["add"]
+    per = pd.DataFrame(rows[:-1]).groupby("problem", sort=False)[["top1", "cos_gain"]].mean().to_numpy()
+    low, high = percentile_interval(per)
+    assert add["n_problems"] == 40
+    assert (add["top1_accuracy_ci_low"], add["top1_accuracy_ci_high"]) == pytest.approx((low[0], high[0]))
+    assert (add["mean_cos_gain_ci_low"], add["mean_cos_gain_ci_high"]) == pytest.approx((low[1], high[1]))
+    assert add["top1_accuracy_ci_low"] < per[:, 0].mean() < add["top1_accuracy_ci_high"]
+    assert np.isnan(out.loc["move", "top1_accuracy_ci_low"])  # one problem: no interval
+    assert "bootstrap" in add["ci_method"] and "over problems" in add["ci_method"]
+
+
 def test_rerun_resumes_per_model_and_refuses_another_config(tmp_path, patch_dir, linear_model, constant_model):
     cfg = small_config(tmp_path, patch_dir, problems=2, models=["test_linear:const", "test_constant:spatial"])
     first = run(cfg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import inspect
+import math
 import sys
 import types
 import typing
@@ -492,13 +493,19 @@ def arithmetic_cmd(
                       f"{r.cos_best_operand:.3f}", f"{r.rank:g}/{r.n_candidates}", f"{r.pixel_error:.1f}")
     out_console.print(table)
     summary = result.tables["arithmetic"]
-    table = Table(title="Per kind: top-1 retrieval, median pixel error, mean cosines (tables/arithmetic.csv)")
+    table = Table(title="Per kind: top-1 retrieval, median pixel error, mean cosines, [95% interval over problems] "
+                        "(tables/arithmetic.csv)")
     for col in ("model", "layer", "weights", "kind", "n", "top-1", "median px", "cos(r,E)", "best operand", "gain"):
         table.add_column(col)
+
+    def ci(low: float, high: float, fmt: str) -> str:
+        return "" if math.isnan(low) else f" [{low:{fmt}}, {high:{fmt}}]"
+
     for r in summary.itertuples():
-        table.add_row(r.model, r.layer, r.weights, r.kind, str(r.n_problems), f"{r.top1_accuracy:.2f}",
+        table.add_row(r.model, r.layer, r.weights, r.kind, str(r.n_problems),
+                      f"{r.top1_accuracy:.2f}" + ci(r.top1_accuracy_ci_low, r.top1_accuracy_ci_high, ".2f"),
                       f"{r.median_pixel_error:.1f}", f"{r.mean_cos_result:.3f}", f"{r.mean_cos_best_operand:.3f}",
-                      f"{r.mean_cos_gain:+.3f}")
+                      f"{r.mean_cos_gain:+.3f}" + ci(r.mean_cos_gain_ci_low, r.mean_cos_gain_ci_high, "+.3f"))
     out_console.print(table)
 
 
