@@ -187,3 +187,30 @@ def test_the_mlp_reads_principal_components_of_the_training_rows_only():
         np.testing.assert_allclose((P.T @ P).numpy(), np.eye(k), atol=1e-8)
         top = torch.linalg.svd(Xs, full_matrices=False).Vh[:k]  # the same subspace as the SVD's top directions
         np.testing.assert_allclose(torch.linalg.matrix_norm(top @ P).item() ** 2, k, rtol=1e-8)
+
+
+def test_leave_one_object_out_errors_are_exact_for_large_groups():
+    """Groups of 200 rows (a decoder evaluation's probe: few objects, many scenes each) in a process that called
+    torch.set_num_threads (conftest does): torch's MKL batched LU gives wrong solutions there from ~160 rows, so the
+    solve goes through numpy. Checked against refitting ridge (unpenalised intercept) without each group."""
+    import torch
+
+    from shiftlens.analyses.cross_object import ALPHAS, logo_errors, ridge_spectrum
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 8))
+    Y = X[:, :2] * 3 + rng.normal(size=(600, 2))
+    groups = np.repeat(np.array(["a", "b", "c"]), 200)
+    Xs = torch.as_tensor(X - X.mean(0))
+    yc = torch.as_tensor(Y - Y.mean(0))
+    B, W, _, _ = ridge_spectrum(Xs)
+    got = logo_errors(B, W, yc, groups).numpy()
+    want = np.zeros(len(ALPHAS))
+    for i, a in enumerate(ALPHAS):
+        for g in "abc":
+            tr, te = groups != g, groups == g
+            xm, ym = X[tr].mean(0), Y[tr].mean(0)
+            w = np.linalg.solve((X[tr] - xm).T @ (X[tr] - xm) + a * np.eye(8), (X[tr] - xm).T @ (Y[tr] - ym))
+            want[i] += (((X[te] - xm) @ w + ym - Y[te]) ** 2).sum()
+    np.testing.assert_allclose(got, want, rtol=1e-8)

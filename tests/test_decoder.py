@@ -439,6 +439,44 @@ def test_evaluate_file_writes_numbers_and_a_figure(tiny_model, two_sources, tmp_
     assert only.group("training").objects == 0 and only.group("training").mae is None
 
 
+def test_evaluate_file_measures_a_probe_on_the_same_scenes(tiny_model, two_sources, tmp_path, monkeypatch):
+    """A probe that always answers the canvas centre must score exactly the centre guess; the probe is fitted on
+    scenes of training objects only."""
+    from shiftlens.inversion import evaluation
+    from shiftlens.inversion.evaluation import evaluate_file
+
+    monkeypatch.setattr(evaluation, "PROBE_SCENES", 24)
+    out = tmp_path / "d.pt"
+    first = two_sources.split("+")[0]
+    train(tiny_settings(tiny_model, patches=first, steps=2), out)
+    seen = {}
+    meta = load_decoder(out, tiny_model, "fc").meta
+
+    def centre_probe(X, Y, groups, Xte):
+        seen.update(rows=len(X), dims=X.shape[1], groups=set(groups.tolist()), y=Y)
+        return np.full((len(Xte), 2), (meta.canvas - 1) / 2)
+
+    report = evaluate_file(out, first, n=6, seed=5, probe=centre_probe)
+    assert report.group("held_out").probe_median_error_px == pytest.approx(report.group("held_out").centre_median_error_px)
+    assert report.group("training").probe_median_error_px == pytest.approx(report.group("training").centre_median_error_px)
+    assert seen["rows"] <= 24 and seen["groups"] <= {f"{first}/{k}" if "/" not in k else k for k in meta.training_patches} | set(meta.training_patches)
+    assert not seen["groups"] & set(meta.held_out_patches) and np.isfinite(seen["y"]).all()
+    assert evaluate_file(out, first, n=2, seed=5).group("held_out").probe_median_error_px is None  # no probe asked
+
+
+def test_ridge_probe_reads_a_linear_position_code_across_objects():
+    from shiftlens.analyses.cross_object import ridge_fit_predict
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(2, 50))
+    Y = rng.uniform(0, 200, (300, 2))
+    objects = np.repeat(np.arange(30), 10)
+    X = Y @ A + rng.normal(size=(30, 50))[objects] * 5 + rng.normal(size=(300, 50)) * 0.1  # position + object offset
+    pred = ridge_fit_predict(X[:240], Y[:240], objects[:240], X[240:])
+    assert np.median(np.linalg.norm(pred - Y[240:], axis=1)) < 5  # the centre guess is ~70 px off
+    assert np.median(np.linalg.norm(Y[240:] - Y[:240].mean(0), axis=1)) > 40
+
+
 def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_model, two_sources, tmp_path):
     from shiftlens.cli import app
 
@@ -449,6 +487,7 @@ def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_mode
                                       "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
     assert "held-out (1)" in result.output and "training (3)" in result.output and "centre guess" in result.output
+    assert "ridge probe" in result.output
     assert (tmp_path / "ev" / "evaluation.csv").is_file()
     for args, message in (([str(tmp_path / "none.pt"), "--patches", first], "does not exist"),
                           ([str(out), "--patches", first, "--model", "efficientnet_lite0:pool"],

@@ -587,25 +587,32 @@ def inverter_evaluate(
     weights: OPTIONS["weights"] = None,
     per_category: Annotated[int, typer.Option("--per-category", help="objects per category of a Debian or COCO source")] = 20,
     figure: Annotated[int, typer.Option(help="scenes per group in the figure (0: none)")] = 8,
+    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="also fit the cross-object ridge probe on 512 "
+                                        "scenes of the training objects and report where it places the same scenes' "
+                                        "objects")] = True,
 ) -> None:
     """Reconstruct seeded single-object scenes of objects the decoder was not trained on and of those it was:
     pixel error, centroid within 10 px, median centroid error against guessing the centre, and recognition."""
     from shiftlens.inversion.evaluation import evaluate_file
 
     with one_line_errors(out, hint="choose a writable --out"):
+        from shiftlens.analyses.cross_object import ridge_fit_predict
+
         report = evaluate_file(file, patches, n=n, seed=seed, out=out, model=model, weights=weights,
                                per_category=per_category, figure_n=figure,
-                               log=lambda s: console.print(s, markup=False, highlight=False))
+                               log=lambda s: console.print(s, markup=False, highlight=False),
+                               probe=ridge_fit_predict if probe else None)
     table = Table(title=f"{report.spec} decoder {file} ({report.steps} steps) on {patches}: {n} scenes per group, "
                         f"seed {seed}")
     for col in ("objects", "n", "error", f"within {report.radius_px:g} px", "median centroid px", "centre guess px",
-                "recognised"):
+                "ridge probe px", "recognised"):
         table.add_column(col)
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for g in report.groups:
         table.add_row(f"{g.group.replace('_', '-')} ({g.objects})", str(g.scenes), fmt(g.mae, ".3f"),
                       fmt(g.centroid_share, ".2f"), fmt(g.median_centroid_error_px, ".1f"),
-                      fmt(g.centre_median_error_px, ".1f"), fmt(g.recognised_share, ".2f"))
+                      fmt(g.centre_median_error_px, ".1f"), fmt(g.probe_median_error_px, ".1f"),
+                      fmt(g.recognised_share, ".2f"))
     out_console.print(table)
     if report.note:
         out_console.print(report.note, markup=False)

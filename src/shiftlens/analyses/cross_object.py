@@ -93,9 +93,26 @@ def logo_errors(B: torch.Tensor, W: torch.Tensor, yc: torch.Tensor, groups: np.n
         rows = torch.as_tensor(np.flatnonzero(groups == g))
         Bg = B[rows]
         H = torch.einsum("kr,ar,lr->akl", Bg, W, Bg) + 1.0 / len(yc)
-        e, info = torch.linalg.solve_ex(torch.eye(len(rows), dtype=B.dtype) - H, resid[:, rows])
-        err += torch.where(info == 0, (e**2).sum((1, 2)), torch.inf)  # a singular system: that alpha interpolates
+        err += _solved_sq((torch.eye(len(rows), dtype=B.dtype) - H).numpy(), resid[:, rows].numpy())
     return err
+
+
+def _solved_sq(M: np.ndarray, R: np.ndarray) -> torch.Tensor:
+    """(A,) sum of squares of M[a]^-1 R[a], inf where M[a] is singular (that alpha interpolates the group).
+
+    numpy's LAPACK, not torch's: after `torch.set_num_threads` (the test suite's conftest, a Ray worker), torch's
+    MKL batched LU of matrices from about 160 rows up returns wrong solutions with info 0, or fails on its pivots
+    (measured with torch 2.14.1; tests/test_cross_object.py checks this solve against the unbatched one)."""
+    out = np.full(len(M), np.inf)
+    try:
+        out[:] = (np.linalg.solve(M, R) ** 2).sum((1, 2))
+    except np.linalg.LinAlgError:
+        for a in range(len(M)):
+            try:
+                out[a] = (np.linalg.solve(M[a], R[a]) ** 2).sum()
+            except np.linalg.LinAlgError:
+                pass
+    return torch.as_tensor(out, dtype=torch.float64)
 
 
 def scaled(X: torch.Tensor, tr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +157,25 @@ def mlp_predict(Z: np.ndarray, Y: np.ndarray, groups: np.ndarray, Zte: np.ndarra
     return mlp_fit_predict(Z, Y, Zte, MLP_ALPHAS[int(err.argmin())])
 
 
+def _ridge(Xs: torch.Tensor, Y: torch.Tensor, groups: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """(B, W, C, lam, w): ridge on the scaled training rows Xs to the centred Y, the penalty chosen from ALPHAS by
+    leave-one-group-out error; predict with (x - mean) * scale @ w + mean(Y)."""
+    yc = Y - Y.mean(0)
+    B, W, C, lam = ridge_spectrum(Xs)
+    a = ALPHAS[int(logo_errors(B, W, yc, groups).argmin())]
+    return B, W, C, lam, C @ ((B.T @ yc) / (lam + a).unsqueeze(1))
+
+
+def ridge_fit_predict(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, Xte: np.ndarray) -> np.ndarray:
+    """The `ridge` probe fitted on every row of (X, Y) with objects `groups` (scaled as `scaled`, penalty by
+    leave-one-object-out error), predicting Xte: what a decoder evaluation compares its placements with."""
+    Xt = torch.as_tensor(X, dtype=torch.float64)
+    Yt = torch.as_tensor(Y, dtype=torch.float64)
+    mean, scale = scaled(Xt, torch.ones(len(Xt), dtype=torch.bool))
+    *_, w = _ridge((Xt - mean) * scale, Yt, np.asarray(groups))
+    return (((torch.as_tensor(Xte, dtype=torch.float64) - mean) * scale) @ w + Yt.mean(0)).numpy()
+
+
 def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
     """Out-of-fold predictions (N, 2) of every probe, for features X (N, D), centres Y (N, 2) and test masks (K, N)."""
     Xt = torch.as_tensor(X, dtype=torch.float64)
@@ -150,10 +186,7 @@ def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np
         mean, scale = scaled(Xt, tr)
         Xs, Xte = (Xt[tr] - mean) * scale, (Xt[~tr] - mean) * scale
         ym = Yt[tr].mean(0)
-        yc = Yt[tr] - ym
-        B, W, C, lam = ridge_spectrum(Xs)
-        a = ALPHAS[int(logo_errors(B, W, yc, groups[~mask]).argmin())]
-        w = C @ ((B.T @ yc) / (lam + a).unsqueeze(1))
+        B, W, C, lam, w = _ridge(Xs, Yt[tr], groups[~mask])
         pred["ridge"][mask] = (Xte @ w + ym).numpy()
         knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, int(tr.sum())), algorithm="brute")
         pred["knn"][mask] = knn.fit(Xs.numpy(), Y[~mask]).predict(Xte.numpy())
