@@ -231,13 +231,18 @@ def test_other_os_errors_keep_their_traceback(monkeypatch, tmp_path):
 def test_report_into_an_unwritable_results_folder_is_one_line(monkeypatch, tmp_path):
     import shiftlens.site
 
-    def refuse(results_dir):
+    asked = []
+
+    def refuse(results_dir, max_cells=shiftlens.site.SITE_CELLS):
+        asked.append(max_cells)
         raise PermissionError(errno.EACCES, "Permission denied", str(Path(results_dir) / "site"))
 
     monkeypatch.setattr(shiftlens.site, "build", refuse)
     line = one_line_error(*cli("report", str(tmp_path)))
     assert line.startswith(f"error: cannot write {tmp_path / 'site'}: Permission denied: ")
     assert "writable" in line
+    one_line_error(*cli("report", str(tmp_path), "--every-position"))
+    assert asked == [shiftlens.site.SITE_CELLS, 0]  # --every-position keeps every position of the patches' maps
 
 
 # --- serve ---------------------------------------------------------------------------------------------------
