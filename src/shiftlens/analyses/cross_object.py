@@ -158,12 +158,12 @@ def mlp_predict(Z: np.ndarray, Y: np.ndarray, groups: np.ndarray, Zte: np.ndarra
 
 
 def _ridge(Xs: torch.Tensor, Y: torch.Tensor, groups: np.ndarray) -> tuple[torch.Tensor, ...]:
-    """(B, W, C, lam, w): ridge on the scaled training rows Xs to the centred Y, the penalty chosen from ALPHAS by
+    """(C, lam, w): ridge on the scaled training rows Xs to the centred Y, the penalty chosen from ALPHAS by
     leave-one-group-out error; predict with (x - mean) * scale @ w + mean(Y)."""
     yc = Y - Y.mean(0)
     B, W, C, lam = ridge_spectrum(Xs)
     a = ALPHAS[int(logo_errors(B, W, yc, groups).argmin())]
-    return B, W, C, lam, C @ ((B.T @ yc) / (lam + a).unsqueeze(1))
+    return C, lam, C @ ((B.T @ yc) / (lam + a).unsqueeze(1))
 
 
 def ridge_fit_predict(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, Xte: np.ndarray) -> np.ndarray:
@@ -172,7 +172,7 @@ def ridge_fit_predict(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, Xte: np.
     Xt = torch.as_tensor(X, dtype=torch.float64)
     Yt = torch.as_tensor(Y, dtype=torch.float64)
     mean, scale = scaled(Xt, torch.ones(len(Xt), dtype=torch.bool))
-    *_, w = _ridge((Xt - mean) * scale, Yt, np.asarray(groups))
+    _, _, w = _ridge((Xt - mean) * scale, Yt, np.asarray(groups))
     return (((torch.as_tensor(Xte, dtype=torch.float64) - mean) * scale) @ w + Yt.mean(0)).numpy()
 
 
@@ -186,7 +186,7 @@ def probe_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, test: np
         mean, scale = scaled(Xt, tr)
         Xs, Xte = (Xt[tr] - mean) * scale, (Xt[~tr] - mean) * scale
         ym = Yt[tr].mean(0)
-        B, W, C, lam, w = _ridge(Xs, Yt[tr], groups[~mask])
+        C, lam, w = _ridge(Xs, Yt[tr], groups[~mask])
         pred["ridge"][mask] = (Xte @ w + ym).numpy()
         knn = KNeighborsRegressor(n_neighbors=min(KNN_NEIGHBOURS, int(tr.sum())), algorithm="brute")
         pred["knn"][mask] = knn.fit(Xs.numpy(), Y[~mask]).predict(Xte.numpy())
