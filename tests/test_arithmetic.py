@@ -123,6 +123,39 @@ def test_summary_intervals_resample_problems():
     assert "bootstrap" in add["ci_method"] and "over problems" in add["ci_method"]
 
 
+def test_layer_differences_pair_problems_and_favour_the_better_layer():
+    from shiftlens.analyses.arithmetic.tables import layer_differences
+    from shiftlens.analyses.intervals import percentile_interval
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(60):
+        hard = rng.random() < 0.5  # a problem's own difficulty, shared by both layers: pairing removes it
+        for layer, edge in (("pool", 0.3), ("fc", 0.0), ("same", 0.3)):
+            if layer == "fc" and i == 59:
+                continue  # a problem only some layers have is left out of their pair
+            rows.append({"model": "m", "layer": layer, "weights": "w", "patch_size": 75, "kind": "remove",
+                         "problem": f"p{i}", "top1": float(not hard and rng.random() < 0.5 + edge),
+                         "rank": 30.0 * hard + 5 - 10 * edge, "cos_gain": 0.1 * edge + rng.normal(0, 0.01)})
+    per = pd.DataFrame(rows)
+    out = layer_differences(per).set_index("layer_b")
+    assert list(out.index) == ["fc", "same"] and (out["layer_a"] == "pool").all()
+    fc = out.loc["fc"]
+    assert fc["n_problems"] == 59
+    a = per[per["layer"] == "pool"].set_index("problem").loc[[f"p{i}" for i in range(59)]]
+    b = per[per["layer"] == "fc"].set_index("problem")
+    d = (a[["top1", "rank", "cos_gain"]] - b.loc[a.index, ["top1", "rank", "cos_gain"]]).to_numpy()
+    low, high = percentile_interval(d)
+    assert fc["top1_diff"] == pytest.approx(d[:, 0].mean())
+    assert (fc["top1_diff_ci_low"], fc["top1_diff_ci_high"]) == pytest.approx((low[0], high[0]))
+    assert fc["rank_diff"] == pytest.approx(-3.0) and fc["rank_diff_ci_high"] == pytest.approx(-3.0)
+    assert fc["cos_gain_diff_ci_low"] > 0  # the edge shows as a difference whose interval excludes 0
+    same = out.loc["same"]  # a layer no better than the first: its interval of the gain difference holds 0
+    assert same["cos_gain_diff_ci_low"] < 0 < same["cos_gain_diff_ci_high"]
+    assert "paired" in fc["ci_method"]
+    assert layer_differences(per[per["layer"] == "pool"]).empty  # one layer: nothing to compare
+
+
 def test_rerun_resumes_per_model_and_refuses_another_config(tmp_path, patch_dir, linear_model, constant_model):
     cfg = small_config(tmp_path, patch_dir, problems=2, models=["test_linear:const", "test_constant:spatial"])
     first = run(cfg)

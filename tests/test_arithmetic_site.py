@@ -33,7 +33,7 @@ def results(tmp_path_factory, linear_model) -> Path:  # noqa: F811
 def test_site_is_built_static_and_self_contained(results):
     site = results / "site"
     data = json.loads((site / "data" / "arithmetic.js").read_text().removeprefix("window.SL_ARITH = ").rstrip(";\n"))
-    assert set(data["tables"]) == {"arithmetic", "arithmetic_per_problem", "arithmetic_inversions"}
+    assert set(data["tables"]) == {"arithmetic", "arithmetic_per_problem", "arithmetic_inversions", "arithmetic_layers"}
     assert [e["name"] for e in data["expressions"]] == ["sub"] and data["expressions"][0]["figure"]
     for f in data["figures"]:
         assert (site / f["file"]).is_file()
@@ -66,6 +66,9 @@ def test_page_loads_and_shows_the_tables(results):
             rows = pg.eval_on_selector_all("#summary tr", "rs => rs.map(r => r.innerText)")
             assert len(rows) == 1 + 2 * 4 and all("random (untrained)" in r for r in rows[1:])
             assert pg.is_visible("#untrained") and "Untrained" in pg.inner_text("#untrained")
+            # the paired layer comparison: one row per kind of the benchmark for the second layer
+            diff = pg.eval_on_selector_all("#layers-diff tr", "rs => rs.map(r => r.innerText)")
+            assert pg.is_visible("#layers") and len(diff) == 1 + 3 and "paired over problems" in diff[1]
             # the expression's numbers per layer, and its figure and the retrieval figure actually decoded
             expr = pg.eval_on_selector_all("#expr-sub tr", "rs => rs.map(r => r.innerText)")
             assert len(expr) == 3 and "pixels" in expr[1] and "1.000" in expr[1]

@@ -507,6 +507,18 @@ def arithmetic_cmd(
                       f"{r.median_pixel_error:.1f}", f"{r.mean_cos_result:.3f}", f"{r.mean_cos_best_operand:.3f}",
                       f"{r.mean_cos_gain:+.3f}" + ci(r.mean_cos_gain_ci_low, r.mean_cos_gain_ci_high, "+.3f"))
     out_console.print(table)
+    layers = result.tables.get("arithmetic_layers")
+    if layers is not None and len(layers):
+        table = Table(title="First layer minus each later layer, paired over the same problems, "
+                            "[95% interval] (tables/arithmetic_layers.csv)")
+        for col in ("model", "weights", "kind", "layers", "n", "top-1 diff", "rank diff", "gain diff"):
+            table.add_column(col)
+        for r in layers.itertuples():
+            table.add_row(r.model, r.weights, r.kind, f"{r.layer_a} - {r.layer_b}", str(r.n_problems),
+                          f"{r.top1_diff:+.2f}" + ci(r.top1_diff_ci_low, r.top1_diff_ci_high, "+.2f"),
+                          f"{r.rank_diff:+.1f}" + ci(r.rank_diff_ci_low, r.rank_diff_ci_high, "+.1f"),
+                          f"{r.cos_gain_diff:+.3f}" + ci(r.cos_gain_diff_ci_low, r.cos_gain_diff_ci_high, "+.3f"))
+        out_console.print(table)
 
 
 inverter_app = typer.Typer(add_completion=False, no_args_is_help=True,

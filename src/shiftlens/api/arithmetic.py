@@ -277,6 +277,9 @@ def run(cfg: ArithmeticConfig, force: bool = False, progress: Progress | None = 
             del model
         per = tables.per_problem(rows)
         out = {"arithmetic": tables.summary(per), "arithmetic_per_problem": per}
+        layer_diff = tables.layer_differences(per[per["kind"] != "expression"])
+        if len(layer_diff):
+            out["arithmetic_layers"] = layer_diff
         if inv_rows:
             out["arithmetic_inversions"] = pd.DataFrame(inv_rows)
         for name, df in out.items():

@@ -1,6 +1,8 @@
 """tables/arithmetic_per_problem.csv (one row per model, layer, problem) and tables/arithmetic.csv (per model, layer,
 weights and problem kind: top-1 retrieval accuracy, median pixel error, mean cosines and the gain, with 95% intervals
-of the top-1 accuracy and the gain over problems)."""
+of the top-1 accuracy and the gain over problems) and tables/arithmetic_layers.csv (each later layer of a model against
+its first, paired over the same problems, so "pool keeps more position than fc" is a difference with an interval
+rather than two overlapping intervals)."""
 
 from __future__ import annotations
 
@@ -57,3 +59,38 @@ def with_intervals(out: pd.DataFrame, per: pd.DataFrame, keys: list[str]) -> pd.
         out.insert(at + 1, f"{c}_ci_high", highs[c])
     out["ci_method"] = f"{METHOD}, over problems"
     return out
+
+
+PAIRED = {"top1": "top1_diff", "rank": "rank_diff", "cos_gain": "cos_gain_diff"}
+"""Per-problem column -> arithmetic_layers.csv column: mean over problems of (first layer − other layer)."""
+
+
+def layer_differences(per: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, weights, patch_size, kind) and each layer after the model's first: the mean over problems of the
+    first layer's value minus that layer's, with a 95% percentile bootstrap interval whose unit is the problem (both
+    layers see the same problems, so the pairing removes the problems' own difficulty). Only problems both layers
+    have count; an expression probed at several objects counts once, with the mean of its probes. Positive
+    `top1_diff` and `cos_gain_diff`, negative `rank_diff`, favour the first layer."""
+    keys = ["model", "weights", "patch_size", "kind"]
+    cols = list(PAIRED)
+    columns = keys + ["layer_a", "layer_b", "n_problems"] + [
+        c for v in PAIRED.values() for c in (v, f"{v}_ci_low", f"{v}_ci_high")] + ["ci_method"]
+    if per.empty:
+        return pd.DataFrame(columns=columns)
+    means = per.groupby(keys + ["layer", "problem"], sort=False)[cols].mean().reset_index()
+    rows = []
+    for key, g in means.groupby(keys, sort=False):
+        layers = list(dict.fromkeys(g["layer"]))
+        first = g[g["layer"] == layers[0]].set_index("problem")[cols]
+        for other in layers[1:]:
+            b = g[g["layer"] == other].set_index("problem")[cols]
+            shared = [p for p in first.index if p in b.index]
+            d = (first.loc[shared].to_numpy(np.float64) - b.loc[shared].to_numpy(np.float64))
+            ok = len(d) >= 2 and np.isfinite(d).all()
+            low, high = percentile_interval(d) if ok else (np.full(len(cols), np.nan),) * 2
+            row = dict(zip(keys, key)) | dict(layer_a=layers[0], layer_b=other, n_problems=len(shared))
+            for i, (c, name) in enumerate(PAIRED.items()):
+                mean = float(d[:, i].mean()) if len(d) else float("nan")
+                row |= {name: mean, f"{name}_ci_low": float(low[i]), f"{name}_ci_high": float(high[i])}
+            rows.append(row | dict(ci_method=f"{METHOD}, paired over problems"))
+    return pd.DataFrame(rows, columns=columns)

@@ -109,6 +109,10 @@
   }
 
   csvTable("arithmetic", "summary-table", "summary");
+  if (D.tables.arithmetic_layers) {
+    $("layers").hidden = false;
+    csvTable("arithmetic_layers", "layers-table", "layers-diff");
+  }
   const retrieval = D.figures.find((f) => f.name === "arithmetic_retrieval");
   if (retrieval) $("retrieval-figure").appendChild(figure(retrieval.file, "retrieval accuracy and pixel error"));
   csvTable("arithmetic_inversions", "inversion-table", "inversions-table");
