@@ -462,6 +462,27 @@ def test_evaluate_file_measures_a_probe_on_the_same_scenes(tiny_model, two_sourc
     assert seen["rows"] <= 24 and seen["groups"] <= {f"{first}/{k}" if "/" not in k else k for k in meta.training_patches} | set(meta.training_patches)
     assert not seen["groups"] & set(meta.held_out_patches) and np.isfinite(seen["y"]).all()
     assert evaluate_file(out, first, n=2, seed=5).group("held_out").probe_median_error_px is None  # no probe asked
+    # objects of another source only: the probe is fitted on the decoder's own training objects (FILE.objects.npz),
+    # never on the evaluated ones, and the report says so; without the cache it is not fitted, said in the log
+    from conftest import write_patch_dir
+    from shiftlens.inversion.objects import cache_path
+
+    other = write_patch_dir(tmp_path / "unseen", n=2, categories=("owl",))
+    seen.clear()
+    assert cache_path(out).is_file()
+    before = cache_path(out).read_bytes()
+    elsewhere = evaluate_file(out, f"folder:{other}", n=4, seed=5, probe=centre_probe)
+    assert elsewhere.group("training").objects == 0
+    held = elsewhere.group("held_out")
+    assert held.probe_median_error_px == pytest.approx(held.centre_median_error_px)
+    assert seen["groups"] and not seen["groups"] & {f"folder:unseen/{i}" for i in range(9)}
+    assert seen["groups"] <= set(meta.training_patches) and "objects.npz" in elsewhere.probe_objects
+    assert cache_path(out).read_bytes() == before  # read, never written
+    cache_path(out).unlink()
+    logs: list[str] = []
+    bare = evaluate_file(out, f"folder:{other}", n=2, seed=5, probe=centre_probe, log=logs.append)
+    assert bare.group("held_out").probe_median_error_px is None and bare.probe_objects == ""
+    assert any("probe is not fitted" in line for line in logs)
 
 
 def test_ridge_probe_reads_a_linear_position_code_across_objects():

@@ -626,6 +626,8 @@ def inverter_evaluate(
                       fmt(g.centre_median_error_px, ".1f"), fmt(g.probe_median_error_px, ".1f"),
                       fmt(g.recognised_share, ".2f"))
     out_console.print(table)
+    if report.probe_objects:
+        out_console.print(f"ridge probe fitted on {report.probe_objects}", markup=False, highlight=False)
     if report.note:
         out_console.print(report.note, markup=False)
     for what, where in report.outputs.items():

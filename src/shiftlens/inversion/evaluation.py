@@ -16,6 +16,9 @@ source) and of those it was trained on (`training`), each encoded by the decoder
   distance of the probe's predicted centroid from the truth's, the probe fitted on PROBE_SCENES other seeded scenes
   of the training objects' features: what a linear read-out of the same features places, the yardstick a decoder
   that places objects is measured against (the training group's scenes are new scenes of objects the probe saw).
+  When SOURCE holds none of the decoder's training objects (another source altogether), the probe is fitted on the
+  training objects of the decoder's own FILE.objects.npz, so both read-outs learnt from the same objects;
+  `probe_objects` says which were used.
 
 The held-out group's scenes are those `train.evaluate` draws with the same seed, so its first three numbers agree.
 """
@@ -75,6 +78,8 @@ class Report:
     groups: list[GroupNumbers]
     training_sources: list[dict] = field(default_factory=list)
     note: str = ""
+    probe_objects: str = ""
+    """What the probe was fitted on: the training objects of SOURCE, or of the decoder's FILE.objects.npz."""
     outputs: dict[str, str] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupNumbers:
@@ -153,18 +158,42 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
             rec = float((top5 == top1).any(1).float().mean())
         numbers.append(GroupNumbers(name, len(keys), n, g.mae, g.share_within(radius_px),
                                     float(g.centroid_error.median()), float(g.centre_error.median()), rec))
-    if probe is not None and trained and results:
-        log(f"fitting the position probe on {PROBE_SCENES} scenes of the training objects")
+    probe_keys, probe_renderer, probe_objects = trained, renderer, f"{len(trained)} training objects of {patches}"
+    if probe is not None and not trained and results:
+        probe_keys, probe_renderer, probe_objects = _own_training_objects(path, meta, entry.normalisation, log)
+    if probe is not None and probe_keys and results:
+        log(f"fitting the position probe on {PROBE_SCENES} scenes of {probe_objects}")
         for g_num, err in zip((g for g in numbers if g.group in results),
-                              probe_errors(probe, encoder, renderer, trained, meta, results, seed, threshold)):
+                              probe_errors(probe, encoder, probe_renderer, probe_keys, meta, results, seed, threshold)):
             g_num.probe_median_error_px = err
+    else:
+        probe_objects = ""
     extractor.close()
     report = Report(str(path), meta.spec, weights, meta.steps_done,
                     patches, n, seed, radius_px, threshold, numbers,
-                    [s.model_dump() for s in meta.training_sources], note)
+                    [s.model_dump() for s in meta.training_sources], note, probe_objects=probe_objects)
     if out is not None:
         report.outputs = write_outputs(report, results, Path(out), figure_n)
     return report
+
+
+def _own_training_objects(path: Path, meta, normalisation, log) -> tuple[list[str], SceneRenderer | None, str]:
+    """The decoder's training objects from its FILE.objects.npz (read, never written), a renderer for them and a
+    description; nothing when there is no cache or it is for other objects (the probe is then not fitted)."""
+    cache = cache_path(path)
+    if not cache.is_file():
+        log(f"no {cache.name} beside the decoder: the position probe is not fitted (no training objects)")
+        return [], None, ""
+    try:
+        sources = load_sources_cached(meta.settings.patches, meta.settings.per_category, tuple(meta.settings.sizes),
+                                      cache, log, write=False)
+    except ShiftlensError as exc:
+        log(f"the decoder's training objects cannot be read ({exc}): the position probe is not fitted")
+        return [], None, ""
+    flat = [p for src in sources for p in src.patches]
+    by_key, _, trained = split_keys(meta, flat)
+    return trained, SceneRenderer(by_key, meta.canvas, normalisation=normalisation), (
+        f"{len(trained)} training objects of {meta.settings.patches} ({cache.name})")
 
 
 CSV_COLUMNS = ("group", "objects", "scenes", "mae", "centroid_share", "median_centroid_error_px",
