@@ -138,7 +138,8 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
                       bool(prov.get("untrained")))
     note = "" if logits else f"{entry.name} has no logits layer: recognised_share is not measured"
     if logits and prov.get("untrained"):
-        note = "untrained (random) weights: their classes mean nothing; recognised_share is chance-level"
+        note = ("untrained (random) weights: their classes mean nothing, and an untrained network gives most inputs "
+                "the same top classes, so recognised_share says nothing about the reconstructions")
 
     rng = np.random.default_rng([seed, 7])  # train.evaluate's draw: the held-out group's scenes are the same
     results: dict[str, GroupResult] = {}
