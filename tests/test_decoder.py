@@ -211,6 +211,7 @@ def test_cli_train_comparator_option_reaches_the_encoder(tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "module '_blocks.99' does not exist" in errors[0]
     assert "Traceback" not in result.output and not (tmp_path / "d.pt").exists()
+    assert list(tmp_path.iterdir()) == []  # refused before any work: no object cache, no state
 
 
 # Measured with `shiftlens inverter evaluate SHIPPED --patches sample` (48 scenes, seed 123): the shipped decoders

@@ -150,6 +150,23 @@ def tiny(words: list[str], overrides: list[str]) -> list[str]:
     return kept + overrides
 
 
+def tiny_decoder(words: list[str], here: Path) -> None:
+    """A decoder file a later command of the same document reads (`--inverter decoder:FILE`), written by a tiny real
+    `inverter train` for the command's model, layer, weights and seed: one step of a tiny generator on the bundled
+    objects, so the later command checks a real file of the right model and weights."""
+    from shiftlens.inversion.decoder import GeneratorConfig
+    from shiftlens.inversion.train import TrainSettings, train
+
+    def opt(name: str, default: str | None = None) -> str | None:
+        return words[words.index(name) + 1] if name in words else default
+
+    settings = TrainSettings(spec=opt("--model"), weights=opt("--weights", "imagenet"), patches="sample",
+                             seed=int(opt("--seed", "0")), steps=1, batch=2, pool=2, passes=1, held_out=1,
+                             max_objects=1, checkpoint_every=1, validate_n=1,
+                             generator=GeneratorConfig(feature_dim=0, hidden=16, base=4, channels=[8, 8, 4]))
+    train(settings, here / opt("--out"))
+
+
 def check(command: DocCommand, here: Path, read_later: set[str]) -> None:
     name = Path(command.argv[0]).name
     words = localised(command.argv[1:], here)
@@ -170,6 +187,8 @@ def check(command: DocCommand, here: Path, read_later: set[str]) -> None:
         return
     if kind in READS_FOLDER or kind in PARSE_ONLY:
         parse_only(words)
+    if kind == ("inverter", "train") and "--out" in words and words[words.index("--out") + 1] in read_later:
+        tiny_decoder(words, here)
     if kind in READS_FOLDER:
         folder = words[len(kind)]
         assert (here / folder).is_dir(), f"{folder} is made by no command before it in this file"
@@ -202,6 +221,7 @@ def test_every_documented_command_runs_as_written(doc: Path, tmp_path: Path, mon
     found = commands(doc)
     read_later = {c.argv[1 + len(subcommand(c.argv[1:]))] for c in found
                   if Path(c.argv[0]).name == "shiftlens" and subcommand(c.argv[1:]) in READS_FOLDER}
+    read_later |= {w.split(":", 1)[1] for c in found for w in c.argv if w.startswith("decoder:")}  # decoder files
     written_here = {c.argv[c.argv.index("--out") + 1] for c in found if "--out" in c.argv[:-1]}
     prelude = [c for other in DOCS if other != doc for c in commands(other)  # a folder another document makes
                if "--out" in c.argv[:-1] and c.argv[c.argv.index("--out") + 1] in read_later - written_here]

@@ -183,6 +183,18 @@ def parse_one_layer(spec: str):
     return parsed
 
 
+def check_comparator(spec: str, comparator: str) -> None:
+    """A `--comparator` the network lacks is one line before any work (the object cache included): the
+    architecture is built on the meta device, so no weights are read or allocated."""
+    if not comparator:
+        return
+    from shiftlens.models.taps import get_module
+
+    with torch.device("meta"):
+        model = parse_one_layer(spec).entry.build()
+    get_module(model, comparator)  # the tap's own one-line message, naming module paths that exist
+
+
 def build_encoder(spec: str, weights: str, patches: dict[str, Patch], comparator: str = "", precision: str = "bf16",
                   seed: int = 0, canvas: int = 224) -> tuple[Encoder, str]:
     parsed = parse_one_layer(spec)
@@ -454,6 +466,7 @@ def train(settings: TrainSettings, out: Path, resume: bool = True, force: bool =
     out = Path(out)
     parse_one_layer(settings.spec)
     check_out(out)
+    check_comparator(settings.spec, settings.comparator)
     if patches is None:
         patches = load_sources_cached(settings.patches, settings.per_category, tuple(settings.sizes),
                                       cache_path(out), log)
