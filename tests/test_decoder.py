@@ -230,7 +230,8 @@ def test_shipped_lite0_decoder_places_unseen_objects_better_than_the_centre(laye
     assert dec.meta.weights == "imagenet" and not dec.meta.untrained and dec.meta.format_version == 2
     assert [s.name for s in dec.meta.sources] == ["openclipart"] and len(dec.meta.held_out_patches) == 16
     assert path.stat().st_size < 20e6
-    report = evaluate_file(path, "sample", n=48, seed=123, figure_n=0)
+    report = evaluate_file(f"shipped:efficientnet_lite0:{layer}", "sample", n=48, seed=123, figure_n=0)
+    assert report.file == str(path)
     held = report.group("held_out")
     assert held.objects == 9 and report.group("training").objects == 0
     measured, centre = SHIPPED_MEASURED[layer]
@@ -470,8 +471,9 @@ def test_evaluate_file_measures_a_probe_on_the_same_scenes(tiny_model, two_sourc
     assert seen["rows"] <= 24 and seen["groups"] <= {f"{first}/{k}" if "/" not in k else k for k in meta.training_patches} | set(meta.training_patches)
     assert not seen["groups"] & set(meta.held_out_patches) and np.isfinite(seen["y"]).all()
     assert evaluate_file(out, first, n=2, seed=5).group("held_out").probe_median_error_px is None  # no probe asked
-    # objects of another source only: the probe is fitted on the decoder's own training objects (FILE.objects.npz),
-    # never on the evaluated ones, and the report says so; without the cache it is not fitted, said in the log
+    # objects of another source only: the probe is fitted on the decoder's own training objects, read from its
+    # training source (never from the cache beside the file, which is neither read nor written: the numbers are the
+    # same without it), never on the evaluated ones, and the report says so; with the source gone it is not fitted
     from conftest import write_patch_dir
     from shiftlens.inversion.objects import cache_path
 
@@ -484,9 +486,16 @@ def test_evaluate_file_measures_a_probe_on_the_same_scenes(tiny_model, two_sourc
     held = elsewhere.group("held_out")
     assert held.probe_median_error_px == pytest.approx(held.centre_median_error_px)
     assert seen["groups"] and not seen["groups"] & {f"folder:unseen/{i}" for i in range(9)}
-    assert seen["groups"] <= set(meta.training_patches) and "objects.npz" in elsewhere.probe_objects
-    assert cache_path(out).read_bytes() == before  # read, never written
+    assert seen["groups"] <= set(meta.training_patches) and "training source" in elsewhere.probe_objects
+    assert cache_path(out).read_bytes() == before
+    with_cache = evaluate_file(out, first, n=4, seed=5)
     cache_path(out).unlink()
+    without = evaluate_file(out, first, n=4, seed=5)
+    assert without.groups == with_cache.groups  # the same objects rendered the same way
+    assert not cache_path(out).exists()  # never written
+    import shutil
+
+    shutil.move(first.removeprefix("folder:"), tmp_path / "moved")
     logs: list[str] = []
     bare = evaluate_file(out, f"folder:{other}", n=2, seed=5, probe=centre_probe, log=logs.append)
     assert bare.group("held_out").probe_median_error_px is None and bare.probe_objects == ""
@@ -522,7 +531,9 @@ def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_mode
                           ([str(out), "--patches", first, "--model", "efficientnet_lite0:pool"],
                            f"was made for {tiny_model}:fc, not efficientnet_lite0:pool"),
                           ([str(out), "--patches", "nosuch"], "unknown patch source 'nosuch'"),
-                          ([str(out), "--patches", first, "--n", "0"], "--n 0: give 1 or more")):
+                          ([str(out), "--patches", first, "--n", "0"], "--n 0: give 1 or more"),
+                          (["shipped:efficientnet_lite0:fc7", "--patches", first],
+                           "shipped:efficientnet_lite0:fc7: no such shipped decoder (shipped: shipped:efficientnet_lite0:fc")):
         result = CliRunner().invoke(app, ["inverter", "evaluate", *args])
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output

@@ -590,7 +590,8 @@ def inverter_train(
 
 @inverter_app.command("evaluate")
 def inverter_evaluate(
-    file: Annotated[Path, typer.Argument(help="a decoder file (shiftlens inverter train --out FILE)")],
+    file: Annotated[str, typer.Argument(help="a decoder file (shiftlens inverter train --out FILE), or "
+                                        "shipped:MODEL:LAYER for a packaged one")],
     patches: Annotated[str, typer.Option(help="the objects to reconstruct: a source or several joined by + (e.g. tuxpaint: held-out objects of another source)")],
     out: Annotated[Optional[Path], typer.Option(help="folder for evaluation.json, evaluation.csv and evaluation.png")] = None,
     n: Annotated[int, typer.Option(help="single-object scenes per group (held-out, training objects)")] = 48,

@@ -431,6 +431,21 @@ def shipped_decoders() -> dict[tuple[str, str], Path]:
     return out
 
 
+def decoder_file(arg: str | Path) -> Path:
+    """A decoder file named on the command line: a path, or `shipped:MODEL:LAYER` for the packaged one (so the
+    README's numbers for the shipped decoders come from a command that names no install path)."""
+    text = str(arg)
+    if not text.startswith("shipped:"):
+        return Path(arg)
+    model, _, layer = text.removeprefix("shipped:").rpartition(":")
+    shipped = shipped_decoders()
+    if (model, layer) not in shipped:
+        have = ", ".join(f"shipped:{m}:{l}" for m, l in shipped) or "none"
+        raise ShiftlensError(f"{text}: no such shipped decoder (shipped: {have}); give one of those or a decoder "
+                             "file's path")
+    return shipped[(model, layer)]
+
+
 def load_decoder(source: str | Path, model: str, layer: str, device: torch.device | str = "cpu",
                  feature_dim: int | None = None, weights: str | None = None, seed: int = 0) -> Decoder:
     """The decoder for `model`'s `layer`: `source` is "shipped" (the packaged one) or a decoder file's path.

@@ -17,8 +17,11 @@ source) and of those it was trained on (`training`), each encoded by the decoder
   of the training objects' features: what a linear read-out of the same features places, the yardstick a decoder
   that places objects is measured against (the training group's scenes are new scenes of objects the probe saw).
   When SOURCE holds none of the decoder's training objects (another source altogether), the probe is fitted on the
-  training objects of the decoder's own FILE.objects.npz, so both read-outs learnt from the same objects;
+  decoder's training objects read from its training source, so both read-outs learnt from the same objects;
   `probe_objects` says which were used.
+
+Every object is rendered from its source, never from the training cache beside FILE, so a decoder's numbers are
+the same with or without one.
 
 The held-out group's scenes are those `train.evaluate` draws with the same seed, so its first three numbers agree.
 """
@@ -35,8 +38,8 @@ import numpy as np
 import torch
 
 from shiftlens.errors import ShiftlensError
-from shiftlens.inversion.decoder import Decoder, load_decoder, read_decoder_file
-from shiftlens.inversion.objects import cache_path, load_sources, load_sources_cached
+from shiftlens.inversion.decoder import Decoder, decoder_file, load_decoder, read_decoder_file
+from shiftlens.inversion.objects import load_sources
 from shiftlens.inversion.train import (Encoder, GroupResult, centroids, measure_group, object_mask, parse_one_layer,
                                        random_scenes, split_keys)
 from shiftlens.models import build_with_weights
@@ -103,7 +106,7 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
     `+`); with `out`, also evaluation.json, evaluation.csv and evaluation.png (truth above reconstruction for the
     first `figure_n` scenes of each group) there. Bad input is one `ShiftlensError` line, before any work."""
     log = log or (lambda s: None)
-    path = Path(path)
+    path = decoder_file(path)
     if n < 1:
         raise ShiftlensError(f"--n {n}: give 1 or more scenes per group")
     if figure_n < 0:
@@ -116,13 +119,9 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
     entry = parsed.entry
     weights = weights or meta.settings.weights
     decoder = load_decoder(path, meta.model, meta.layer, weights=weights, seed=meta.settings.seed)
-    # the decoder's own object cache (objects resized once to the largest training size) when asked for exactly its
-    # training objects, read, never written here; any other objects as their sources give them
-    if (patches, per_category) == (meta.settings.patches, meta.settings.per_category) and cache_path(path).is_file():
-        sources = load_sources_cached(patches, per_category, tuple(meta.settings.sizes), cache_path(path), log,
-                                      write=False)
-    else:
-        sources = load_sources(patches, per_category)
+    # objects as their sources give them, never from the training cache beside the file (objects resized once to
+    # the largest training size render slightly differently): the numbers must not depend on whether one lies there
+    sources = load_sources(patches, per_category)
     flat = [p for src in sources for p in src.patches]
     by_key, held, trained = split_keys(meta, flat)
     log(f"{len(held)} objects of {patches} {meta.spec}'s decoder was not trained on, {len(trained)} it was")
@@ -161,7 +160,7 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
                                     float(g.centroid_error.median()), float(g.centre_error.median()), rec))
     probe_keys, probe_renderer, probe_objects = trained, renderer, f"{len(trained)} training objects of {patches}"
     if probe is not None and not trained and results:
-        probe_keys, probe_renderer, probe_objects = _own_training_objects(path, meta, entry.normalisation, log)
+        probe_keys, probe_renderer, probe_objects = _own_training_objects(meta, entry.normalisation, log)
     if probe is not None and probe_keys and results:
         log(f"fitting the position probe on {PROBE_SCENES} scenes of {probe_objects}")
         for g_num, err in zip((g for g in numbers if g.group in results),
@@ -178,23 +177,23 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
     return report
 
 
-def _own_training_objects(path: Path, meta, normalisation, log) -> tuple[list[str], SceneRenderer | None, str]:
-    """The decoder's training objects from its FILE.objects.npz (read, never written), a renderer for them and a
-    description; nothing when there is no cache or it is for other objects (the probe is then not fitted)."""
-    cache = cache_path(path)
-    if not cache.is_file():
-        log(f"no {cache.name} beside the decoder: the position probe is not fitted (no training objects)")
-        return [], None, ""
+def _own_training_objects(meta, normalisation, log) -> tuple[list[str], SceneRenderer | None, str]:
+    """The decoder's training objects read from its training source (a shipped decoder has no cache beside it, and
+    the numbers must not depend on one), a renderer for them and a description; nothing when the source cannot be
+    read here (the probe is then not fitted)."""
     try:
-        sources = load_sources_cached(meta.settings.patches, meta.settings.per_category, tuple(meta.settings.sizes),
-                                      cache, log, write=False)
+        sources = load_sources(meta.settings.patches, meta.settings.per_category)
     except ShiftlensError as exc:
-        log(f"the decoder's training objects cannot be read ({exc}): the position probe is not fitted")
+        log(f"the decoder's training objects ({meta.settings.patches}) cannot be read ({exc}): "
+            "the position probe is not fitted")
         return [], None, ""
     flat = [p for src in sources for p in src.patches]
     by_key, _, trained = split_keys(meta, flat)
+    if not trained:
+        log(f"none of the decoder's training objects is in {meta.settings.patches} here: the probe is not fitted")
+        return [], None, ""
     return trained, SceneRenderer(by_key, meta.canvas, normalisation=normalisation), (
-        f"{len(trained)} training objects of {meta.settings.patches} ({cache.name})")
+        f"{len(trained)} training objects of {meta.settings.patches}, its training source")
 
 
 CSV_COLUMNS = ("group", "objects", "scenes", "mae", "centroid_share", "median_centroid_error_px",
