@@ -439,6 +439,7 @@ def test_evaluate_file_writes_numbers_and_a_figure(tiny_model, two_sources, tmp_
     assert data["groups"][0]["group"] == "held_out" and data["training_sources"][0]["name"] == "folder:shapes"
     csv = (tmp_path / "ev" / "evaluation.csv").read_text().splitlines()
     assert csv[0].startswith("group,objects,scenes,mae,centroid_share") and len(csv) == 3
+    assert "gain_over_centre_px,gain_over_centre_ci_low" in csv[0] and data["groups"][0]["gain_over_centre_px"] is not None
     from PIL import Image
 
     with Image.open(tmp_path / "ev" / "evaluation.png") as im:
@@ -470,6 +471,11 @@ def test_evaluate_file_measures_a_probe_on_the_same_scenes(tiny_model, two_sourc
     assert report.group("training").probe_median_error_px == pytest.approx(report.group("training").centre_median_error_px)
     assert seen["rows"] <= 24 and seen["groups"] <= {f"{first}/{k}" if "/" not in k else k for k in meta.training_patches} | set(meta.training_patches)
     assert not seen["groups"] & set(meta.held_out_patches) and np.isfinite(seen["y"]).all()
+    for name in ("held_out", "training"):  # the probe's per-scene errors are the centre guess's: the same pairing
+        g = report.group(name)
+        assert (g.gain_over_probe_px, g.gain_over_probe_ci_low, g.gain_over_probe_ci_high) == pytest.approx(
+            (g.gain_over_centre_px, g.gain_over_centre_ci_low, g.gain_over_centre_ci_high))
+        assert g.gain_over_centre_ci_low <= g.gain_over_centre_px <= g.gain_over_centre_ci_high
     assert evaluate_file(out, first, n=2, seed=5).group("held_out").probe_median_error_px is None  # no probe asked
     # objects of another source only: the probe is fitted on the decoder's own training objects, read from its
     # training source (never from the cache beside the file, which is neither read nor written: the numbers are the
@@ -500,6 +506,20 @@ def test_evaluate_file_measures_a_probe_on_the_same_scenes(tiny_model, two_sourc
     bare = evaluate_file(out, f"folder:{other}", n=2, seed=5, probe=centre_probe, log=logs.append)
     assert bare.group("held_out").probe_median_error_px is None and bare.probe_objects == ""
     assert any("probe is not fitted" in line for line in logs)
+
+
+def test_paired_gain_is_a_median_difference_with_an_interval_over_scenes():
+    from shiftlens.inversion.evaluation import paired_gain
+
+    rng = np.random.default_rng(0)
+    hard = rng.uniform(10, 200, 60)  # scenes differ a lot in difficulty; the decoder is 5 px better on each, +- 1
+    med, low, high = paired_gain(hard + 5, hard + rng.normal(0, 1, 60), seed=1)
+    assert 4 < low <= med <= high < 6  # pairing removes the scenes' spread: a tight interval around 5
+    assert paired_gain(hard + 5, hard + rng.normal(0, 1, 60), seed=1)[1:] != (low, high)  # other data, other interval
+    med2, low2, high2 = paired_gain(rng.uniform(10, 200, 60), rng.uniform(10, 200, 60), seed=1)
+    assert low2 < 0 < high2  # unpaired noise: no gain either way
+    assert paired_gain(np.array([3.0, np.nan, 5.0]), np.array([1.0, 2.0, 1.0]), seed=1)[0] == 3.0  # NaN pair dropped
+    assert paired_gain(np.array([3.0]), np.array([1.0]), seed=1) == (2.0, None, None)
 
 
 def test_ridge_probe_reads_a_linear_position_code_across_objects():

@@ -618,14 +618,17 @@ def inverter_evaluate(
     table = Table(title=f"{report.spec} decoder {file} ({report.steps} steps) on {patches}: {n} scenes per group, "
                         f"seed {seed}")
     for col in ("objects", "n", "error", f"within {report.radius_px:g} px", "median centroid px", "centre guess px",
-                "ridge probe px", "recognised"):
+                "ridge probe px", "recognised", "gain over centre px [95% CI]", "gain over probe px [95% CI]"):
         table.add_column(col)
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    gain = lambda m, lo, hi: "-" if m is None else f"{m:+.1f} [{fmt(lo, '+.1f')}, {fmt(hi, '+.1f')}]"  # noqa: E731
     for g in report.groups:
         table.add_row(f"{g.group.replace('_', '-')} ({g.objects})", str(g.scenes), fmt(g.mae, ".3f"),
                       fmt(g.centroid_share, ".2f"), fmt(g.median_centroid_error_px, ".1f"),
                       fmt(g.centre_median_error_px, ".1f"), fmt(g.probe_median_error_px, ".1f"),
-                      fmt(g.recognised_share, ".2f"))
+                      fmt(g.recognised_share, ".2f"),
+                      gain(g.gain_over_centre_px, g.gain_over_centre_ci_low, g.gain_over_centre_ci_high),
+                      gain(g.gain_over_probe_px, g.gain_over_probe_ci_low, g.gain_over_probe_ci_high))
     out_console.print(table)
     if report.probe_objects:
         out_console.print(f"ridge probe fitted on {report.probe_objects}", markup=False, highlight=False)

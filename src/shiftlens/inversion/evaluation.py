@@ -10,6 +10,9 @@ source) and of those it was trained on (`training`), each encoded by the decoder
   miss (its error is the canvas diagonal);
 - `median_centroid_error_px`, and `centre_median_error_px`: the same median for the guess "the canvas centre", on
   the same scenes, the baseline a decoder that places anything must beat;
+- `gain_over_centre_px` (and, with a probe, `gain_over_probe_px`): the median over the same scenes of the baseline's
+  error minus the decoder's, with a 95% percentile bootstrap interval over scenes (`_ci_low`, `_ci_high`): > 0 with
+  an interval clear of 0 says the decoder places objects better than the baseline, not just a smaller median;
 - `recognised_share`: the share of scenes where the network's top-5 classes on the reconstruction hold its top-1
   class on the original (None for a model without a logits layer);
 - `probe_median_error_px` (with `probe=`, as the CLI passes the location analysis's cross-object ridge): the median
@@ -65,6 +68,14 @@ class GroupNumbers:
     centre_median_error_px: float | None = None
     recognised_share: float | None = None
     probe_median_error_px: float | None = None
+    gain_over_centre_px: float | None = None
+    """Median over scenes of (centre guess's error − decoder's error), px: > 0, the decoder places better."""
+    gain_over_centre_ci_low: float | None = None
+    gain_over_centre_ci_high: float | None = None
+    gain_over_probe_px: float | None = None
+    """Median over scenes of (probe's error − decoder's error), px, on the same scenes."""
+    gain_over_probe_ci_low: float | None = None
+    gain_over_probe_ci_high: float | None = None
 
 
 @dataclass
@@ -156,8 +167,11 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
             top1 = truth_logits.argmax(1, keepdim=True)
             top5 = recon_logits.topk(min(5, recon_logits.shape[1]), dim=1).indices
             rec = float((top5 == top1).any(1).float().mean())
+        gain = paired_gain(g.centre_error.numpy(), g.centroid_error.numpy(), seed)
         numbers.append(GroupNumbers(name, len(keys), n, g.mae, g.share_within(radius_px),
-                                    float(g.centroid_error.median()), float(g.centre_error.median()), rec))
+                                    float(g.centroid_error.median()), float(g.centre_error.median()), rec,
+                                    gain_over_centre_px=gain[0], gain_over_centre_ci_low=gain[1],
+                                    gain_over_centre_ci_high=gain[2]))
     probe_keys, probe_renderer, probe_objects = trained, renderer, f"{len(trained)} training objects of {patches}"
     if probe is not None and not trained and results:
         probe_keys, probe_renderer, probe_objects = _own_training_objects(meta, entry.normalisation, log)
@@ -165,7 +179,9 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
         log(f"fitting the position probe on {PROBE_SCENES} scenes of {probe_objects}")
         for g_num, err in zip((g for g in numbers if g.group in results),
                               probe_errors(probe, encoder, probe_renderer, probe_keys, meta, results, seed, threshold)):
-            g_num.probe_median_error_px = err
+            g_num.probe_median_error_px = float(torch.as_tensor(err).median())  # torch's (lower middle), as the others
+            gain = paired_gain(err, results[g_num.group].centroid_error.numpy(), seed)
+            g_num.gain_over_probe_px, g_num.gain_over_probe_ci_low, g_num.gain_over_probe_ci_high = gain
     else:
         probe_objects = ""
     extractor.close()
@@ -197,13 +213,33 @@ def _own_training_objects(meta, normalisation, log) -> tuple[list[str], SceneRen
 
 
 CSV_COLUMNS = ("group", "objects", "scenes", "mae", "centroid_share", "median_centroid_error_px",
-               "centre_median_error_px", "probe_median_error_px", "recognised_share")
+               "centre_median_error_px", "probe_median_error_px", "recognised_share",
+               "gain_over_centre_px", "gain_over_centre_ci_low", "gain_over_centre_ci_high",
+               "gain_over_probe_px", "gain_over_probe_ci_low", "gain_over_probe_ci_high")
+RESAMPLES = 2000
+
+
+def paired_gain(baseline: np.ndarray, decoder: np.ndarray, seed: int) -> tuple[float, float | None, float | None]:
+    """The median over scenes of `baseline` − `decoder` (px; > 0: the decoder places better) and its 95% percentile
+    bootstrap interval over scenes (None below 2 scenes). Paired on the same scenes, so a scene that is hard for
+    both counts once: whether the decoder beats the baseline becomes an interval, not two medians eyeballed."""
+    from scipy.stats import bootstrap
+
+    d = np.asarray(baseline, np.float64) - np.asarray(decoder, np.float64)
+    d = d[np.isfinite(d)]  # a scene whose truth has no object pixel has no error to compare
+    if not len(d):
+        return float("nan"), None, None
+    med = float(np.median(d))
+    if len(d) < 2 or np.ptp(d) == 0:
+        return med, (med if len(d) >= 2 else None), (med if len(d) >= 2 else None)
+    res = bootstrap((d,), np.median, n_resamples=RESAMPLES, method="percentile", rng=np.random.default_rng([seed, 13]))
+    return med, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def probe_errors(probe: Probe, encoder: Encoder, renderer: SceneRenderer, trained: list[str], meta,
-                 results: dict[str, GroupResult], seed: int, threshold: float) -> list[float]:
-    """Per group of `results` (in order), the median px between `probe`'s predicted object centroid and the truth's,
-    the probe fitted on PROBE_SCENES seeded single-object scenes of the `trained` objects."""
+                 results: dict[str, GroupResult], seed: int, threshold: float) -> list[np.ndarray]:
+    """Per group of `results` (in order), per scene the px between `probe`'s predicted object centroid and the
+    truth's, the probe fitted on PROBE_SCENES seeded single-object scenes of the `trained` objects."""
     rng = np.random.default_rng([seed, 11])
     scenes = random_scenes(rng, trained, PROBE_SCENES, tuple(meta.settings.sizes), 1, meta.canvas)
     feats, ys = [], []
@@ -219,8 +255,7 @@ def probe_errors(probe: Probe, encoder: Encoder, renderer: SceneRenderer, traine
     out = []
     for g, p in zip(groups, np.split(pred, np.cumsum([len(g.features) for g in groups])[:-1])):
         true_c = centroids(object_mask(g.truth, threshold)).numpy()
-        dist = torch.as_tensor(np.linalg.norm(p - true_c, axis=1))
-        out.append(float(dist.median()))  # torch's median (the lower middle), as the other medians of the report
+        out.append(np.linalg.norm(p - true_c, axis=1))
     return out
 
 
