@@ -214,15 +214,16 @@ def test_cli_train_comparator_option_reaches_the_encoder(tmp_path):
     assert list(tmp_path.iterdir()) == []  # refused before any work: no object cache, no state
 
 
-# Measured with `shiftlens inverter evaluate SHIPPED --patches sample` (48 scenes, seed 123): the shipped decoders
-# never saw the nine bundled objects; their median centroid error against the centre guess on the same scenes is in
-# SHIPPED_MEASURED (docs/decoder.md). The bound keeps half of each measured margin: a regression to a decoder that
-# places nothing (or no better than the centre) fails.
+# Measured with `shiftlens inverter evaluate shipped:efficientnet_lite0:LAYER --patches sample` (48 scenes, seed 123):
+# the shipped decoders never saw the nine bundled objects; their median centroid error and the centre guess's on the
+# same scenes are SHIPPED_MEASURED (docs/decoder.md). Paired scene by scene the decoders are not clearly better than
+# the centre guess (intervals span 0), so this is a guard against regressions (a decoder that draws nothing, or
+# draws it elsewhere, moves the median by far more than 3 px), not evidence that they place objects.
 SHIPPED_MEASURED = {"pool": (41.2, 48.3), "fc": (46.8, 48.3)}
 
 
 @pytest.mark.parametrize("layer", ["pool", "fc"])
-def test_shipped_lite0_decoder_places_unseen_objects_better_than_the_centre(layer):
+def test_shipped_lite0_decoders_keep_their_measured_numbers_on_unseen_objects(layer):
     from shiftlens.inversion.evaluation import evaluate_file
 
     path = shipped_decoders()[("efficientnet_lite0", layer)]
@@ -236,7 +237,8 @@ def test_shipped_lite0_decoder_places_unseen_objects_better_than_the_centre(laye
     assert held.objects == 9 and report.group("training").objects == 0
     measured, centre = SHIPPED_MEASURED[layer]
     assert held.centre_median_error_px == pytest.approx(centre, abs=0.1)  # the same scenes as measured
-    assert held.median_centroid_error_px < centre - (centre - measured) / 2, held
+    assert held.median_centroid_error_px == pytest.approx(measured, abs=3.0), held
+    assert held.gain_over_centre_ci_low < held.gain_over_centre_ci_high
 
 
 # -- issue 22: the encoder's weights, tampered metadata, options checked before any work -------------------------
