@@ -54,6 +54,24 @@ def test_a_position_code_independent_of_the_object_is_read_on_unseen_objects_and
     assert table.loc[("pos", "knn"), "median_dist_px"] < 0.6 * centre.median_dist_px
     const = table.loc[("const", "ridge")]  # nothing to read: ridge falls back to the training mean, the baseline
     assert const.median_dist_px == pytest.approx(table.loc[("const", "centre"), "median_dist_px"], rel=1e-9)
+    # paired over objects: ridge on `pos` gains about the centre guess's whole error, its interval clear of 0; on
+    # `const` it gains nothing (interval at 0); the centre guess gains nothing over itself
+    assert ridge.gain_over_centre_ci_low > 15 and ridge.gain_over_centre_ci_low <= ridge.gain_over_centre_px
+    assert ridge.gain_over_centre_px <= ridge.gain_over_centre_ci_high
+    assert abs(const.gain_over_centre_px) < 1e-6 and abs(const.gain_over_centre_ci_high) < 1e-6
+    assert (table.loc[("pos", "centre"), ["gain_over_centre_px", "gain_over_centre_ci_low"]] == 0).all()
+
+
+def test_the_gain_over_the_centre_guess_is_paired_and_its_unit_is_the_object():
+    from shiftlens.analyses.cross_object import gain_over_centre
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(12), 20)
+    hard = np.repeat(rng.uniform(10, 100, 12), 20)  # objects differ in difficulty far more than the gain
+    g = gain_over_centre(hard - 3 + rng.normal(0, 0.5, 240), hard, groups)
+    assert 2 < g["gain_over_centre_ci_low"] < g["gain_over_centre_px"] < g["gain_over_centre_ci_high"] < 4
+    one = gain_over_centre(hard - 3, hard + np.where(groups == 0, 300.0, 0.0), groups)  # one object far off
+    assert one["gain_over_centre_ci_high"] - one["gain_over_centre_ci_low"] > 20  # 12 objects, not 240 rows
 
 
 def test_a_channel_only_one_object_uses_does_not_blow_up_the_linear_probe():

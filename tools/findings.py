@@ -210,17 +210,30 @@ def location_section(I: Intervals, frames: dict[str, pd.DataFrame]) -> list[str]
         probes = list(dict.fromkeys(cross.probe))
         keys = list(dict.fromkeys(zip(cross.model, cross.layer, cross.weights, cross.patch_size.astype(int))))
         rows = []
+        # runs written before the paired gain existed have no such column: their table keeps the medians alone
+        gains = [p for p in probes if p != "centre"] if "gain_over_centre_px" in cross else []
         for m, l, w, s in keys:
             sub = cross[(cross.model == m) & (cross.layer == l) & (cross.weights == w) & (cross.patch_size == s)]
             by = {r.probe: r for r in sub.itertuples(index=False)}
             first = sub.iloc[0]
             note = "; ".join(n for n in dict.fromkeys(sub.note.astype(str)) if n) if "note" in sub else ""
+
+            def gain(p: str) -> str:
+                r = by.get(p)
+                if r is None or not math.isfinite(r.gain_over_centre_px):
+                    return "–"
+                return (f"{r.gain_over_centre_px:+.1f} [{r.gain_over_centre_ci_low:+.1f}, "
+                        f"{r.gain_over_centre_ci_high:+.1f}]").replace("-", "−")
+
             rows.append([_label(m, l, w), str(s), *(plain(getattr(by.get(p), "median_dist_px", float("nan")), 1)
-                                                    for p in probes),
+                                                    for p in probes), *(gain(p) for p in gains),
                          plain(first.get("n_patches"), 0), note])
         out.append("**Location probe across objects** (grouped folds over objects: median Euclidean error in px of "
-                   "each probe; `centre` guesses the training rows' mean centre; pooled over objects, no interval)"
-                   "\n\n" + markdown(["model, layer", "size", *probes, "objects", "note"], rows))
+                   "each probe; `centre` guesses the training rows' mean centre; "
+                   + ("gain = mean over objects of the centre guess's error minus the probe's [95% CI over objects])"
+                      if gains else "pooled over objects, no interval)")
+                   + "\n\n" + markdown(["model, layer", "size", *probes, *(f"{p} gain" for p in gains), "objects",
+                                         "note"], rows))
     return out
 
 

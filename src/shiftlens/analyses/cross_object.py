@@ -19,6 +19,11 @@ test object that uses it (on the bundled objects it made ridge err 2-3x more tha
   cross-validation over the training objects (GroupKFold, MLP_INNER_FOLDS), then refitted on every training row;
 - `centre`: the baseline, the training rows' mean centre whatever the features (what a probe that learnt nothing
   predicts).
+
+Each probe's `gain_over_centre_px` is paired: per object, the mean over its positions of (the centre guess's error
+minus the probe's), then the mean over objects with a 95% percentile bootstrap interval over objects
+(analyses.intervals). Two pooled medians side by side can differ while, object by object, the probe is no better;
+an interval clear of 0 says it is.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.neural_network import MLPRegressor
 
 from shiftlens.analyses.folds import N_FOLDS
+from shiftlens.analyses.intervals import percentile_interval
 from shiftlens.analyses.position_scores import position_scores
 from shiftlens.store import Part
 
@@ -55,7 +61,18 @@ MLP_SEED = 0
 MIN_PATCHES = 3
 """Each training fold then holds at least two objects, one to leave out while choosing the ridge penalty."""
 COLUMNS = ["model", "layer", "weights", "patch_size", "protocol", "probe", "median_dist_px", "dist_px", "mae_px",
-           "r2_x", "r2_y", "n_patches", "n_positions", "n_folds", "note"]
+           "r2_x", "r2_y", "gain_over_centre_px", "gain_over_centre_ci_low", "gain_over_centre_ci_high",
+           "n_patches", "n_positions", "n_folds", "note"]
+
+
+def gain_over_centre(err: np.ndarray, centre_err: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Per object the mean of (centre error − probe error) over its rows, then the mean over objects and its 95%
+    percentile bootstrap interval over objects: objects, not positions, are the unit a new object is drawn from."""
+    d = centre_err - err
+    per_object = np.array([d[groups == g].mean() for g in np.unique(groups)])[:, None]
+    low, high = percentile_interval(per_object)
+    return dict(gain_over_centre_px=float(per_object.mean()), gain_over_centre_ci_low=float(low[0]),
+                gain_over_centre_ci_high=float(high[0]))
 
 
 def group_folds(groups: np.ndarray) -> np.ndarray:
@@ -219,8 +236,11 @@ def cross_object_table(parts: list[Part]) -> pd.DataFrame:
             rows += [dict(ident, probe=p, n_folds=0, note=note) for p in PROBES]
             continue
         test = group_folds(groups)
-        for probe, pred in probe_predictions(X, Y, groups, test).items():
+        preds = probe_predictions(X, Y, groups, test)
+        centre_err = np.linalg.norm(preds["centre"] - Y, axis=1)
+        for probe, pred in preds.items():
             scores = position_scores(pred.T, Y.T)
-            rows.append(dict(ident, probe=probe, median_dist_px=float(np.median(np.linalg.norm(pred - Y, axis=1))),
-                             n_folds=len(test), note="", **scores))
+            err = np.linalg.norm(pred - Y, axis=1)
+            rows.append(dict(ident, probe=probe, median_dist_px=float(np.median(err)), n_folds=len(test), note="",
+                             **scores, **gain_over_centre(err, centre_err, groups)))
     return pd.DataFrame(rows, columns=COLUMNS)
