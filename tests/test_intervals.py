@@ -236,7 +236,7 @@ def test_findings_copies_the_tables_and_prints_every_section(tiny_run, tmp_path,
     assert any("(n = 1)" in r for r in per_cat)  # cup has one object: no interval
     cross = text.split("**Location probe across objects")[1].split("\n\n")[1].splitlines()
     assert "| ridge gain | knn gain | mlp gain |" in cross[0] and "centre gain" not in cross[0]
-    assert re.search(r"\| [+−]\d+\.\d \[[+−]\d+\.\d, [+−]\d+\.\d\] \|", cross[2]), cross
+    assert re.search(r"\| ([+−]\d+\.\d|0\.0) \[([+−]\d+\.\d|0\.0), ([+−]\d+\.\d|0\.0)\] \|", cross[2]), cross
 
 
 def test_findings_computes_intervals_for_a_run_that_predates_them(tiny_run, tmp_path, capsys):

@@ -222,8 +222,9 @@ def location_section(I: Intervals, frames: dict[str, pd.DataFrame]) -> list[str]
                 r = by.get(p)
                 if r is None or not math.isfinite(r.gain_over_centre_px):
                     return "–"
-                return (f"{r.gain_over_centre_px:+.1f} [{r.gain_over_centre_ci_low:+.1f}, "
-                        f"{r.gain_over_centre_ci_high:+.1f}]").replace("-", "−")
+                signed = lambda v: "0.0" if abs(v) < 0.05 else f"{v:+.1f}".replace("-", "−")  # noqa: E731
+                return (f"{signed(r.gain_over_centre_px)} [{signed(r.gain_over_centre_ci_low)}, "
+                        f"{signed(r.gain_over_centre_ci_high)}]")
 
             rows.append([_label(m, l, w), str(s), *(plain(getattr(by.get(p), "median_dist_px", float("nan")), 1)
                                                     for p in probes), *(gain(p) for p in gains),
