@@ -11,7 +11,8 @@ source) and of those it was trained on (`training`), each encoded by the decoder
 - `median_centroid_error_px`, and `centre_median_error_px`: the same median for the guess "the canvas centre", on
   the same scenes, the baseline a decoder that places anything must beat;
 - `gain_over_centre_px` (and, with a probe, `gain_over_probe_px`): the median over the same scenes of the baseline's
-  error minus the decoder's, with a 95% percentile bootstrap interval over scenes (`_ci_low`, `_ci_high`): > 0 with
+  error minus the decoder's, with a 95% percentile bootstrap interval over objects (scenes of one object resampled
+  together; `_ci_low`, `_ci_high`): > 0 with
   an interval clear of 0 says the decoder places objects better than the baseline, not just a smaller median;
 - `recognised_share`: the share of scenes where the network's top-5 classes on the reconstruction hold its top-1
   class on the original (None for a model without a logits layer);
@@ -167,7 +168,7 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
             top1 = truth_logits.argmax(1, keepdim=True)
             top5 = recon_logits.topk(min(5, recon_logits.shape[1]), dim=1).indices
             rec = float((top5 == top1).any(1).float().mean())
-        gain = paired_gain(g.centre_error.numpy(), g.centroid_error.numpy(), seed)
+        gain = paired_gain(g.centre_error.numpy(), g.centroid_error.numpy(), seed, scene_objects(g))
         numbers.append(GroupNumbers(name, len(keys), n, g.mae, g.share_within(radius_px),
                                     float(g.centroid_error.median()), float(g.centre_error.median()), rec,
                                     gain_over_centre_px=gain[0], gain_over_centre_ci_low=gain[1],
@@ -180,7 +181,8 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
         for g_num, err in zip((g for g in numbers if g.group in results),
                               probe_errors(probe, encoder, probe_renderer, probe_keys, meta, results, seed, threshold)):
             g_num.probe_median_error_px = float(torch.as_tensor(err).median())  # torch's (lower middle), as the others
-            gain = paired_gain(err, results[g_num.group].centroid_error.numpy(), seed)
+            gain = paired_gain(err, results[g_num.group].centroid_error.numpy(), seed,
+                               scene_objects(results[g_num.group]))
             g_num.gain_over_probe_px, g_num.gain_over_probe_ci_low, g_num.gain_over_probe_ci_high = gain
     else:
         probe_objects = ""
@@ -219,21 +221,33 @@ CSV_COLUMNS = ("group", "objects", "scenes", "mae", "centroid_share", "median_ce
 RESAMPLES = 2000
 
 
-def paired_gain(baseline: np.ndarray, decoder: np.ndarray, seed: int) -> tuple[float, float | None, float | None]:
+def paired_gain(baseline: np.ndarray, decoder: np.ndarray, seed: int,
+                objects: np.ndarray | None = None) -> tuple[float, float | None, float | None]:
     """The median over scenes of `baseline` − `decoder` (px; > 0: the decoder places better) and its 95% percentile
-    bootstrap interval over scenes (None below 2 scenes). Paired on the same scenes, so a scene that is hard for
-    both counts once: whether the decoder beats the baseline becomes an interval, not two medians eyeballed."""
-    from scipy.stats import bootstrap
-
+    bootstrap interval, resampling `objects` (each scene's object; None: every scene its own), so that scenes of one
+    object count as one draw: a new object, not a new scene of a known one, is what the interval is about (None
+    below 2 objects). Paired on the same scenes, so a scene that is hard for both counts once."""
     d = np.asarray(baseline, np.float64) - np.asarray(decoder, np.float64)
-    d = d[np.isfinite(d)]  # a scene whose truth has no object pixel has no error to compare
+    groups = np.arange(len(d)) if objects is None else np.asarray(objects)
+    ok = np.isfinite(d)  # a scene whose truth has no object pixel has no error to compare
+    d, groups = d[ok], groups[ok]
     if not len(d):
         return float("nan"), None, None
     med = float(np.median(d))
-    if len(d) < 2 or np.ptp(d) == 0:
-        return med, (med if len(d) >= 2 else None), (med if len(d) >= 2 else None)
-    res = bootstrap((d,), np.median, n_resamples=RESAMPLES, method="percentile", rng=np.random.default_rng([seed, 13]))
-    return med, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == i) for i in range(inverse.max() + 1)]
+    if len(members) < 2:
+        return med, None, None
+    rng = np.random.default_rng([seed, 13])
+    draws = rng.integers(0, len(members), (RESAMPLES, len(members)))
+    medians = np.array([np.median(d[np.concatenate([members[i] for i in row])]) for row in draws])
+    low, high = np.quantile(medians, [0.025, 0.975])
+    return med, float(low), float(high)
+
+
+def scene_objects(g: GroupResult) -> np.ndarray:
+    """The object of each single-object scene of `g`: the unit the gains' intervals resample."""
+    return np.array([sc.objects[0].patch for sc in g.scenes])
 
 
 def probe_errors(probe: Probe, encoder: Encoder, renderer: SceneRenderer, trained: list[str], meta,
