@@ -513,7 +513,7 @@ def test_evaluate_file_measures_a_probe_on_the_same_scenes(tiny_model, two_sourc
     assert any("probe is not fitted" in line for line in logs)
 
 
-def test_paired_gain_is_a_median_difference_with_an_interval_over_scenes():
+def test_paired_gain_is_a_median_difference_with_an_interval_over_scenes_or_objects():
     from shiftlens.inversion.evaluation import paired_gain
 
     rng = np.random.default_rng(0)

@@ -12,8 +12,8 @@ source) and of those it was trained on (`training`), each encoded by the decoder
   the same scenes, the baseline a decoder that places anything must beat;
 - `gain_over_centre_px` (and, with a probe, `gain_over_probe_px`): the median over the same scenes of the baseline's
   error minus the decoder's, with a 95% percentile bootstrap interval over objects (scenes of one object resampled
-  together; `_ci_low`, `_ci_high`): > 0 with
-  an interval clear of 0 says the decoder places objects better than the baseline, not just a smaller median;
+  together; `_ci_low`, `_ci_high`): > 0 with an interval clear of 0 says the decoder places objects better than the
+  baseline, not just a smaller median;
 - `recognised_share`: the share of scenes where the network's top-5 classes on the reconstruction hold its top-1
   class on the original (None for a model without a logits layer);
 - `probe_median_error_px` (with `probe=`, as the CLI passes the location analysis's cross-object ridge): the median
@@ -70,7 +70,8 @@ class GroupNumbers:
     recognised_share: float | None = None
     probe_median_error_px: float | None = None
     gain_over_centre_px: float | None = None
-    """Median over scenes of (centre guess's error − decoder's error), px: > 0, the decoder places better."""
+    """Median over scenes of (centre guess's error − decoder's error), px: > 0, the decoder places better; its
+    interval (`_ci_low`, `_ci_high`) resamples objects."""
     gain_over_centre_ci_low: float | None = None
     gain_over_centre_ci_high: float | None = None
     gain_over_probe_px: float | None = None
@@ -180,9 +181,9 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
         log(f"fitting the position probe on {PROBE_SCENES} scenes of {probe_objects}")
         for g_num, err in zip((g for g in numbers if g.group in results),
                               probe_errors(probe, encoder, probe_renderer, probe_keys, meta, results, seed, threshold)):
+            g = results[g_num.group]
             g_num.probe_median_error_px = float(torch.as_tensor(err).median())  # torch's (lower middle), as the others
-            gain = paired_gain(err, results[g_num.group].centroid_error.numpy(), seed,
-                               scene_objects(results[g_num.group]))
+            gain = paired_gain(err, g.centroid_error.numpy(), seed, scene_objects(g))
             g_num.gain_over_probe_px, g_num.gain_over_probe_ci_low, g_num.gain_over_probe_ci_high = gain
     else:
         probe_objects = ""
