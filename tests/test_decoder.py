@@ -446,6 +446,14 @@ def test_evaluate_file_writes_numbers_and_a_figure(tiny_model, two_sources, tmp_
 
     with Image.open(tmp_path / "ev" / "evaluation.png") as im:
         assert im.size[0] == 3 * 112 and im.size[1] > 4 * 112
+    assert report.untrained and data["untrained"] is True  # the tiny model has random weights: every output says so
+    from shiftlens.inversion.evaluation import figure
+    from shiftlens.inversion.train import GroupResult
+
+    blank = torch.ones(2, 3, 32, 32)
+    g = GroupResult([None, None], blank, blank, torch.zeros(2, 4), torch.zeros(2), torch.zeros(2))  # type: ignore[list-item]
+    label = lambda img: np.asarray(img.convert("L"))[:14]  # noqa: E731 - the group's label row
+    assert (label(figure({"held_out": g}, 2, untrained=True)) != label(figure({"held_out": g}, 2))).any()
     # only objects it never saw: the training group is empty, said so instead of failing
     only = evaluate_file(out, f"folder:{other}", n=2, seed=5)
     assert only.group("training").objects == 0 and only.group("training").mae is None
@@ -557,6 +565,7 @@ def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_mode
                                       "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
     assert "held-out (1)" in result.output and "training (3)" in result.output and "centre guess" in result.output
+    assert "(untrained weights)" in result.output  # random encoder weights, said in the table's title
     assert "ridge probe" in result.output
     assert (tmp_path / "ev" / "evaluation.csv").is_file()
     for args, message in (([str(tmp_path / "none.pt"), "--patches", first], "does not exist"),

@@ -615,8 +615,8 @@ def inverter_evaluate(
                                per_category=per_category, figure_n=figure,
                                log=lambda s: console.print(s, markup=False, highlight=False),
                                probe=ridge_fit_predict if probe else None)
-    table = Table(title=f"{report.spec} decoder {file} ({report.steps} steps) on {patches}: {n} scenes per group, "
-                        f"seed {seed}")
+    table = Table(title=f"{report.spec}{' (untrained weights)' if report.untrained else ''} decoder {file} "
+                        f"({report.steps} steps) on {patches}: {n} scenes per group, seed {seed}")
     for col in ("objects", "n", "error", f"within {report.radius_px:g} px", "median centroid px", "centre guess px",
                 "ridge probe px", "recognised", "gain over centre px [95% CI]", "gain over probe px [95% CI]"):
         table.add_column(col)

@@ -95,8 +95,10 @@ class Report:
     training_sources: list[dict] = field(default_factory=list)
     note: str = ""
     probe_objects: str = ""
-    """What the probe was fitted on: the training objects of SOURCE, or of the decoder's FILE.objects.npz."""
+    """What the probe was fitted on: the training objects of SOURCE, or those of the decoder's training source."""
     outputs: dict[str, str] = field(default_factory=dict)
+    untrained: bool = False
+    """The encoder's weights are random: every output says so (table title, figure)."""
 
     def group(self, name: str) -> GroupNumbers:
         return next(g for g in self.groups if g.group == name)
@@ -190,7 +192,8 @@ def evaluate_file(path: Path | str, patches: str, n: int = 48, seed: int = 123, 
     extractor.close()
     report = Report(str(path), meta.spec, weights, meta.steps_done,
                     patches, n, seed, radius_px, threshold, numbers,
-                    [s.model_dump() for s in meta.training_sources], note, probe_objects=probe_objects)
+                    [s.model_dump() for s in meta.training_sources], note, probe_objects=probe_objects,
+                    untrained=encoder.untrained)
     if out is not None:
         report.outputs = write_outputs(report, results, Path(out), figure_n)
     return report
@@ -286,7 +289,7 @@ def write_outputs(report: Report, results: dict[str, GroupResult], out: Path, fi
     files = {"json": str(out / "evaluation.json"), "csv": str(out / "evaluation.csv")}
     atomic_write_text(out / "evaluation.csv", "\n".join(lines) + "\n")
     if figure_n and results:
-        image = figure(results, figure_n)
+        image = figure(results, figure_n, untrained=report.untrained)
         with atomic_path(out / "evaluation.png") as tmp:
             image.save(tmp, format="PNG")
         files["figure"] = str(out / "evaluation.png")
@@ -295,8 +298,9 @@ def write_outputs(report: Report, results: dict[str, GroupResult], out: Path, fi
     return files
 
 
-def figure(results: dict[str, GroupResult], k: int, cell: int = 112):
-    """Per group two rows, truth above reconstruction, the group's first `k` scenes, `cell` px each."""
+def figure(results: dict[str, GroupResult], k: int, cell: int = 112, untrained: bool = False):
+    """Per group two rows, truth above reconstruction, the group's first `k` scenes, `cell` px each; each group's
+    label says when the encoder's weights are untrained."""
     from PIL import Image, ImageDraw
 
     label_h, gap = 14, 6
@@ -310,7 +314,8 @@ def figure(results: dict[str, GroupResult], k: int, cell: int = 112):
         r = results[name]
         m = min(k, len(r.scenes))
         dist = r.centroid_error
-        draw.text((2, y + 1), f"{name.replace('_', '-')}: truth (top), reconstruction (bottom, centroid error px)",
+        draw.text((2, y + 1), ("UNTRAINED (random) weights - " if untrained else "")
+                  + f"{name.replace('_', '-')}: truth (top), reconstruction (bottom, centroid error px)",
                   fill=(0, 0, 0))
         y += label_h
         for i in range(m):
