@@ -555,7 +555,7 @@ def test_ridge_probe_reads_a_linear_position_code_across_objects():
     assert np.median(np.linalg.norm(Y[240:] - Y[:240].mean(0), axis=1)) > 40
 
 
-def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_model, two_sources, tmp_path):
+def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_model, two_sources, tmp_path, monkeypatch):
     from shiftlens.cli import app
 
     out = tmp_path / "d.pt"
@@ -578,3 +578,9 @@ def test_cli_evaluate_prints_a_table_and_refuses_bad_input_in_one_line(tiny_mode
         result = CliRunner().invoke(app, ["inverter", "evaluate", *args])
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+    from shiftlens.inversion.decoder import decoder_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shipped:mine.pt").write_bytes(out.read_bytes())  # a user's file named like the shipped form
+    assert decoder_file("shipped:mine.pt") == Path("shipped:mine.pt")
+    assert decoder_file("shipped:efficientnet_lite0:pool") == shipped_decoders()[("efficientnet_lite0", "pool")]

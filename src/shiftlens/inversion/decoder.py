@@ -435,7 +435,7 @@ def decoder_file(arg: str | Path) -> Path:
     """A decoder file named on the command line: a path, or `shipped:MODEL:LAYER` for the packaged one (so the
     README's numbers for the shipped decoders come from a command that names no install path)."""
     text = str(arg)
-    if not text.startswith("shipped:"):
+    if not text.startswith("shipped:") or Path(arg).is_file():  # a user's file may be named so: it wins
         return Path(arg)
     model, _, layer = text.removeprefix("shipped:").rpartition(":")
     shipped = shipped_decoders()
